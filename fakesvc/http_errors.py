@@ -1,0 +1,37 @@
+"""Every error answer is JSON ``{"detail": ..., "trace_id": ...}``: never HTML, never a traceback."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from fakesvc.correlation import current_trace_id
+from fakesvc.jsonfast import dumps_str
+
+_log = structlog.get_logger("fakesvc.http")
+
+
+def error_response(status: int, detail: object, **extra: object) -> web.Response:
+    """A JSON error answer naming the current trace."""
+    body = {"detail": detail, "trace_id": current_trace_id.get(), **extra}
+    return web.json_response(body, status=status, dumps=dumps_str)
+
+
+@web.middleware
+async def json_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's HTTP exceptions (404, 405, 413, ...) and crashes into JSON answers."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
+        response = error_response(exc.status, detail)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception:
+        _log.exception("Unhandled error", path=request.path)
+        return error_response(500, "Internal server error")
