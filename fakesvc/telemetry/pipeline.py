@@ -1,0 +1,138 @@
+"""The process's telemetry pipeline: which signals go out, one batcher, one provider per service.
+
+The entry points build one :class:`Telemetry` per process and hand it to every
+service's ``create_app``; everything a handler emits goes through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from fakesvc import settings
+from fakesvc.config import REMOTE_SIGNALS, TRACE_EXPORTERS
+from fakesvc.correlation import current_trace_id
+from fakesvc.settings import Setting
+from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
+from fakesvc.telemetry.logs import Emit
+from fakesvc.telemetry.signals import METRICS_PATH, metric_signal
+from fakesvc.telemetry.span_export import ProdSentinelSpanExporter
+from fakesvc.telemetry.tracing import tracer_provider
+
+DEFAULT_TRACE_EXPORTERS = frozenset({"prodsentinel"})
+
+TELEMETRY_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "FAKESVC_TELEMETRY",
+        "--telemetry",
+        frozenset(REMOTE_SIGNALS),
+        settings.comma_set(*REMOTE_SIGNALS),
+        "remote signals besides spans: comma list of logs, metrics; empty = none",
+    ),
+    Setting(
+        "OTEL_TRACES_EXPORTER",
+        "--traces-exporter",
+        DEFAULT_TRACE_EXPORTERS,
+        settings.comma_set(*TRACE_EXPORTERS),
+        "span exporters: console, none, prodsentinel, otlp (comma list)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Which signals leave the process, and the batcher that carries them."""
+
+    signals: frozenset[str] = frozenset(REMOTE_SIGNALS)
+    trace_exporters: frozenset[str] = DEFAULT_TRACE_EXPORTERS
+    batcher: BatcherConfig | None = None
+
+    @property
+    def remote(self) -> bool:
+        """True when anything at all goes to the backend."""
+        return bool(self.signals) or "prodsentinel" in self.trace_exporters
+
+
+def telemetry_config(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> TelemetryConfig:
+    """Build the telemetry config (flag > env > default)."""
+    values = settings.resolve(TELEMETRY_SETTINGS, args, environ)
+    batcher = BatcherConfig(**settings.resolve(BATCHER_SETTINGS, args, environ))
+    return TelemetryConfig(values["telemetry"], values["traces_exporter"], batcher)
+
+
+def telemetry_settings() -> tuple[Setting, ...]:
+    """Every setting :func:`telemetry_config` reads, for the entry points' parsers."""
+    return TELEMETRY_SETTINGS + tuple(BATCHER_SETTINGS)
+
+
+class Telemetry:
+    """What the services emit through: the shared batcher and per-service tracer providers."""
+
+    def __init__(self, config: TelemetryConfig, *, console: TextIO | None = None) -> None:
+        self.config = config
+        self.batcher: Batcher | None = None
+        if config.remote and config.batcher is not None:
+            self.batcher = Batcher(config.batcher)
+        self._console = console
+        self._providers: dict[str, TracerProvider] = {}
+        self._metrics = self.batcher is not None and "metrics" in config.signals
+
+    @classmethod
+    def local_only(cls, *, trace_exporters: frozenset[str] = frozenset({"none"})) -> Telemetry:
+        """Nothing leaves the process: for tests and for runs without a backend."""
+        return cls(TelemetryConfig(frozenset(), trace_exporters, None))
+
+    @property
+    def log_shipper(self) -> Emit | None:
+        """The emit function logs are shipped through, or None when logs stay local."""
+        if self.batcher is not None and "logs" in self.config.signals:
+            return self.batcher.emit
+        return None
+
+    def tracer_provider(self, service: str) -> TracerProvider:
+        """The one provider of ``service`` in this process."""
+        provider = self._providers.get(service)
+        if provider is None:
+            batcher = self.batcher
+            provider = tracer_provider(
+                service,
+                self.config.trace_exporters,
+                prodsentinel=(lambda: ProdSentinelSpanExporter(batcher)) if batcher else None,
+                console=self._console,
+            )
+            self._providers[service] = provider
+        return provider
+
+    def metric(self, service: str, name: str, value: float, unit: str, attributes: dict[str, Any]) -> None:
+        """Emit a metric of the current checkout (no-op when metrics are off)."""
+        trace_id = current_trace_id.get()
+        if self._metrics and trace_id:
+            self.batcher.emit(METRICS_PATH, metric_signal(service, trace_id, name, value, unit, attributes))
+
+    def stats(self) -> dict[str, Any]:
+        """The batcher's counters, or a note that nothing is sent."""
+        if self.batcher is None:
+            return {"remote": False}
+        return {"remote": True, **self.batcher.stats()}
+
+    async def start(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.start()
+
+    async def close(self, deadline_s: float | None = None) -> dict[str, Any]:
+        """Flush and close: spans first (they feed the batcher), then the batcher."""
+        for provider in self._providers.values():
+            provider.shutdown()
+        started = time.monotonic()
+        if self.batcher is None:
+            return {"remote": False}
+        summary = await self.batcher.close(deadline_s)
+        summary.setdefault("close_s", round(time.monotonic() - started, 3))
+        return summary
