@@ -1,0 +1,372 @@
+"""The skeleton of one hop, shared by the three services.
+
+A request flows through it in one direction: bind the checkout -> decide and
+apply faults -> run the service's step (which may call downstream) -> log,
+measure -> answer JSON. The services only describe their step; how a hop
+fails, what evidence an error log carries and how faults travel back to the
+caller live here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import random
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from opentelemetry.trace import StatusCode
+
+from fakesvc.config import ServiceConfig
+from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
+from fakesvc.faults import Chaos, Fault
+from fakesvc.http_errors import error_response
+from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.telemetry.pipeline import Telemetry
+
+FAULTS_HEADER = "x-fakesvc-faults"
+SLOW_HOP_MS = 1000.0
+LATENCY_METRIC = "request_latency"
+
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    502: "BAD_GATEWAY",
+    503: "UNAVAILABLE",
+    504: "TIMEOUT",
+}
+
+_log = structlog.get_logger("fakesvc.hop")
+
+
+class UpstreamFailure(Exception):
+    """A downstream call that did not answer 2xx: a timeout, a lost connection or an error status."""
+
+    def __init__(self, service: str, reason: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{service} {reason}: {detail}")
+        self.service = service
+        self.reason = reason  # "timeout" | "connection" | "status"
+        self.detail = detail
+        self.status = status
+
+
+class HopError(Exception):
+    """How a hop fails: the answer's status, an error code, and the exception behind it."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        error_code: str,
+        cause: BaseException | None = None,
+        event: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.error_code = error_code
+        self.cause = cause
+        self.event = event
+
+
+def error_code(service_prefix: str, status: int) -> str:
+    """``INVENTORY_UNAVAILABLE`` from ``("INVENTORY", 503)``: what dashboards group errors by."""
+    return f"{service_prefix}_{_ERROR_CODES.get(status, f'HTTP_{status}')}"
+
+
+_UPSTREAM_CODES = {"timeout": "UPSTREAM_TIMEOUT", "connection": "UPSTREAM_UNREACHABLE", "status": "UPSTREAM_ERROR"}
+
+
+def upstream_error_code(service_prefix: str, failure: UpstreamFailure) -> str:
+    """``GATEWAY_UPSTREAM_TIMEOUT`` and friends: how a caller labels its downstream's failure."""
+    return f"{service_prefix}_{_UPSTREAM_CODES[failure.reason]}"
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """A service this hop calls, and how long it waits for it."""
+
+    service: str
+    base_url: str
+    timeout_s: float
+
+
+Step = Callable[["HopContext"], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class HopSpec:
+    """What a service is: its business route, its log wording, and its step."""
+
+    service: str
+    code_prefix: str
+    method: str
+    route: str
+    key: str
+    completed: str
+    failed: str
+    step: Step
+    slow_code: str = "SLOW_RESPONSE"
+
+
+@dataclass
+class HopState:
+    """What a running service holds for its hops (one per app)."""
+
+    spec: HopSpec
+    config: ServiceConfig
+    telemetry: Telemetry
+    chaos: Chaos
+    tracer: trace.Tracer
+    rng: random.Random
+    session: aiohttp.ClientSession | None = None
+    ready: bool = False
+
+
+class HopContext:
+    """One request's view of its hop: the key, the logger, the faults seen so far."""
+
+    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "slow")
+
+    def __init__(self, state: HopState, request: web.Request, key: str, trace_id: str) -> None:
+        self.state = state
+        self.request = request
+        self.key = key
+        self.trace_id = trace_id
+        self.log = _log.bind(**{state.spec.key: key})
+        self.faults: list[dict[str, Any]] = []
+        self.slow = False  # set by a step that knows it was slow (a query that hung)
+
+    @property
+    def config(self) -> ServiceConfig:
+        return self.state.config
+
+    def inject(self, fault: Fault) -> None:
+        """Note a fault of this service, so the caller and the ground truth learn of it."""
+        self.state.chaos.record(self.trace_id, (fault,))
+        self.faults.append(fault.truth())
+
+    async def simulate(self, low_ms: float, high_ms: float) -> float:
+        """Sleep a baseline latency drawn from [low, high] ms times the latency scale."""
+        delay_ms = self.state.rng.uniform(low_ms, high_ms) * self.config.latency_scale
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        return delay_ms
+
+    def span(self, name: str, **attributes: Any) -> Any:
+        """A child span of this hop, for work worth seeing in the trace (a query, a charge)."""
+        return self.state.tracer.start_as_current_span(name, attributes=attributes)
+
+    async def call(self, downstream: Downstream, method: str, path: str) -> dict[str, Any]:
+        """Call a downstream service, forwarding the trace; raise :class:`UpstreamFailure`."""
+        session = self.state.session
+        assert session is not None, "a service with a downstream opens its session at startup"
+        timeout = aiohttp.ClientTimeout(total=downstream.timeout_s)
+        try:
+            async with session.request(
+                method,
+                downstream.base_url + path,
+                headers={REQUEST_ID_HEADER: self.trace_id},
+                timeout=timeout,
+            ) as response:
+                self._merge_faults(response.headers.get(FAULTS_HEADER))
+                body = await response.read()
+                status = response.status
+        except asyncio.TimeoutError:
+            await self._ask_injected(downstream)
+            raise UpstreamFailure(
+                downstream.service, "timeout", f"no answer within {downstream.timeout_s:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            await self._ask_injected(downstream)
+            raise UpstreamFailure(downstream.service, "connection", f"{type(exc).__name__}: {exc}") from exc
+        payload = _json_object(body)
+        if status >= 400:
+            detail = str(payload.get("detail", f"HTTP {status}"))
+            raise UpstreamFailure(downstream.service, "status", f"answered {status}: {detail}", status)
+        return payload
+
+    def _merge_faults(self, header: str | None) -> None:
+        if header:
+            faults = _json_list(header)
+            self.faults.extend(fault for fault in faults if isinstance(fault, dict))
+
+    async def _ask_injected(self, downstream: Downstream) -> None:
+        """A downstream that hung or dropped us could not say what it injected: ask it."""
+        session = self.state.session
+        try:
+            with suppress_http_instrumentation():
+                async with session.get(
+                    f"{downstream.base_url}/chaos/injected/{self.trace_id}",
+                    timeout=aiohttp.ClientTimeout(total=1.0),
+                ) as response:
+                    if response.status == 200:
+                        payload = _json_object(await response.read())
+                        self.faults.extend(payload.get("faults", []))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc))
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_list(text: str) -> list[Any]:
+    try:
+        value = loads(text)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _exception_type(name: str) -> type[Exception]:
+    """The builtin exception called ``name``, or a new one of that name (for rules' errors)."""
+    found = getattr(builtins, name, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    return type(name, (RuntimeError,), {})
+
+
+def _raise_fault(fault: Fault) -> None:
+    raise _exception_type(fault.exception)(fault.message)
+
+
+def exception_evidence(exc: BaseException) -> dict[str, str]:
+    """What an analyser reads from an error: the type, the message and a real traceback."""
+    return {
+        "error_type": type(exc).__name__,
+        "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "exception.message": str(exc),
+        "exception.stacktrace": "".join(traceback.format_exception(exc)),
+    }
+
+
+def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
+    """The failed upstream service and its status, when an upstream failure caused ``exc``."""
+    while exc is not None and not isinstance(exc, UpstreamFailure):
+        exc = exc.__cause__
+    if exc is None:
+        return {}
+    return {"upstream_service": exc.service, "upstream_status": exc.status, "upstream_reason": exc.reason}
+
+
+async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
+    """Apply this hop's injected faults; return False when the connection was dropped."""
+    for fault in faults:
+        ctx.faults.append(fault.truth())
+    for fault in faults:
+        if fault.kind in ("latency", "hang"):
+            await asyncio.sleep(fault.delay_s)
+        elif fault.kind == "drop":
+            transport = ctx.request.transport
+            if transport is not None:
+                transport.abort()
+            return False
+        elif fault.kind == "error":
+            try:
+                _raise_fault(fault)
+            except Exception as exc:
+                code = error_code(ctx.state.spec.code_prefix, fault.status or 500)
+                raise HopError(fault.status or 500, fault.message, error_code=code, cause=exc) from exc
+    return True
+
+
+def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of a service's business route, built around its step."""
+    spec = state.spec
+    loop_time = asyncio.get_running_loop
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = loop_time().time()
+        trace_id = current_trace_id.get() or ""
+        ctx = HopContext(state, request, request.match_info[spec.key], trace_id)
+        status = 200
+        try:
+            injected = state.chaos.decide(spec.route, trace_id)
+            if injected:
+                state.chaos.record(trace_id, injected)
+            if not await _apply_faults(ctx, injected):
+                status = 0
+                _finish_dropped(ctx, started)
+                return web.Response(status=500)
+            body = await spec.step(ctx)
+        except HopError as err:
+            status = err.status
+            latency_ms = _elapsed_ms(started)
+            _record_failure(ctx, err, latency_ms)
+            _measure(ctx, latency_ms, status)
+            return _with_faults(
+                error_response(status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
+            )
+        latency_ms = _elapsed_ms(started)
+        body.setdefault("latency_ms", round(latency_ms, 3))
+        _record_success(ctx, latency_ms)
+        _measure(ctx, latency_ms, status)
+        return _with_faults(web.json_response(body, dumps=dumps_str), ctx)
+
+    return handle
+
+
+def _elapsed_ms(started: float) -> float:
+    return (asyncio.get_running_loop().time() - started) * 1000
+
+
+def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
+    if ctx.faults:
+        response.headers[FAULTS_HEADER] = dumps_str(ctx.faults)
+    return response
+
+
+def _record_success(ctx: HopContext, latency_ms: float) -> None:
+    spec = ctx.state.spec
+    if ctx.slow or latency_ms >= SLOW_HOP_MS:
+        ctx.log.warning(
+            spec.completed, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True
+        )
+    else:
+        ctx.log.info(spec.completed, latency_ms=round(latency_ms, 3))
+
+
+def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
+    evidence: dict[str, Any] = {"error_code": err.error_code, "status": err.status}
+    cause = err.cause or err
+    evidence.update(exception_evidence(cause))
+    evidence.update(upstream_evidence(cause))
+    span = trace.get_current_span()
+    span.record_exception(cause)
+    span.set_status(StatusCode.ERROR, err.detail)
+    ctx.log.error(err.event or ctx.state.spec.failed, latency_ms=round(latency_ms, 3), **evidence)
+
+
+def _finish_dropped(ctx: HopContext, started: float) -> None:
+    latency_ms = _elapsed_ms(started)
+    code = f"{ctx.state.spec.code_prefix}_CONNECTION_RESET"
+    ctx.log.error(ctx.state.spec.failed, latency_ms=round(latency_ms, 3), error_code=code, status=None)
+    _measure(ctx, latency_ms, 0)
+
+
+def _measure(ctx: HopContext, latency_ms: float, status: int) -> None:
+    spec = ctx.state.spec
+    ctx.state.telemetry.metric(
+        spec.service,
+        LATENCY_METRIC,
+        round(latency_ms, 3),
+        "ms",
+        {"route": spec.route, "status": status, spec.key: ctx.key},
+    )

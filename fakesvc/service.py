@@ -1,0 +1,131 @@
+"""The application every service is: one business route around a hop, plus health, telemetry and chaos.
+
+``build_app`` is what the three ``create_app`` factories share; they only say
+what their hop is and which service they call.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
+
+from fakesvc.config import ServiceConfig
+from fakesvc.correlation import correlation_middleware
+from fakesvc.faults import Chaos, chaos_routes
+from fakesvc.hop import HopSpec, HopState, hop_handler
+from fakesvc.http_errors import error_response, json_errors_middleware
+from fakesvc.jsonfast import dumps_str
+from fakesvc.telemetry.pipeline import Telemetry
+
+HOP_STATE = web.AppKey("hop_state", HopState)
+
+
+@functools.cache
+def _server_instrumentation_ready() -> None:
+    """Initialise the aiohttp server instrumentation's module state, without patching aiohttp.
+
+    Its per-provider ``create_aiohttp_middleware`` reads globals (excluded URLs,
+    meters) that only ``instrument()`` sets, and ``instrument()`` also swaps
+    ``web.Application`` for a class that adds a middleware bound to the global
+    provider. Instrumenting and uninstrumenting once sets the globals and puts
+    ``web.Application`` back, so each service can use its own provider.
+    """
+    instrumentor = AioHttpServerInstrumentor()
+    instrumentor.instrument()
+    instrumentor.uninstrument()
+
+# Business routes read no body; control routes read small JSON documents.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _traced_business_routes(tracing: web.middleware, business_route: str) -> web.middleware:
+    """Trace only the business route: health checks and control calls would be noise in a trace."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if resource is not None and resource.canonical == business_route:
+            return await tracing(request, handler)
+        return await handler(request)
+
+    return middleware
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[HOP_STATE]
+    if not state.ready:
+        return error_response(503, "not ready")
+    return web.json_response({"status": "ready", "service": state.spec.service})
+
+
+async def telemetry_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HOP_STATE].telemetry.stats(), dumps=dumps_str)
+
+
+def build_app(
+    spec: HopSpec,
+    config: ServiceConfig,
+    telemetry: Telemetry,
+    *,
+    chaos: Chaos | None = None,
+    admin_token: str | None = None,
+    calls_downstream: bool = False,
+) -> web.Application:
+    """Assemble one service: middlewares (trace, correlate, JSON errors), routes and lifecycle."""
+    provider = telemetry.tracer_provider(spec.service)
+    _server_instrumentation_ready()
+    tracing = create_aiohttp_middleware(tracer_provider=provider)
+    app = web.Application(
+        middlewares=[
+            _traced_business_routes(tracing, spec.route),
+            correlation_middleware(spec.service),
+            json_errors_middleware,
+        ],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    state = HopState(
+        spec=spec,
+        config=config,
+        telemetry=telemetry,
+        chaos=chaos or Chaos(spec.service, seed=config.seed, hang_s=config.hang_s),
+        tracer=provider.get_tracer("fakesvc"),
+        rng=random.Random(config.seed),
+    )
+    app[HOP_STATE] = state
+    app.router.add_route(spec.method, spec.route, hop_handler(state))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/telemetry", telemetry_stats)
+    app.router.add_routes(chaos_routes(state.chaos, admin_token=admin_token, bind_host=config.host))
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if calls_downstream:
+            state.session = aiohttp.ClientSession(
+                trace_configs=[create_trace_config(tracer_provider=provider)],
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            )
+        state.ready = True
+        yield
+        state.ready = False
+        if state.session is not None:
+            await state.session.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(_not_ready)
+    return app
+
+
+async def _not_ready(app: web.Application) -> None:
+    """Stop advertising readiness as soon as shutdown begins, before in-flight requests end."""
+    app[HOP_STATE].ready = False
