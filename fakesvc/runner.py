@@ -1,0 +1,162 @@
+"""Run services in one event loop: bind sites, say where they listen, stop gracefully on a signal.
+
+Used by ``supervisor.py`` (all three services, one batcher) and by
+``python -m fakesvc.<service>`` (one service, its own batcher).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from aiohttp import web
+
+from fakesvc import gateway, inventory, payment
+from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
+from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config
+from fakesvc.settings import ConfigError, add_settings
+from fakesvc.telemetry.batcher import format_summary
+from fakesvc.telemetry.logs import configure_logging
+from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
+
+AppFactory = Callable[..., web.Application]
+
+FACTORIES: dict[str, AppFactory] = {
+    gateway.SERVICE: gateway.create_app,
+    payment.SERVICE: payment.create_app,
+    inventory.SERVICE: inventory.create_app,
+}
+
+
+def port_of(config: ServiceConfig, service: str) -> int:
+    return {
+        gateway.SERVICE: config.gateway_port,
+        payment.SERVICE: config.payment_port,
+        inventory.SERVICE: config.inventory_port,
+    }[service]
+
+
+@dataclass
+class RunningServices:
+    """Services started in this loop, by name, with the URL each listens on."""
+
+    runners: dict[str, web.AppRunner] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def app(self, service: str) -> web.Application:
+        return self.runners[service].app
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within each runner's grace, close."""
+        await asyncio.gather(*(runner.cleanup() for runner in self.runners.values()))
+
+
+async def start_services(
+    services: Sequence[str],
+    config: ServiceConfig,
+    telemetry: Telemetry,
+    chaos: ChaosConfig,
+) -> RunningServices:
+    """Build and bind each service (downstream first, so the chain is ready front to back).
+
+    A port of 0 binds any free port, and the caller of that service is pointed
+    at the port actually bound (tests and benchmarks use this).
+    """
+    running = RunningServices()
+    order = [name for name in (inventory.SERVICE, payment.SERVICE, gateway.SERVICE) if name in services]
+    try:
+        for name in order:
+            app = FACTORIES[name](
+                config,
+                telemetry,
+                chaos=Chaos(name, chaos.rules.get(name, ()), seed=config.seed, hang_s=config.hang_s),
+                admin_token=chaos.admin_token,
+            )
+            runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace_s, access_log=None)
+            await runner.setup()
+            running.runners[name] = runner
+            site = web.TCPSite(runner, config.host, port_of(config, name), reuse_address=True)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            running.urls[name] = f"http://{_url_host(host)}:{port}"
+            if port_of(config, name) == 0:
+                config = _point_callers_at(config, name, f"http://127.0.0.1:{port}")
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+def _point_callers_at(config: ServiceConfig, service: str, url: str) -> ServiceConfig:
+    if service == inventory.SERVICE:
+        return replace(config, inventory_url=url)
+    if service == payment.SERVICE:
+        return replace(config, payment_url=url)
+    return config
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def wait_for_stop_signal() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def say(line: str) -> None:
+    """A line for the person at the terminal (stderr, so stdout stays pure JSON logs)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def service_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every entry point shares: services, telemetry and chaos settings."""
+    parser = argparse.ArgumentParser(description=description)
+    add_settings(parser, SERVICE_SETTINGS)
+    add_settings(parser, telemetry_settings())
+    add_settings(parser, CHAOS_SETTINGS)
+    return parser
+
+
+async def serve(
+    services: Sequence[str],
+    config: ServiceConfig,
+    telemetry: Telemetry,
+    chaos: ChaosConfig,
+) -> None:
+    """Start ``services``, serve until a signal, then stop them and flush the telemetry."""
+    stop = wait_for_stop_signal()
+    await telemetry.start()
+    try:
+        running = await start_services(services, config, telemetry, chaos)
+        for name, url in running.urls.items():
+            say(f"{name} listening on {url}")
+        await stop.wait()
+        say("stopping: finishing in-flight requests")
+        await running.stop()
+    finally:
+        summary = await telemetry.close()
+        if summary.get("remote", True):
+            say(format_summary(summary))
+
+
+def main(services: Sequence[str], argv: Sequence[str] | None = None) -> None:
+    """``python -m fakesvc.<service>``: run one service alone with its own batcher."""
+    parser = service_parser(f"Run {', '.join(services)} alone.")
+    args = parser.parse_args(argv)
+    try:
+        config = service_config(args)
+        telemetry = Telemetry(telemetry_config(args))
+        chaos = chaos_config(args)
+    except ConfigError as exc:
+        parser.exit(2, f"fakesvc: {exc}\n")
+    configure_logging(ship=telemetry.log_shipper)
+    asyncio.run(serve(services, config, telemetry, chaos))
