@@ -1,0 +1,101 @@
+"""Shared fixtures: the three services in one loop on ephemeral ports, logs and spans captured.
+
+The chain is started by the same ``start_services`` the supervisor uses (real
+``AppRunner``/``TCPSite``, real HTTP between the services), on port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from fakesvc import SERVICE_NAMES
+from fakesvc.config import ServiceConfig
+from fakesvc.faults import Chaos, ChaosConfig
+from fakesvc.runner import RunningServices, start_services
+from fakesvc.service import HOP_STATE
+from fakesvc.telemetry.logs import configure_logging
+from fakesvc.telemetry.pipeline import Telemetry, TelemetryConfig
+
+# Fast and deterministic: no simulated latency, short timeouts, a hang just past payment's patience.
+FAST = ServiceConfig(
+    gateway_port=0,
+    payment_port=0,
+    inventory_port=0,
+    latency_scale=0.0,
+    inventory_timeout_s=0.3,
+    payment_timeout_s=3.0,
+    hang_s=0.5,
+    seed=7,
+    shutdown_grace_s=1.0,
+)
+
+
+@dataclass
+class Chain:
+    """Three running services and what they emitted."""
+
+    running: RunningServices
+    log_stream: io.StringIO
+    spans: InMemorySpanExporter
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.running.urls
+
+    @property
+    def gateway(self) -> str:
+        return self.urls["api-gateway"]
+
+    def chaos(self, service: str) -> Chaos:
+        return self.running.app(service)[HOP_STATE].chaos
+
+    def logs(self, **match: Any) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line.strip()]
+        return [line for line in lines if all(line.get(k) == v for k, v in match.items())]
+
+    async def wait_for_log(self, timeout_s: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first log line matching ``match``, polling until it appears (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            found = self.logs(**match)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no log line matching {match}")
+
+
+def recording_telemetry() -> Telemetry:
+    """Spans recorded (console exporter into a buffer), nothing sent remotely."""
+    config = TelemetryConfig(signals=frozenset(), trace_exporters=frozenset({"console"}), batcher=None)
+    return Telemetry(config, console=io.StringIO())
+
+
+async def start_chain(
+    telemetry: Telemetry, config: ServiceConfig = FAST, chaos: ChaosConfig | None = None
+) -> Chain:
+    """Start inventory, payment and gateway on free ports, each pointing at the next."""
+    stream = io.StringIO()
+    configure_logging(stream, ship=telemetry.log_shipper)
+    spans = InMemorySpanExporter()
+    for service in SERVICE_NAMES:
+        telemetry.tracer_provider(service).add_span_processor(SimpleSpanProcessor(spans))
+    running = await start_services(SERVICE_NAMES, config, telemetry, chaos or ChaosConfig())
+    return Chain(running, stream, spans)
+
+
+@pytest.fixture
+async def chain() -> AsyncIterator[Chain]:
+    """The chain with nothing sent remotely and spans kept in memory."""
+    started = await start_chain(recording_telemetry())
+    yield started
+    await started.running.stop()

@@ -1,0 +1,57 @@
+"""Health, readiness and JSON-only error answers on every service."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.conftest import Chain
+
+SERVICES = ("api-gateway", "payment-service", "inventory-service")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_health_and_readiness(chain: Chain, service: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{chain.urls[service]}/healthz") as response:
+            assert response.status == 200 and (await response.json())["status"] == "alive"
+        async with session.get(f"{chain.urls[service]}/readyz") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ready", "service": service}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_error_is_json_with_a_trace_id(chain: Chain, service: str) -> None:
+    base = chain.urls[service]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/no/such/route") as response:
+            assert response.status == 404
+            assert response.content_type == "application/json"
+            body = await response.json()
+            assert body["detail"] == "Not Found" and body["trace_id"]
+            assert response.headers["x-request-id"] == body["trace_id"]
+        async with session.delete(f"{base}/healthz") as response:
+            assert response.status == 405 and response.content_type == "application/json"
+            assert "GET" in response.headers["Allow"]
+        async with session.put(f"{base}/chaos", data=b"x" * (128 * 1024)) as response:
+            assert response.status == 413 and response.content_type == "application/json"
+            assert (await response.json())["detail"]
+
+
+async def test_wrong_method_on_a_business_route_is_a_json_405(chain: Chain) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{chain.gateway}/checkout/success") as response:
+            assert response.status == 405
+            assert (await response.json())["detail"] == "Method Not Allowed"
+
+
+async def test_scenario_errors_are_json_too(chain: Chain) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.urls['payment-service']}/pay/x-fail-pay") as response:
+            assert response.status == 500 and response.content_type == "application/json"
+            body = await response.json()
+            assert body["error_code"] == "PAYMENT_DECLINED" and body["order_id"] == "x-fail-pay"
+        async with session.get(f"{chain.urls['inventory-service']}/inventory/sku-1") as response:
+            body = await response.json()
+            assert response.status == 200 and body["item_id"] == "sku-1"
+            assert isinstance(body["available"], bool) and body["latency_ms"] >= 0
