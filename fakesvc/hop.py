@@ -118,6 +118,7 @@ class HopSpec:
     completed: str
     failed: str
     step: Step
+    downstream: Downstream | None = None
     slow_code: str = "SLOW_RESPONSE"
 
 
@@ -169,10 +170,10 @@ class HopContext:
         """A child span of this hop, for work worth seeing in the trace (a query, a charge)."""
         return self.state.tracer.start_as_current_span(name, attributes=attributes)
 
-    async def call(self, downstream: Downstream, method: str, path: str) -> dict[str, Any]:
-        """Call a downstream service, forwarding the trace; raise :class:`UpstreamFailure`."""
-        session = self.state.session
-        assert session is not None, "a service with a downstream opens its session at startup"
+    async def call(self, method: str, path: str) -> dict[str, Any]:
+        """Call this hop's downstream service, forwarding the trace; raise :class:`UpstreamFailure`."""
+        session, downstream = self.state.session, self.state.spec.downstream
+        assert session is not None and downstream is not None, "only a hop with a downstream calls"
         timeout = aiohttp.ClientTimeout(total=downstream.timeout_s)
         try:
             async with session.request(

@@ -9,14 +9,10 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-from aiohttp import web
-
 from fakesvc.config import ServiceConfig
-from fakesvc.faults import Chaos
 from fakesvc.hop import HopContext, HopSpec
 from fakesvc.scenarios import HANG, scenario_fault
-from fakesvc.service import build_app
-from fakesvc.telemetry.pipeline import Telemetry
+from fakesvc.service import app_factory
 
 SERVICE = "inventory-service"
 LATENCY_MS = (20.0, 80.0)
@@ -40,15 +36,8 @@ async def check_stock(ctx: HopContext) -> dict[str, object]:
     return {"item_id": ctx.key, "available": in_stock(ctx.key)}
 
 
-def create_app(
-    config: ServiceConfig,
-    telemetry: Telemetry,
-    *,
-    chaos: Chaos | None = None,
-    admin_token: str | None = None,
-) -> web.Application:
-    """The inventory-service application."""
-    spec = HopSpec(
+def hop_spec(_config: ServiceConfig) -> HopSpec:
+    return HopSpec(
         service=SERVICE,
         code_prefix="INVENTORY",
         method="GET",
@@ -59,8 +48,9 @@ def create_app(
         step=check_stock,
         slow_code="SLOW_QUERY",
     )
-    return build_app(spec, config, telemetry, chaos=chaos, admin_token=admin_token)
 
+
+create_app = app_factory(hop_spec)
 
 if __name__ == "__main__":
     from fakesvc.runner import main

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from aiohttp import web
-
 from fakesvc.config import ServiceConfig
-from fakesvc.faults import Chaos
-from fakesvc.hop import Downstream, HopContext, HopError, HopSpec, Step, UpstreamFailure, upstream_error_code
+from fakesvc.hop import Downstream, HopContext, HopError, HopSpec, UpstreamFailure, upstream_error_code
 from fakesvc.scenarios import DECLINED, scenario_fault
-from fakesvc.service import build_app
-from fakesvc.telemetry.pipeline import Telemetry
+from fakesvc.service import app_factory
 
 SERVICE = "payment-service"
 LATENCY_MS = (100.0, 400.0)
@@ -27,49 +23,28 @@ def charge(order_id: str) -> None:
         raise ValueError("Payment declined by issuer")
 
 
-def pay_step(inventory: Downstream) -> Step:
-    """Payment's work: charge, then check stock; a slow inventory becomes a 504."""
-
-    async def pay(ctx: HopContext) -> dict[str, object]:
-        with ctx.span("payment.authorize", **{"payment.order_id": ctx.key}):
-            await ctx.simulate(*LATENCY_MS)
-            try:
-                charge(ctx.key)
-            except ValueError as exc:
-                ctx.inject(scenario_fault(SERVICE, DECLINED, "error", f"ValueError: {exc}"))
-                raise HopError(500, str(exc), error_code="PAYMENT_DECLINED", cause=exc) from exc
+async def pay(ctx: HopContext) -> dict[str, object]:
+    """Payment's work: charge, then check stock; an inventory that does not answer becomes a 504."""
+    with ctx.span("payment.authorize", **{"payment.order_id": ctx.key}):
+        await ctx.simulate(*LATENCY_MS)
         try:
-            stock = await ctx.call(inventory, "GET", f"/inventory/{quote(ctx.key, safe='')}")
-        except UpstreamFailure as exc:
-            if exc.reason == "timeout":
-                raise HopError(
-                    504,
-                    f"Payment timeout: {exc.detail} from {exc.service}",
-                    error_code="PAYMENT_TIMEOUT",
-                    cause=exc,
-                    event="Payment timeout",
-                ) from exc
-            raise HopError(
-                502,
-                f"Inventory check failed: {exc}",
-                error_code=upstream_error_code("PAYMENT", exc),
-                cause=exc,
-            ) from exc
-        return {"order_id": ctx.key, "status": "AUTHORIZED", "available": stock.get("available")}
-
-    return pay
+            charge(ctx.key)
+        except ValueError as exc:
+            ctx.inject(scenario_fault(SERVICE, DECLINED, "error", f"ValueError: {exc}"))
+            raise HopError(500, str(exc), error_code="PAYMENT_DECLINED", cause=exc) from exc
+    try:
+        stock = await ctx.call("GET", f"/inventory/{quote(ctx.key, safe='')}")
+    except UpstreamFailure as exc:
+        if exc.reason == "timeout":
+            detail = f"Payment timeout: {exc.detail} from {exc.service}"
+            raise HopError(504, detail, error_code="PAYMENT_TIMEOUT", cause=exc, event="Payment timeout") from exc
+        code = upstream_error_code("PAYMENT", exc)
+        raise HopError(502, f"Inventory check failed: {exc}", error_code=code, cause=exc) from exc
+    return {"order_id": ctx.key, "status": "AUTHORIZED", "available": stock.get("available")}
 
 
-def create_app(
-    config: ServiceConfig,
-    telemetry: Telemetry,
-    *,
-    chaos: Chaos | None = None,
-    admin_token: str | None = None,
-) -> web.Application:
-    """The payment-service application."""
-    inventory = Downstream("inventory-service", config.inventory_url, config.inventory_timeout_s)
-    spec = HopSpec(
+def hop_spec(config: ServiceConfig) -> HopSpec:
+    return HopSpec(
         service=SERVICE,
         code_prefix="PAYMENT",
         method="POST",
@@ -77,10 +52,12 @@ def create_app(
         key="order_id",
         completed="Payment authorized",
         failed="Payment failed",
-        step=pay_step(inventory),
+        step=pay,
+        downstream=Downstream("inventory-service", config.inventory_url, config.inventory_timeout_s),
     )
-    return build_app(spec, config, telemetry, chaos=chaos, admin_token=admin_token, calls_downstream=True)
 
+
+create_app = app_factory(hop_spec)
 
 if __name__ == "__main__":
     from fakesvc.runner import main

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from aiohttp import web
@@ -18,12 +18,11 @@ from aiohttp import web
 from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config
+from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
-
-AppFactory = Callable[..., web.Application]
 
 FACTORIES: dict[str, AppFactory] = {
     gateway.SERVICE: gateway.create_app,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -73,6 +74,34 @@ async def telemetry_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[HOP_STATE].telemetry.stats(), dumps=dumps_str)
 
 
+class AppFactory(Protocol):
+    """``create_app(config, telemetry)``: what each service module exports."""
+
+    def __call__(
+        self,
+        config: ServiceConfig,
+        telemetry: Telemetry,
+        *,
+        chaos: Chaos | None = None,
+        admin_token: str | None = None,
+    ) -> web.Application: ...
+
+
+def app_factory(spec_for: Callable[[ServiceConfig], HopSpec]) -> AppFactory:
+    """A service's ``create_app``, from the function that describes its hop under a config."""
+
+    def create_app(
+        config: ServiceConfig,
+        telemetry: Telemetry,
+        *,
+        chaos: Chaos | None = None,
+        admin_token: str | None = None,
+    ) -> web.Application:
+        return build_app(spec_for(config), config, telemetry, chaos=chaos, admin_token=admin_token)
+
+    return create_app
+
+
 def build_app(
     spec: HopSpec,
     config: ServiceConfig,
@@ -80,7 +109,6 @@ def build_app(
     *,
     chaos: Chaos | None = None,
     admin_token: str | None = None,
-    calls_downstream: bool = False,
 ) -> web.Application:
     """Assemble one service: middlewares (trace, correlate, JSON errors), routes and lifecycle."""
     provider = telemetry.tracer_provider(spec.service)
@@ -110,7 +138,7 @@ def build_app(
     app.router.add_routes(chaos_routes(state.chaos, admin_token=admin_token, bind_host=config.host))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if calls_downstream:
+        if spec.downstream is not None:
             state.session = aiohttp.ClientSession(
                 trace_configs=[create_trace_config(tracer_provider=provider)],
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
