@@ -1,0 +1,85 @@
+"""The single-service entry points: three ``python -m fakesvc.<service>`` processes form the flow; bad settings stop with one line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.test_supervisor_process import ROOT, free_port
+
+
+async def run_module(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_listening(process: asyncio.subprocess.Process) -> str:
+    async def scan() -> str:
+        while True:
+            line = (await process.stderr.readline()).decode()
+            if not line:
+                raise AssertionError("service exited before listening")
+            if "listening on" in line:
+                return line
+    return await asyncio.wait_for(scan(), 30)
+
+
+async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
+    ports = {name: str(free_port()) for name in ("GATEWAY_PORT", "PAYMENT_PORT", "INVENTORY_PORT")}
+    env = {
+        **ports,
+        "FAKESVC_LATENCY_SCALE": "0",
+        "FAKESVC_INVENTORY_TIMEOUT_S": "0.3",
+        "FAKESVC_HANG_S": "0.5",
+        "FAKESVC_TELEMETRY": "",
+        "OTEL_TRACES_EXPORTER": "none",
+        "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),
+    }
+    processes = [await run_module(f"fakesvc.{name}", env) for name in ("inventory", "payment", "gateway")]
+    try:
+        for process in processes:
+            await wait_listening(process)
+        gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
+        async with aiohttp.ClientSession() as session:
+            for order_id, status in (("success", 200), ("order-fail-pay", 500), ("order-timeout", 500)):
+                async with session.post(f"{gateway}/checkout/{order_id}", headers={"x-request-id": f"t-{order_id}"}) as response:
+                    assert response.status == status
+                    assert response.headers["x-request-id"] == f"t-{order_id}"
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--latency-scale", "fast"], {}, "fakesvc: --latency-scale: must be a number (got 'fast')"),
+        ([], {"GATEWAY_PORT": "70000"}, "fakesvc: GATEWAY_PORT: must be a port number between 0 and 65535 (got '70000')"),
+        ([], {"OTEL_TRACES_EXPORTER": "zipkin"}, "fakesvc: OTEL_TRACES_EXPORTER: unknown item 'zipkin'"),
+        ([], {"FAKESVC_INVENTORY_TIMEOUT_S": "0"}, "fakesvc: FAKESVC_INVENTORY_TIMEOUT_S: must be a number > 0 (got '0')"),
+    ],
+)
+async def test_a_bad_setting_stops_the_supervisor_with_one_clear_line(argv: list[str], env: dict[str, str], message: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "supervisor.py"), *argv, cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert stdout == b""

@@ -1,0 +1,82 @@
+"""Chaos rules applied by the hop skeleton: each kind's answer, its evidence, and the faults header."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from fakesvc.faults import parse_rules
+from tests.conftest import Chain
+
+
+async def checkout(chain: Chain, order_id: str = "success") -> tuple[int, dict, list[dict]]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.gateway}/checkout/{order_id}") as response:
+            faults = json.loads(response.headers.get("x-fakesvc-faults", "[]"))
+            return response.status, await response.json(), faults
+
+
+async def test_an_error_rule_in_inventory_fails_the_checkout_with_evidence_at_each_hop(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(
+        parse_rules([{"kind": "error", "status": 503, "message": "Inventory DB unavailable", "exception": "ConnectionError"}])
+    )
+    status, body, faults = await checkout(chain)
+    assert status == 500
+    trace_id = body["trace_id"]
+    assert [(f["service"], f["kind"]) for f in faults] == [("inventory-service", "error")]
+    inventory = chain.logs(event="Inventory check failed", request_id=trace_id)[0]
+    assert inventory["level"] == "ERROR" and inventory["error_code"] == "INVENTORY_UNAVAILABLE"
+    assert inventory["exception.type"] == "builtins.ConnectionError"
+    assert inventory["exception.message"] == "Inventory DB unavailable"
+    assert "Traceback" in inventory["exception.stacktrace"]
+    payment = chain.logs(event="Payment failed", request_id=trace_id)[0]
+    assert payment["upstream_service"] == "inventory-service" and payment["upstream_status"] == 503
+    assert payment["error_code"] == "PAYMENT_UPSTREAM_ERROR" and payment["status"] == 502
+
+
+async def test_a_latency_rule_slows_the_hop_and_is_reported(chain: Chain) -> None:
+    chain.chaos("payment-service").set_rules(parse_rules([{"kind": "latency", "latency_ms": 60}]))
+    status, body, faults = await checkout(chain)
+    assert status == 200
+    assert [(f["service"], f["kind"]) for f in faults] == [("payment-service", "latency")]
+    authorized = chain.logs(event="Payment authorized", request_id=body["trace_id"])[0]
+    assert authorized["latency_ms"] >= 60
+
+
+async def test_a_hang_rule_times_payment_out_and_the_caller_still_learns_the_fault(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "hang", "hang_s": 0.5}]))
+    status, body, faults = await checkout(chain)
+    assert status == 500
+    assert ("inventory-service", "hang") in [(f["service"], f["kind"]) for f in faults]
+    timeout = chain.logs(event="Payment timeout", request_id=body["trace_id"])[0]
+    assert timeout["error_code"] == "PAYMENT_TIMEOUT"
+
+
+async def test_a_drop_rule_resets_the_connection_and_the_caller_reports_it(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "drop"}]))
+    status, body, faults = await checkout(chain)
+    assert status == 500
+    assert ("inventory-service", "drop") in [(f["service"], f["kind"]) for f in faults]
+    payment = chain.logs(event="Payment failed", request_id=body["trace_id"])[0]
+    assert payment["error_code"] == "PAYMENT_UPSTREAM_UNREACHABLE"
+    assert payment["exception.type"].endswith("UpstreamFailure")
+    dropped = chain.logs(event="Inventory check failed", request_id=body["trace_id"])[0]
+    assert dropped["error_code"] == "INVENTORY_CONNECTION_RESET"
+
+
+async def test_an_error_rule_in_the_gateway_answers_its_own_status(chain: Chain) -> None:
+    chain.chaos("api-gateway").set_rules(
+        parse_rules([{"kind": "error", "status": 429, "message": "Too many checkouts", "route": "/checkout/{order_id}"}])
+    )
+    status, body, faults = await checkout(chain)
+    assert status == 429 and body["detail"] == "Too many checkouts"
+    assert body["error_code"] == "GATEWAY_RATE_LIMITED"
+    assert faults == [f for f in faults if f["service"] == "api-gateway"] and len(faults) == 1
+    assert not chain.logs(service="payment-service", request_id=body["trace_id"])
+
+
+async def test_a_rule_for_another_route_does_not_fire(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "error", "route": "/somewhere/{else}"}]))
+    status, _, faults = await checkout(chain)
+    assert status == 200 and faults == []
