@@ -1,0 +1,110 @@
+"""Processes and measurements the benchmarks share: free ports, subprocess lifecycles, CPU time, load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Server:
+    """A benchmarked process, started with ``argv`` and ready once ``ready_text`` is on stderr."""
+
+    process: asyncio.subprocess.Process
+
+    @classmethod
+    async def start(cls, argv: Sequence[str], env: dict[str, str], ready_text: str, ready_count: int = 1) -> Server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, cwd=ROOT, env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        seen = 0
+        while seen < ready_count:
+            line = await asyncio.wait_for(process.stderr.readline(), 60)
+            if not line:
+                raise RuntimeError(f"{argv} exited before it was ready")
+            seen += ready_text in line.decode()
+        asyncio.ensure_future(_drain(process.stderr))
+        return cls(process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 60)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def closed_loop(url_for: callable, count: int, concurrency: int) -> dict[str, float]:
+    """Send ``count`` requests with ``concurrency`` workers; return wall time and status counts."""
+    statuses: dict[int, int] = {}
+    next_index = iter(range(count))
+    latencies: list[float] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for index in next_index:
+            started = time.perf_counter()
+            async with session.post(url_for(index)) as response:
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    latencies.sort()
+    return {
+        "wall_s": time.perf_counter() - started,
+        "ok": statuses.get(200, 0),
+        "statuses": statuses,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")

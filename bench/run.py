@@ -1,0 +1,127 @@
+"""fakesvc's benchmarks, each beside a baseline measured in the same run.
+
+``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``.
+Overhead: checkouts per CPU-second of the serving process, fakesvc (three
+telemetry settings) against a bare aiohttp chain driven by the same client;
+CPU is counted until every signal of the run has reached the sink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median
+
+VARIANTS = {
+    "full": {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"},
+    "logs": {"FAKESVC_TELEMETRY": "logs", "OTEL_TRACES_EXPORTER": "none"},
+    "off": {"FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"},
+}
+TARGETS = {"full": 0.20, "logs": 0.30, "off": 0.60}
+
+
+async def start_sink(workdir: Path) -> tuple[Server, str]:
+    port = free_port()
+    sink = await Server.start(
+        ["-m", "fakesvc.sink", "--port", str(port), "--db", str(workdir / "bench.db")], {}, "listening"
+    )
+    return sink, f"http://127.0.0.1:{port}"
+
+
+async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Poll the process's batcher until nothing is left to send."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{gateway}/telemetry") as response:
+                stats = await response.json()
+            if not stats.get("remote") or stats.get("backlog", 0) == 0:
+                return stats
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"telemetry not delivered in {timeout_s} s: {stats}")
+
+
+async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str, workdir: Path) -> dict[str, Any]:
+    ports = [free_port() for _ in range(3)]
+    if variant == "bare":
+        server = await Server.start(["bench/bare_chain.py", *map(str, ports)], {}, "bare chain listening")
+    else:
+        env = {
+            "GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
+            "FAKESVC_LATENCY_SCALE": "0", "FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink_url,
+            "FAKESVC_SPILL_DIR": str(workdir / f"spill-{variant}"), **VARIANTS[variant],
+        }
+        server = await Server.start(["supervisor.py"], env, "listening on", ready_count=3)
+    gateway = f"http://127.0.0.1:{ports[0]}"
+    try:
+        cpu_before = cpu_seconds(server.pid)
+        load = await closed_loop(lambda i: f"{gateway}/checkout/bench-{i}", count, concurrency)
+        telemetry = await wait_delivered(gateway) if variant != "bare" else {}
+        cpu = cpu_seconds(server.pid) - cpu_before
+    finally:
+        await server.stop()
+    if load["ok"] != count:
+        raise RuntimeError(f"{variant}: only {load['ok']} of {count} checkouts succeeded: {load['statuses']}")
+    return {"variant": variant, "cpu_s": cpu, "checkouts_per_cpu_s": count / cpu, "wall_s": load["wall_s"],
+            "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "telemetry": telemetry}
+
+
+async def overhead(rounds: int, count: int, concurrency: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        sink, sink_url = await start_sink(workdir)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ("bare", *VARIANTS)}
+        try:
+            for _ in range(rounds):
+                for variant in runs:  # alternate, so drift hits every variant alike
+                    runs[variant].append(await overhead_run(variant, count, concurrency, sink_url, workdir))
+        finally:
+            await sink.stop()
+    bare = median([run["checkouts_per_cpu_s"] for run in runs["bare"]])
+    figures = {"bare_checkouts_per_cpu_s": round(bare, 1)}
+    for variant in VARIANTS:
+        value = median([run["checkouts_per_cpu_s"] for run in runs[variant]])
+        figures[variant] = {
+            "checkouts_per_cpu_s": round(value, 1),
+            "ratio_to_bare": round(value / bare, 3),
+            "target_ratio": TARGETS[variant],
+            "met": value / bare >= TARGETS[variant],
+        }
+    return {"figures": figures, "runs": runs}
+
+
+def print_overhead(result: dict[str, Any]) -> None:
+    figures = result["figures"]
+    print(f"{'overhead (latency scale 0)':32} {'checkouts/CPU-s':>16} {'x bare':>8} {'target':>8}")
+    print(f"{'bare aiohttp chain (baseline)':32} {figures['bare_checkouts_per_cpu_s']:>16.1f} {1.0:>8.2f}")
+    for variant in VARIANTS:
+        fig = figures[variant]
+        label = {"full": "fakesvc logs+spans+metrics", "logs": "fakesvc logs only", "off": "fakesvc remote off"}[variant]
+        mark = "ok" if fig["met"] else "MISSED"
+        print(f"{label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.2f} {fig['target_ratio']:>7.2f} {mark}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    result = {"overhead": asyncio.run(overhead(args.rounds, args.count, args.concurrency))}
+    print_overhead(result["overhead"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
