@@ -7,6 +7,7 @@ spans and metrics pick it up without being handed it, and outgoing calls forward
 from __future__ import annotations
 
 import re
+import secrets
 from contextvars import ContextVar
 
 import structlog
@@ -30,11 +31,14 @@ def valid_request_id(value: str | None) -> str | None:
 
 
 def trace_id_for(request: web.Request) -> str:
-    """The caller's valid ``x-request-id``, or the W3C trace id of the current span."""
+    """The caller's valid ``x-request-id``, else the W3C trace id of the current span, else a new one."""
     supplied = valid_request_id(request.headers.get(REQUEST_ID_HEADER))
     if supplied is not None:
         return supplied
-    return format(trace.get_current_span().get_span_context().trace_id, "032x")
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        return format(context.trace_id, "032x")
+    return secrets.token_hex(16)
 
 
 def correlation_middleware(service: str) -> web.middleware:

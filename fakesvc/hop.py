@@ -10,6 +10,7 @@ caller live here, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import builtins
 import random
 import traceback
@@ -130,7 +131,7 @@ class HopState:
     config: ServiceConfig
     telemetry: Telemetry
     chaos: Chaos
-    tracer: trace.Tracer
+    tracer: trace.Tracer | None  # None when no span is exported
     rng: random.Random
     session: aiohttp.ClientSession | None = None
     ready: bool = False
@@ -168,7 +169,10 @@ class HopContext:
 
     def span(self, name: str, **attributes: Any) -> Any:
         """A child span of this hop, for work worth seeing in the trace (a query, a charge)."""
-        return self.state.tracer.start_as_current_span(name, attributes=attributes)
+        tracer = self.state.tracer
+        if tracer is None:
+            return contextlib.nullcontext()
+        return tracer.start_as_current_span(name, attributes=attributes)
 
     async def call(self, method: str, path: str) -> dict[str, Any]:
         """Call this hop's downstream service, forwarding the trace; raise :class:`UpstreamFailure`."""

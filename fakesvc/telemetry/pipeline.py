@@ -90,6 +90,11 @@ class Telemetry:
         return cls(TelemetryConfig(frozenset(), trace_exporters, None))
 
     @property
+    def tracing(self) -> bool:
+        """Whether any span is exported (else the services skip span instrumentation)."""
+        return bool(self.config.trace_exporters - {"none"})
+
+    @property
     def log_shipper(self) -> Emit | None:
         """The emit function logs are shipped through, or None when logs stay local."""
         if self.batcher is not None and "logs" in self.config.signals:
