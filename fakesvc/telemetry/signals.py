@@ -1,0 +1,101 @@
+"""The ProdSentinel wire format (SPEC section 6): one dict per signal, nothing beside the listed fields.
+
+ProdSentinel rejects unknown top-level fields with 422, so the builders here
+are the only place a signal's shape is decided; everything else a caller
+wants to say goes into ``attributes``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+LOGS_PATH = "/ingest/logs"
+TRACES_PATH = "/ingest/traces"
+METRICS_PATH = "/ingest/metrics"
+
+LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _plain(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as JSON can hold them: scalars and lists of scalars kept, the rest as ``str``."""
+    plain: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if isinstance(value, _JSON_SCALARS):
+            plain[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, _JSON_SCALARS) for v in value):
+            plain[key] = list(value)
+        else:
+            plain[key] = str(value)
+    return plain
+
+
+def _common(service: str, trace_id: str, signal_type: str, timestamp: datetime | None) -> dict[str, Any]:
+    return {
+        "signal_id": str(uuid.uuid4()),
+        "trace_id": trace_id,
+        "service_name": service,
+        "timestamp": timestamp.astimezone(timezone.utc).isoformat() if timestamp else _now(),
+        "signal_type": signal_type,
+    }
+
+
+def log_signal(
+    service: str,
+    trace_id: str,
+    level: str,
+    message: str,
+    attributes: dict[str, Any],
+    timestamp: datetime | None = None,
+) -> dict[str, Any]:
+    """A log for ``POST /ingest/logs``."""
+    signal = _common(service, trace_id, "log", timestamp)
+    signal["level"] = level
+    signal["message"] = message
+    signal["attributes"] = _plain(attributes)
+    return signal
+
+
+def metric_signal(
+    service: str,
+    trace_id: str,
+    name: str,
+    value: float,
+    unit: str,
+    attributes: dict[str, Any],
+    timestamp: datetime | None = None,
+) -> dict[str, Any]:
+    """A metric for ``POST /ingest/metrics``."""
+    signal = _common(service, trace_id, "metric", timestamp)
+    signal["metric_name"] = name
+    signal["value"] = value
+    signal["unit"] = unit
+    signal["attributes"] = _plain(attributes)
+    return signal
+
+
+def span_signal(
+    service: str,
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str | None,
+    duration_ms: float,
+    status: str,
+    attributes: dict[str, Any],
+    timestamp: datetime | None = None,
+) -> dict[str, Any]:
+    """A span for ``POST /ingest/traces`` (its name goes in ``attributes["span.name"]``)."""
+    signal = _common(service, trace_id, "trace", timestamp)
+    signal["span_id"] = span_id
+    signal["parent_span_id"] = parent_span_id
+    signal["duration_ms"] = duration_ms
+    signal["status"] = status
+    signal["attributes"] = _plain(attributes)
+    return signal
