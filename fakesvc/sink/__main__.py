@@ -1,0 +1,56 @@
+"""``python -m fakesvc.sink``: run the embedded ProdSentinel-compatible sink alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from fakesvc import settings
+from fakesvc.settings import ConfigError, Setting
+from fakesvc.sink.app import SinkConfig, start_sink
+from fakesvc.sink.faults import SinkFaults, parse_outage
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("FAKESVC_SINK_HOST", "--host", "127.0.0.1", settings.text, "bind address"),
+    Setting("FAKESVC_SINK_PORT", "--port", 8000, settings.port, "port"),
+    Setting("FAKESVC_SINK_DB", "--db", "fakesvc-signals.db", settings.text, "SQLite file (':memory:' for none)"),
+    Setting("FAKESVC_SINK_ERROR_RATE", "--error-rate", 0.0, settings.non_negative_float, "share of ingests answered with an error"),
+    Setting("FAKESVC_SINK_ERROR_STATUS", "--error-status", 503, settings.port, "status of those errors"),
+    Setting("FAKESVC_SINK_LATENCY_MS", "--latency-ms", 0.0, settings.non_negative_float, "added latency per ingest"),
+    Setting("FAKESVC_SINK_DUPLICATE_STATUS", "--duplicate-status", 202, settings.port, "answer to a repeated signal_id (500 mimics ProdSentinel)"),
+    Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, "seed of the error rate"),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The embedded ProdSentinel-compatible sink.")
+    settings.add_settings(parser, SETTINGS)
+    parser.add_argument("--outage", action="append", default=[], metavar="START:DURATION",
+                        help="drop connections for DURATION s, START s after start (repeatable)")
+    args = parser.parse_args()
+    try:
+        values = settings.resolve(SETTINGS, args)
+        outages = tuple(parse_outage(raw) for raw in args.outage)
+        if values["error_rate"] > 1:
+            raise ConfigError("--error-rate: must be between 0 and 1")
+    except (ConfigError, ValueError) as exc:
+        parser.exit(2, f"fakesvc: {exc}\n")
+    faults = SinkFaults(values["error_rate"], values["error_status"], values["latency_ms"], outages, None, values["seed"])
+    config = SinkConfig(values["host"], values["port"], values["db"], faults, values["duplicate_status"])
+    asyncio.run(serve(config))
+
+
+async def serve(config: SinkConfig) -> None:
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    server = await start_sink(config)
+    print(f"fakesvc sink listening on {server.url} (SQLite {config.db_path})", file=sys.stderr, flush=True)
+    await stop.wait()
+    await server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The sink's HTTP face: ProdSentinel's ingestion routes, query routes, statistics and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.sink.faults import FaultState, SinkFaultError, SinkFaults, parse_faults
+from fakesvc.sink.store import SignalStore
+from fakesvc.sink.validation import validate
+
+ENDPOINTS = {"/ingest/logs": "log", "/ingest/traces": "trace", "/ingest/metrics": "metric"}
+MAX_SIGNAL_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_path: str = "fakesvc-signals.db"
+    faults: SinkFaults = field(default_factory=SinkFaults)
+    duplicate_status: int = 202  # 500 mimics the real backend: an error, and the connection dropped
+
+
+@dataclass
+class SinkState:
+    config: SinkConfig
+    store: SignalStore
+    faults: FaultState
+    counts: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+
+STATE = web.AppKey("sink_state", SinkState)
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=dumps_str)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json({"detail": exc.reason}, exc.status)
+
+
+async def _faulted(request: web.Request, state: SinkState) -> web.StreamResponse | None:
+    """Apply the sink's own faults to an ingestion request: drop it, delay it, or fail it."""
+    if state.faults.in_outage():
+        state.counts["dropped_outage"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=503)  # never sent: the connection is gone
+    faults = state.faults.faults
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if state.faults.error():
+        state.counts["errors_injected"] += 1
+        response = _json({"detail": "Injected fault"}, faults.error_status)
+        if faults.retry_after_s is not None:
+            response.headers["Retry-After"] = f"{faults.retry_after_s:g}"
+        return response
+    return None
+
+
+async def ingest(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    signal_type = ENDPOINTS[request.path]
+    if (faulted := await _faulted(request, state)) is not None:
+        return faulted
+    raw = await request.read()
+    try:
+        body = loads(raw)
+    except ValueError:
+        state.counts["rejected"] += 1
+        return _json({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error", "input": {}}]}, 422)
+    problems = validate(signal_type, body)
+    if problems:
+        state.counts["rejected"] += 1
+        return _json({"detail": problems}, 422)
+    stored = await state.store.insert(
+        (body["signal_id"], signal_type, body["trace_id"], body["service_name"], body["timestamp"], raw.decode())
+    )
+    if not stored:
+        state.counts["duplicates"] += 1
+        if state.config.duplicate_status != 202:
+            response = _json({"detail": "Internal server error"}, state.config.duplicate_status)
+            response.force_close()
+            return response
+    else:
+        state.counts[f"accepted_{signal_type}"] += 1
+    return _json({"status": "accepted"}, 202)
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    if state.faults.in_outage():
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=503)
+    return _json({"status": "ok"})
+
+
+def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be a whole number") from None
+    if not 0 <= value <= high:
+        raise web.HTTPBadRequest(reason=f"{name} must be between 0 and {high}")
+    return value
+
+
+async def query_signals(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    signals = await state.store.query(
+        trace_id=request.query.get("trace_id"),
+        service_name=request.query.get("service_name"),
+        signal_type=request.query.get("signal_type"),
+        limit=_int_param(request, "limit", 100, 10_000),
+        offset=_int_param(request, "offset", 0, 10**9),
+    )
+    return _json(signals)
+
+
+async def query_trace(request: web.Request) -> web.Response:
+    trace_id = request.match_info["trace_id"]
+    signals = await request.app[STATE].store.query(trace_id=trace_id, limit=10_000)
+    if not signals:
+        return _json({"detail": f"no signals for trace {trace_id}"}, 404)
+    by_type = {kind: [s for s in signals if s["signal_type"] == kind] for kind in ("log", "trace", "metric")}
+    return _json({
+        "trace_id": trace_id,
+        "services": sorted({s["service_name"] for s in signals}),
+        "levels": dict(Counter(s["level"] for s in by_type["log"])),
+        "logs": by_type["log"],
+        "spans": by_type["trace"],
+        "metrics": by_type["metric"],
+    })
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    uptime = time.monotonic() - state.started
+    accepted = {kind: state.counts[f"accepted_{kind}"] for kind in ("log", "trace", "metric")}
+    return _json({
+        "accepted": accepted,
+        "accepted_total": sum(accepted.values()),
+        "duplicates": state.counts["duplicates"],
+        "rejected": state.counts["rejected"],
+        "errors_injected": state.counts["errors_injected"],
+        "dropped_outage": state.counts["dropped_outage"],
+        "stored": await state.store.counts(),
+        "uptime_s": round(uptime, 3),
+        "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
+        "db": state.config.db_path,
+    })
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].faults.faults.to_json())
+
+
+async def put_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        faults = parse_faults(loads(await request.read()))
+    except ValueError as exc:  # bad JSON or a SinkFaultError
+        detail = str(exc) if isinstance(exc, SinkFaultError) else "body must be JSON"
+        return _json({"detail": detail}, 400)
+    state.faults.set(faults)
+    return _json(faults.to_json())
+
+
+async def delete_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.set(SinkFaults())
+    return _json(SinkFaults().to_json())
+
+
+def create_app(config: SinkConfig) -> web.Application:
+    """The sink application; its SQLite store opens and closes with it."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_SIGNAL_BYTES)
+    state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
+    app[STATE] = state
+    for path in ENDPOINTS:
+        app.router.add_post(path, ingest)
+    app.router.add_get("/ingest/health", health)
+    app.router.add_get("/query/signals", query_signals)
+    app.router.add_get("/query/traces/{trace_id}", query_trace)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/sink/faults", get_faults)
+    app.router.add_put("/sink/faults", put_faults)
+    app.router.add_delete("/sink/faults", delete_faults)
+
+    async def storage(_app: web.Application) -> AsyncIterator[None]:
+        await state.store.open()
+        yield
+        await state.store.close()
+
+    app.cleanup_ctx.append(storage)
+    return app
+
+
+@dataclass
+class SinkServer:
+    """A sink running in this event loop."""
+
+    runner: web.AppRunner
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_sink(config: SinkConfig) -> SinkServer:
+    """Serve the sink in the running loop (port 0 picks a free port; ``url`` says which)."""
+    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    host, port = runner.addresses[0][:2]
+    return SinkServer(runner, f"http://{host}:{port}")

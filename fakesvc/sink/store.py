@@ -1,0 +1,156 @@
+"""SQLite storage of the sink: group commit on one writer thread, reads on another.
+
+sqlite3 blocks, so it never runs on the event loop. Requests waiting to be
+stored are gathered while the previous batch commits, and each batch is one
+transaction: a 202 means the signal is on disk, and the sink still takes
+thousands of signals a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fakesvc.jsonfast import loads
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_signals (
+    id TEXT PRIMARY KEY,
+    signal_type TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    service_name TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS raw_signals_trace ON raw_signals (trace_id);
+CREATE INDEX IF NOT EXISTS raw_signals_service ON raw_signals (service_name, signal_type);
+"""
+
+Row = tuple[str, str, str, str, str, str]  # id, signal_type, trace_id, service_name, timestamp, payload
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+class SignalStore:
+    """The ``raw_signals`` table, written in batches, read without blocking the writer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sink-reader")
+        self._write_connection: sqlite3.Connection | None = None
+        self._read_connection: sqlite3.Connection | None = None
+        self._pending: list[tuple[Row, asyncio.Future[bool]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._write_connection = await loop.run_in_executor(self._writer, self._open_writer)
+        # ":memory:" is one database per connection: read through the writer's then.
+        if self.path == ":memory:":
+            self._read_connection = self._write_connection
+            self._reader = self._writer
+        else:
+            self._read_connection = await loop.run_in_executor(self._reader, _connect, self.path)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        connection = _connect(self.path)
+        connection.executescript(SCHEMA)
+        return connection
+
+    async def close(self) -> None:
+        if self._writing is not None:
+            await self._writing
+        loop = asyncio.get_running_loop()
+        for executor, connection in ((self._writer, self._write_connection), (self._reader, self._read_connection)):
+            if connection is not None:
+                await loop.run_in_executor(executor, connection.close)
+        self._writer.shutdown()
+        self._reader.shutdown()
+
+    def insert(self, row: Row) -> asyncio.Future[bool]:
+        """Store one signal; the future says True when stored, False when its id was already there."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_pending())
+        return future
+
+    async def _write_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    stored = await loop.run_in_executor(self._writer, self._write_batch, [row for row, _ in batch])
+                except sqlite3.Error as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), was_new in zip(batch, stored):
+                    if not future.done():
+                        future.set_result(was_new)
+        finally:
+            self._writing = None
+
+    def _write_batch(self, rows: list[Row]) -> list[bool]:
+        connection = self._write_connection
+        assert connection is not None
+        results = []
+        connection.execute("BEGIN")
+        try:
+            for row in rows:
+                cursor = connection.execute(
+                    "INSERT OR IGNORE INTO raw_signals (id, signal_type, trace_id, service_name, timestamp, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                results.append(cursor.rowcount == 1)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return results
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        connection = self._read_connection
+        assert connection is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader, lambda: connection.execute(sql, params).fetchall()
+        )
+
+    async def query(
+        self,
+        *,
+        trace_id: str | None = None,
+        service_name: str | None = None,
+        signal_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Stored signals, oldest first, filtered; payloads decoded."""
+        clauses, params = [], []
+        for column, value in (("trace_id", trace_id), ("service_name", service_name), ("signal_type", signal_type)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._read(
+            f"SELECT signal_type, payload FROM raw_signals {where} ORDER BY timestamp, rowid LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [{**loads(payload), "signal_type": kind} for kind, payload in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._read("SELECT signal_type, COUNT(*) FROM raw_signals GROUP BY signal_type", ())
+        return {kind: count for kind, count in rows}
