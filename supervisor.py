@@ -43,7 +43,7 @@ async def supervise(
 ) -> int:
     """Start everything, serve (or drive traffic), stop in reverse order; return the exit code."""
     stop = wait_for_stop_signal()
-    backend_url = telemetry.config.batcher.base_url if telemetry.config.batcher else ""
+    backend_url = telemetry.config.batcher.prodsentinel_url if telemetry.config.batcher else ""
     sink = await start_backend(sink_mode, backend_url, sink_db, url_configured=url_configured) if telemetry.config.remote else None
     if sink is not None:
         say(f"embedded sink listening on {sink.url} (SQLite {sink_db}); "
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry = Telemetry(telemetry_config(args))
         chaos = chaos_config(args)
         sink = resolve(SINK_SETTINGS, args)
-        traffic = traffic_config_from_args(args, target="http://placeholder")
+        traffic = traffic_config_from_args(args, target="http://placeholder", seed=config.seed)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)

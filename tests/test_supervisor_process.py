@@ -29,6 +29,19 @@ class Supervisor:
         self.ports = ports
         self.db = db
         self.stderr_lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self._stdout_reader = asyncio.ensure_future(self._read_stdout())
+
+    async def _read_stdout(self) -> None:
+        while line := await self.process.stdout.readline():
+            self.stdout_lines.append(line.decode())
+
+    async def wait_stdout(self, needle: str, timeout: float = 10) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not any(needle in line for line in self.stdout_lines):
+            assert loop.time() < deadline, f"no stdout line with {needle!r}"
+            await asyncio.sleep(0.01)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -67,7 +80,7 @@ async def start_supervisor(tmp_path: Path, *args: str, **env: str) -> Supervisor
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "supervisor.py"), *args,
         cwd=tmp_path, env=environ,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     return Supervisor(process, ports, db)
 
@@ -112,3 +125,15 @@ async def test_supervisor_serves_the_scenarios_and_stops_cleanly_on_sigterm(supe
         if order_id != "order-fail-pay":
             expected_services.add("inventory-service")
         assert services == expected_services, order_id
+
+
+async def test_sigterm_lets_an_in_flight_checkout_finish(supervisor: Supervisor) -> None:
+    async with aiohttp.ClientSession() as session:
+        checkout = asyncio.ensure_future(session.post(f"{supervisor.url('gateway')}/checkout/late-timeout"))
+        await supervisor.wait_stdout('"Checkout initiated"')
+        supervisor.process.send_signal(signal.SIGTERM)
+        response = await checkout
+        assert response.status == 500  # the timeout scenario's answer, not a cut connection
+        assert (await response.json())["detail"].startswith("Checkout failed")
+    await asyncio.wait_for(supervisor.process.stderr.read(), 30)
+    assert await supervisor.process.wait() == 0

@@ -1,0 +1,45 @@
+"""``python -m fakesvc.traffic --target URL --rate R --duration S ...``: drive a running gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import aiohttp
+
+from fakesvc import settings
+from fakesvc.settings import ConfigError
+from fakesvc.traffic.config import add_traffic_arguments, traffic_config_from_args
+from fakesvc.traffic.run import format_summary, run_traffic
+
+
+async def _reachable(target: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{target}/healthz", timeout=aiohttp.ClientTimeout(total=3)):
+                return True
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Send open-loop checkout traffic and write the ground truth.")
+    add_traffic_arguments(parser, with_target=True)
+    args = parser.parse_args()
+    try:
+        seed = settings.resolve((settings.Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, ""),), args)["seed"]
+        if args.rate is None:
+            raise ConfigError("--rate: required")
+        config = traffic_config_from_args(args, seed=seed)
+    except ConfigError as exc:
+        parser.exit(2, f"fakesvc: {exc}\n")
+    if not asyncio.run(_reachable(config.target)):
+        parser.exit(1, f"fakesvc: nothing answers at {config.target}/healthz\n")
+    report = asyncio.run(run_traffic(config))
+    print(format_summary(report), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

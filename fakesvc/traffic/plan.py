@@ -1,0 +1,51 @@
+"""What the traffic will be: a deterministic sequence of checkouts from a seed and a mix."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+SCENARIOS = ("success", "fail-pay", "timeout")
+DEFAULT_MIX = {"success": 90, "fail-pay": 5, "timeout": 5}
+
+
+def parse_mix(raw: str) -> dict[str, float]:
+    """``success=90,fail-pay=5,timeout=5`` -> weights; unknown scenarios and bad weights are errors."""
+    mix: dict[str, float] = {}
+    for part in raw.split(","):
+        name, sep, weight = part.strip().partition("=")
+        if not sep or name not in SCENARIOS:
+            raise ValueError(f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)}")
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"weight of {name} must be a number") from None
+        if mix[name] < 0:
+            raise ValueError(f"weight of {name} must be >= 0")
+    if sum(mix.values()) <= 0:
+        raise ValueError("at least one weight must be > 0")
+    return mix
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """One planned checkout: its position, scenario, order id and trace id."""
+
+    index: int
+    scenario: str
+    order_id: str
+    trace_id: str
+
+
+def plan(mix: Mapping[str, float], seed: int | None) -> Iterator[Checkout]:
+    """An endless, reproducible sequence of checkouts (the same seed gives the same sequence)."""
+    rng = random.Random(seed)
+    names = list(mix)
+    weights = [mix[name] for name in names]
+    index = 0
+    while True:
+        scenario = rng.choices(names, weights)[0]
+        trace_id = format(rng.getrandbits(128), "032x")
+        yield Checkout(index, scenario, f"ord-{index:06d}-{scenario}", trace_id)
+        index += 1

@@ -1,0 +1,248 @@
+"""Open-loop traffic: checkouts start on schedule, whatever the earlier ones are doing.
+
+Latency counts from the scheduled start (no coordinated omission); when the
+cap on checkouts in flight is reached, an arrival is skipped and counted, so
+the rate stays the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.traffic.config import TrafficConfig
+from fakesvc.traffic.plan import Checkout, plan
+from fakesvc.traffic.truth import expected_status, faults_for, root_cause_service
+
+FAULTS_HEADER = "x-fakesvc-faults"
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat()
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 3)
+
+
+class Run:
+    """The state of one traffic run: outcomes, latencies, the truth not yet written."""
+
+    def __init__(self, config: TrafficConfig) -> None:
+        self.config = config
+        self.sent = 0
+        self.skipped = 0
+        self.completed = 0
+        self.in_flight = 0
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.latencies: dict[str, list[float]] = {}
+        self.mismatches = 0
+        self.truth: list[str] = []
+        self.telemetry: dict[str, Any] = {}
+        self.wall_start = time.time()
+
+    def record(self, checkout: Checkout, status: int | None, error: str | None, faults: list[dict[str, Any]] | None,
+               trace_id: str, latency_ms: float, start: float, end: float) -> None:
+        self.completed += 1
+        self.outcomes[(checkout.scenario, str(status) if status is not None else "error")] += 1
+        self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
+        faults = faults_for(checkout.scenario, faults)
+        expected = expected_status(checkout.scenario, faults)
+        if status != expected:
+            self.mismatches += 1
+        line = {
+            "trace_id": trace_id,
+            "order_id": checkout.order_id,
+            "scenario": checkout.scenario,
+            "faults": faults,
+            "root_cause_service": root_cause_service(faults),
+            "expected_status": expected,
+            "status": status,
+            "latency_ms": round(latency_ms, 3),
+            "start": _iso(start),
+            "end": _iso(end),
+        }
+        if error is not None:
+            line["error"] = error
+        if self.config.truth_path:
+            self.truth.append(dumps_str(line))
+
+    def all_latencies(self) -> list[float]:
+        return sorted(value for values in self.latencies.values() for value in values)
+
+
+async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, scheduled: float, offset: float) -> None:
+    """One checkout; latency counts from ``scheduled`` (loop time)."""
+    loop = asyncio.get_running_loop()
+    status: int | None = None
+    error: str | None = None
+    faults: list[dict[str, Any]] | None = None
+    trace_id = checkout.trace_id
+    try:
+        async with session.post(
+            f"{run.config.target}/checkout/{checkout.order_id}", headers={"x-request-id": checkout.trace_id}
+        ) as response:
+            await response.read()
+            status = response.status
+            trace_id = response.headers.get("x-request-id", trace_id)
+            header = response.headers.get(FAULTS_HEADER)
+            faults = loads(header) if header else []
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        run.in_flight -= 1
+    end = loop.time()
+    run.record(checkout, status, error, faults, trace_id, (end - scheduled) * 1000, scheduled + offset, end + offset)
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+            return await response.json() if response.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def _progress(run: Run, session: aiohttp.ClientSession, stream: TextIO, started: float) -> None:
+    """Once a second: rate, outcomes, latency percentiles, the telemetry backlog; and the truth so far."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1.0)
+        run.telemetry = await _get_json(session, f"{run.config.target}/telemetry") or run.telemetry
+        await _write_truth(run)
+        if not run.config.progress:
+            continue
+        elapsed = loop.time() - started
+        values = run.all_latencies()
+        statuses = Counter()
+        for (_, status), n in run.outcomes.items():
+            statuses[status] += n
+        backlog = run.telemetry.get("backlog", "n/a") if run.telemetry else "n/a"
+        print(
+            f"[{elapsed:5.1f}s] sent {run.sent} ({run.sent / elapsed:.1f}/s) done {run.completed} "
+            f"in-flight {run.in_flight} skipped {run.skipped} "
+            f"status {dict(sorted(statuses.items()))} p50 {percentile(values, .5)} p95 {percentile(values, .95)} "
+            f"p99 {percentile(values, .99)} ms telemetry backlog {backlog}",
+            file=stream, flush=True,
+        )
+
+
+async def _write_truth(run: Run) -> None:
+    if not run.truth or not run.config.truth_path:
+        return
+    lines, run.truth = run.truth, []
+    await asyncio.to_thread(_append, run.config.truth_path, lines)
+
+
+def _append(path: str, lines: list[str]) -> None:
+    with open(path, "a", encoding="utf-8") as file:
+        file.writelines(line + "\n" for line in lines)
+
+
+async def run_traffic(config: TrafficConfig, *, progress_stream: TextIO = sys.stderr) -> dict[str, Any]:
+    """Send the planned checkouts on schedule; return (and write) the report."""
+    if config.truth_path:
+        Path(config.truth_path).write_text("")
+    run = Run(config)
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=config.max_in_flight)
+    timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = loop.time()
+        offset = time.time() - started
+        reporter = asyncio.ensure_future(_progress(run, session, progress_stream, started))
+        tasks: set[asyncio.Task[None]] = set()
+        interval = 1.0 / config.rate
+        for checkout in islice(plan(config.mix, config.seed), config.total):
+            scheduled = started + checkout.index * interval
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if run.in_flight >= config.max_in_flight:
+                run.skipped += 1
+                continue
+            run.sent += 1
+            run.in_flight += 1
+            task = asyncio.ensure_future(_send(run, session, checkout, scheduled, offset))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        send_window = loop.time() - started
+        if tasks:
+            await asyncio.wait(tasks)
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+        run.telemetry = await _get_json(session, f"{config.target}/telemetry") or run.telemetry
+        windows = await _get_json(session, f"{config.target}/chaos/windows") or []
+    await _write_truth(run)
+    report = _report(run, send_window, windows)
+    if config.report_path:
+        Path(config.report_path).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> dict[str, Any]:
+    config = run.config
+    values = run.all_latencies()
+    by_scenario = {}
+    for scenario, latencies in sorted(run.latencies.items()):
+        ordered = sorted(latencies)
+        by_scenario[scenario] = {
+            "count": len(ordered),
+            "statuses": {status: n for (s, status), n in sorted(run.outcomes.items()) if s == scenario},
+            "p50_ms": percentile(ordered, .5), "p95_ms": percentile(ordered, .95), "p99_ms": percentile(ordered, .99),
+        }
+    scheduled = run.sent + run.skipped
+    return {
+        "target": config.target,
+        "seed": config.seed,
+        "mix": config.mix,
+        "rate_target": config.rate,
+        # arrivals per second over the sending window: N arrivals span N-1 intervals
+        "rate_achieved": round((scheduled - 1) / send_window_s, 2) if scheduled > 1 and send_window_s > 0 else None,
+        "scheduled": scheduled,
+        "sent": run.sent,
+        "completed": run.completed,
+        "skipped": run.skipped,
+        "errors": sum(n for (_, status), n in run.outcomes.items() if status == "error"),
+        "mismatches": run.mismatches,
+        "latency_ms": {"p50": percentile(values, .5), "p95": percentile(values, .95),
+                       "p99": percentile(values, .99), "max": round(values[-1], 3) if values else None},
+        "scenarios": by_scenario,
+        "telemetry": run.telemetry,
+        "fault_windows": windows,
+        "started": _iso(run.wall_start),
+        "ended": _iso(time.time()),
+    }
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The end-of-run table."""
+    latency = report["latency_ms"]
+    lines = [
+        f"traffic to {report['target']}: {report['sent']} sent, {report['completed']} completed, "
+        f"{report['skipped']} skipped, {report['errors']} transport errors, "
+        f"rate {report['rate_achieved']}/s (target {report['rate_target']}/s)",
+        f"{'scenario':<10} {'count':>7} {'statuses':<28} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}",
+    ]
+    for scenario, row in report["scenarios"].items():
+        statuses = ", ".join(f"{status}: {n}" for status, n in row["statuses"].items())
+        lines.append(f"{scenario:<10} {row['count']:>7} {statuses:<28} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9} {row['p99_ms']!s:>9}")
+    lines.append(f"{'all':<10} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}")
+    lines.append(f"observed != expected status: {report['mismatches']}; fault windows: {len(report['fault_windows'])}")
+    telemetry = report.get("telemetry") or {}
+    if telemetry.get("remote"):
+        lines.append(f"telemetry: sent {telemetry.get('sent')}, backlog {telemetry.get('backlog')}, "
+                     f"dead-lettered {telemetry.get('dead_lettered')}, dropped {telemetry.get('dropped')}")
+    return "\n".join(lines)
