@@ -171,8 +171,7 @@ class Batcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        leftovers = [item.record() for item in (*self._in_flight, *self._queue)]
-        self._in_flight.clear()
+        leftovers = [item.record() for item in self._queue]
         self._queue.clear()
         self._to_spill.extend(leftovers)
         await self._write_disk()
@@ -204,6 +203,9 @@ class Batcher:
             self._in_flight.add(item)
             try:
                 await self._deliver(item)
+            except asyncio.CancelledError:
+                self._queue.appendleft(item)  # closing: it will be spilled with the rest
+                raise
             finally:
                 self._in_flight.discard(item)
 
