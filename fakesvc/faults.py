@@ -18,7 +18,7 @@ import random
 import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,11 +321,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def chaos_routes(chaos: Chaos, *, admin_token: str | None, bind_host: str) -> list[web.RouteDef]:
+def chaos_routes(
+    chaos: Chaos,
+    *,
+    admin_token: str | None,
+    bind_host: str,
+    downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+) -> list[web.RouteDef]:
     """``GET/PUT/DELETE /chaos``, ``GET /chaos/windows`` and ``GET /chaos/injected/{trace_id}``.
 
     Changing rules needs ``Authorization: Bearer <token>`` when a token is set,
-    and is refused outright off loopback without one.
+    and is refused outright off loopback without one. ``/chaos/windows`` adds
+    the windows of the services downstream, so the gateway answers for the chain.
     """
 
     def refused(request: web.Request) -> web.Response | None:
@@ -368,7 +375,10 @@ def chaos_routes(chaos: Chaos, *, admin_token: str | None, bind_host: str) -> li
         return web.json_response(chaos.snapshot())
 
     async def get_windows(_request: web.Request) -> web.Response:
-        return web.json_response(chaos.windows())
+        windows = chaos.windows()
+        if downstream_windows is not None:
+            windows += await downstream_windows()
+        return web.json_response(windows)
 
     async def get_injected(request: web.Request) -> web.Response:
         trace_id = request.match_info["trace_id"]

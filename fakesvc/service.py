@@ -6,15 +6,18 @@ what their hop is and which service they call.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
 
 from fakesvc.config import ServiceConfig
@@ -26,6 +29,7 @@ from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
 
 HOP_STATE = web.AppKey("hop_state", HopState)
+_log = structlog.get_logger("fakesvc.service")
 
 
 @functools.cache
@@ -140,7 +144,14 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/telemetry", telemetry_stats)
-    app.router.add_routes(chaos_routes(state.chaos, admin_token=admin_token, bind_host=config.host))
+    app.router.add_routes(
+        chaos_routes(
+            state.chaos,
+            admin_token=admin_token,
+            bind_host=config.host,
+            downstream_windows=(lambda: downstream_windows(state)) if spec.downstream else None,
+        )
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if spec.downstream is not None:
@@ -157,6 +168,21 @@ def build_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(_not_ready)
     return app
+
+
+async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
+    """The scheduled fault windows of the services behind this one (empty if they do not answer)."""
+    assert state.session is not None and state.spec.downstream is not None
+    try:
+        with suppress_http_instrumentation():
+            async with state.session.get(
+                f"{state.spec.downstream.base_url}/chaos/windows", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                windows = await response.json() if response.status == 200 else []
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        _log.warning("Fault windows unavailable", upstream_service=state.spec.downstream.service, error=str(exc))
+        return []
+    return windows if isinstance(windows, list) else []
 
 
 async def _not_ready(app: web.Application) -> None:
