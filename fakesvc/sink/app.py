@@ -55,13 +55,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return _json({"detail": exc.reason}, exc.status)
 
 
+def _drop(request: web.Request, state: SinkState) -> web.Response:
+    """Cut the connection without an answer, as a backend that is down does."""
+    state.counts["dropped_outage"] += 1
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=503)  # never sent: the connection is gone
+
+
 async def _faulted(request: web.Request, state: SinkState) -> web.StreamResponse | None:
     """Apply the sink's own faults to an ingestion request: drop it, delay it, or fail it."""
     if state.faults.in_outage():
-        state.counts["dropped_outage"] += 1
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=503)  # never sent: the connection is gone
+        return _drop(request, state)
     faults = state.faults.faults
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
@@ -106,9 +111,7 @@ async def ingest(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.faults.in_outage():
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=503)
+        return _drop(request, state)
     return _json({"status": "ok"})
 
 

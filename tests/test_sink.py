@@ -1,0 +1,196 @@
+"""The embedded sink: ProdSentinel's validation answers, SQLite storage, queries, stats and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fakesvc.sink import Outage, SinkConfig, SinkFaults, create_app
+from fakesvc.telemetry.signals import log_signal, metric_signal, span_signal
+from tests.telemetry_fixtures import free_port, sink_on
+
+
+def good_log(**changes: Any) -> dict[str, Any]:
+    return {**log_signal("payment-service", "trace-1", "ERROR", "Payment failed", {"error_code": "X"}), **changes}
+
+
+@pytest.fixture
+async def sink(aiohttp_client: Any, tmp_path: Path) -> Any:
+    return await aiohttp_client(create_app(SinkConfig(db_path=str(tmp_path / "sink.db"))))
+
+
+async def test_valid_signals_of_each_kind_are_accepted_and_stored(sink: Any, tmp_path: Path) -> None:
+    signals = {
+        "/ingest/logs": good_log(),
+        "/ingest/traces": span_signal("api-gateway", "trace-1", "ab" * 8, None, 12.5, "OK", {"span.name": "x"}),
+        "/ingest/metrics": metric_signal("inventory-service", "trace-1", "request_latency", 2500.0, "ms", {}),
+    }
+    for path, signal in signals.items():
+        response = await sink.post(path, json=signal)
+        assert response.status == 202 and await response.json() == {"status": "accepted"}
+    with sqlite3.connect(tmp_path / "sink.db") as db:
+        rows = db.execute("SELECT id, signal_type, trace_id, service_name FROM raw_signals ORDER BY signal_type").fetchall()
+    assert [(r[1], r[3]) for r in rows] == [("log", "payment-service"), ("metric", "inventory-service"), ("trace", "api-gateway")]
+    assert {r[0] for r in rows} == {s["signal_id"] for s in signals.values()}
+
+
+@pytest.mark.parametrize("timestamp", ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00+00:00", "2026-11-24T10:00:00.123456"])
+async def test_timestamps_with_z_offset_or_no_zone_are_accepted(sink: Any, timestamp: str) -> None:
+    assert (await sink.post("/ingest/logs", json=good_log(timestamp=timestamp))).status == 202
+
+
+async def test_signal_type_may_be_left_out(sink: Any) -> None:
+    signal = good_log()
+    del signal["signal_type"]
+    assert (await sink.post("/ingest/logs", json=signal)).status == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "kind"),
+    [
+        (good_log(extra="nope"), ["body", "extra"], "extra_forbidden"),
+        (good_log(trace_id=""), ["body", "trace_id"], "string_too_short"),
+        (good_log(signal_id="not-a-uuid"), ["body", "signal_id"], "uuid_parsing"),
+        (good_log(level="DEBUG"), ["body", "level"], "enum"),
+        (good_log(timestamp="yesterday"), ["body", "timestamp"], "datetime_from_date_parsing"),
+        (good_log(signal_type="metric"), ["body", "signal_type"], "literal_error"),
+        (good_log(attributes=[1]), ["body", "attributes"], "dict_type"),
+        ({k: v for k, v in good_log().items() if k != "message"}, ["body", "message"], "missing"),
+        ([good_log()], ["body"], "model_attributes_type"),
+    ],
+)
+async def test_invalid_signals_get_pydantic_style_422s(sink: Any, body: Any, loc: list[str], kind: str) -> None:
+    response = await sink.post("/ingest/logs", json=body)
+    assert response.status == 422
+    detail = (await response.json())["detail"]
+    assert any(problem["loc"] == loc and problem["type"] == kind for problem in detail), detail
+
+
+async def test_span_and_metric_fields_are_checked(sink: Any) -> None:
+    span = span_signal("a", "t", "1", None, 1.0, "OK", {})
+    assert (await sink.post("/ingest/traces", json={**span, "duration_ms": "slow"})).status == 422
+    metric = metric_signal("a", "t", "m", 1.0, "ms", {})
+    assert (await sink.post("/ingest/metrics", json={**metric, "value": True})).status == 422
+    assert (await sink.post("/ingest/metrics", json={**metric, "level": "INFO"})).status == 422
+
+
+async def test_bad_json_is_a_422_and_unknown_routes_are_json_errors(sink: Any) -> None:
+    response = await sink.post("/ingest/logs", data=b"{not json")
+    assert response.status == 422 and (await response.json())["detail"][0]["type"] == "json_invalid"
+    response = await sink.get("/nowhere")
+    assert response.status == 404 and (await response.json()) == {"detail": "Not Found"}
+    response = await sink.get("/ingest/logs")
+    assert response.status == 405 and "detail" in await response.json()
+    response = await sink.post("/ingest/logs", data=b"x" * (2 * 1024 * 1024))
+    assert response.status == 413 and "detail" in await response.json()
+
+
+async def test_a_repeated_signal_id_is_stored_once_and_counted(sink: Any) -> None:
+    signal = good_log()
+    for _ in range(3):
+        assert (await sink.post("/ingest/logs", json=signal)).status == 202
+    stats = await (await sink.get("/stats")).json()
+    assert stats["stored"] == {"log": 1} and stats["duplicates"] == 2 and stats["accepted"]["log"] == 1
+
+
+async def test_duplicate_500_mode_answers_like_prodsentinel_and_drops_the_connection(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(SinkConfig(db_path=":memory:", duplicate_status=500)))
+    signal = good_log()
+    assert (await client.post("/ingest/logs", json=signal)).status == 202
+    response = await client.post("/ingest/logs", json=signal)
+    assert response.status == 500 and await response.json() == {"detail": "Internal server error"}
+    assert response.headers.get("Connection", "").lower() == "close"
+
+
+async def test_query_routes_filter_and_group_by_trace(sink: Any) -> None:
+    for i in range(5):
+        await sink.post("/ingest/logs", json=good_log(trace_id=f"t{i % 2}", service_name=f"s{i}"))
+    await sink.post("/ingest/metrics", json=metric_signal("s9", "t0", "request_latency", 3.0, "ms", {}))
+    rows = await (await sink.get("/query/signals", params={"trace_id": "t0"})).json()
+    assert len(rows) == 4 and {r["trace_id"] for r in rows} == {"t0"}
+    rows = await (await sink.get("/query/signals", params={"trace_id": "t0", "signal_type": "log", "limit": "2", "offset": "1"})).json()
+    assert len(rows) == 2 and all(r["signal_type"] == "log" for r in rows)
+    trace = await (await sink.get("/query/traces/t0")).json()
+    assert trace["services"] == ["s0", "s2", "s4", "s9"] and len(trace["logs"]) == 3 and len(trace["metrics"]) == 1
+    assert trace["levels"] == {"ERROR": 3}
+    assert (await sink.get("/query/traces/none")).status == 404
+    assert (await sink.get("/query/signals", params={"limit": "-1"})).status == 400
+
+
+async def test_error_rate_with_a_seed_is_deterministic_and_carries_retry_after(aiohttp_client: Any) -> None:
+    async def statuses() -> list[int]:
+        faults = SinkFaults(error_rate=0.5, error_status=503, retry_after_s=1.5, seed=11)
+        client = await aiohttp_client(create_app(SinkConfig(db_path=":memory:", faults=faults)))
+        out = []
+        for _ in range(40):
+            response = await client.post("/ingest/logs", json=good_log())
+            if response.status == 503:
+                assert response.headers["Retry-After"] == "1.5"
+            out.append(response.status)
+        return out
+
+    first, second = await statuses(), await statuses()
+    assert first == second and 5 < first.count(503) < 35 and set(first) == {202, 503}
+
+
+async def test_faults_are_switched_at_run_time_and_bad_input_keeps_the_old(sink: Any) -> None:
+    response = await sink.put("/sink/faults", json={"error_rate": 1.0, "error_status": 429})
+    assert response.status == 200
+    assert (await sink.post("/ingest/logs", json=good_log())).status == 429
+    for bad in ({"error_rate": 2}, {"error_status": 200}, {"outages": [{"start_s": 0}]}, {"colour": 1}, [1]):
+        response = await sink.put("/sink/faults", json=bad)
+        assert response.status == 400 and (await response.json())["detail"]
+    assert (await (await sink.get("/sink/faults")).json())["error_status"] == 429
+    assert (await sink.delete("/sink/faults")).status == 200
+    assert (await sink.post("/ingest/logs", json=good_log())).status == 202
+
+
+async def test_added_latency_delays_the_answer(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(SinkConfig(db_path=":memory:", faults=SinkFaults(latency_ms=80))))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert (await client.post("/ingest/logs", json=good_log())).status == 202
+    assert loop.time() - started >= 0.08
+
+
+async def test_an_outage_window_drops_connections_then_ends(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(SinkConfig(db_path=":memory:")))
+    assert (await client.put("/sink/faults", json={"outages": [{"start_s": 0, "duration_s": 0.3}]})).status == 200
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await client.post("/ingest/logs", json=good_log())
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await client.get("/ingest/health")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:  # poll until the window has passed (bounded)
+        try:
+            response = await client.get("/ingest/health")
+            break
+        except aiohttp.ClientConnectionError:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.05)
+    assert response.status == 200
+    stats = await (await client.get("/stats")).json()
+    assert stats["dropped_outage"] >= 2
+    assert Outage(0, 0.3) == Outage(start_s=0, duration_s=0.3)
+
+
+async def test_stop_and_restart_on_the_same_port_keeps_the_data(tmp_path: Path) -> None:
+    port, db = free_port(), tmp_path / "keep.db"
+    sink = await sink_on(port, db)
+    signal = good_log(signal_id=str(uuid.uuid4()))
+    async with aiohttp.ClientSession() as session:
+        assert (await session.post(f"{sink.url}/ingest/logs", json=signal)).status == 202
+        await sink.stop()
+        sink = await sink_on(port, db)
+        rows = await (await session.get(f"{sink.url}/query/signals")).json()
+        assert [r["signal_id"] for r in rows] == [signal["signal_id"]]
+        assert (await session.post(f"{sink.url}/ingest/logs", json=signal)).status == 202
+        assert (await (await session.get(f"{sink.url}/stats")).json())["duplicates"] == 1
+    await sink.stop()
