@@ -265,13 +265,15 @@ class Chaos:
         return Fault(self.service, rule.kind, index, status, rule.message, rule.exception, delay_s)
 
     def record(self, trace_id: str, faults: Iterable[Fault]) -> None:
-        """Remember what this service injected into a trace (bounded, oldest forgotten first)."""
-        entries = self._injected.get(trace_id)
-        if entries is None:
-            entries = self._injected[trace_id] = []
-            if len(self._injected) > INJECTED_TRACES:
-                self._injected.popitem(last=False)
-        entries.extend(fault.truth() for fault in faults)
+        """Remember what this service injected into the latest request of a trace.
+
+        Bounded (oldest forgotten first); a later request with the same trace
+        id (a rerun with the same seed) replaces the entry.
+        """
+        self._injected[trace_id] = [fault.truth() for fault in faults]
+        self._injected.move_to_end(trace_id)
+        if len(self._injected) > INJECTED_TRACES:
+            self._injected.popitem(last=False)
 
     def injected(self, trace_id: str) -> list[dict[str, Any]]:
         return list(self._injected.get(trace_id, ()))

@@ -140,7 +140,7 @@ class HopState:
 class HopContext:
     """One request's view of its hop: the key, the logger, the faults seen so far."""
 
-    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "slow")
+    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "own_faults", "slow")
 
     def __init__(self, state: HopState, request: web.Request, key: str, trace_id: str) -> None:
         self.state = state
@@ -148,17 +148,19 @@ class HopContext:
         self.key = key
         self.trace_id = trace_id
         self.log = _log.bind(**{state.spec.key: key})
-        self.faults: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []  # this hop's and its downstream's, for the caller
+        self.own_faults: list[Fault] = []  # this hop's, for /chaos/injected
         self.slow = False  # set by a step that knows it was slow (a query that hung)
 
     @property
     def config(self) -> ServiceConfig:
         return self.state.config
 
-    def inject(self, fault: Fault) -> None:
-        """Note a fault of this service, so the caller and the ground truth learn of it."""
-        self.state.chaos.record(self.trace_id, (fault,))
-        self.faults.append(fault.truth())
+    def inject(self, *faults: Fault) -> None:
+        """Note faults of this service, so the caller and the ground truth learn of them."""
+        self.own_faults.extend(faults)
+        self.state.chaos.record(self.trace_id, self.own_faults)
+        self.faults.extend(fault.truth() for fault in faults)
 
     async def simulate(self, low_ms: float, high_ms: float) -> float:
         """Sleep a baseline latency drawn from [low, high] ms times the latency scale."""
@@ -273,8 +275,7 @@ def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
 
 async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     """Apply this hop's injected faults; return False when the connection was dropped."""
-    for fault in faults:
-        ctx.faults.append(fault.truth())
+    ctx.inject(*faults)
     for fault in faults:
         if fault.kind in ("latency", "hang"):
             await asyncio.sleep(fault.delay_s)
@@ -295,34 +296,28 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
 def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler of a service's business route, built around its step."""
     spec = state.spec
-    loop_time = asyncio.get_running_loop
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        started = loop_time().time()
+        started = asyncio.get_running_loop().time()
         trace_id = current_trace_id.get() or ""
         ctx = HopContext(state, request, request.match_info[spec.key], trace_id)
-        status = 200
         try:
             injected = state.chaos.decide(spec.route, trace_id)
-            if injected:
-                state.chaos.record(trace_id, injected)
-            if not await _apply_faults(ctx, injected):
-                status = 0
+            if injected and not await _apply_faults(ctx, injected):
                 _finish_dropped(ctx, started)
-                return web.Response(status=500)
+                return web.Response(status=500)  # never sent: the connection is gone
             body = await spec.step(ctx)
         except HopError as err:
-            status = err.status
             latency_ms = _elapsed_ms(started)
             _record_failure(ctx, err, latency_ms)
-            _measure(ctx, latency_ms, status)
+            _measure(ctx, latency_ms, err.status)
             return _with_faults(
-                error_response(status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
+                error_response(err.status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
             )
         latency_ms = _elapsed_ms(started)
         body.setdefault("latency_ms", round(latency_ms, 3))
         _record_success(ctx, latency_ms)
-        _measure(ctx, latency_ms, status)
+        _measure(ctx, latency_ms, 200)
         return _with_faults(web.json_response(body, dumps=dumps_str), ctx)
 
     return handle
