@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from delivery import batcher_cost, sink_throughput
 from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median
 
 VARIANTS = {
@@ -109,15 +110,41 @@ def print_overhead(result: dict[str, Any]) -> None:
         print(f"{label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.2f} {fig['target_ratio']:>7.2f} {mark}")
 
 
+def print_delivery(sink: dict[str, Any], batcher: dict[str, Any]) -> None:
+    print(f"{'sink ingest (signals/s)':32} {'sink':>10} {'bare 202':>10} {'x bare':>8}")
+    for concurrency in (8, 32):
+        print(f"{f'  {concurrency} concurrent POSTs':32} {sink[f'sink_c{concurrency}']:>10.1f} "
+              f"{sink[f'bare_c{concurrency}']:>10.1f} {sink[f'ratio_c{concurrency}']:>8.2f}")
+    print(f"{'sender CPU per signal (us)':32} {'batcher':>10} {'plain POST':>10} {'x plain':>8}")
+    print(f"{'':32} {batcher['batcher_cpu_us_per_signal']:>10.1f} {batcher['plain_post_cpu_us_per_signal']:>10.1f} "
+          f"{batcher['ratio_to_plain']:>8.2f}")
+    print(f"{'emit() hot path (us/signal)':32} {batcher['emit_us_per_signal']:>10.2f}")
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
+    parser.add_argument("--only", choices=("overhead", "delivery"), default=None)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
-    result = {"overhead": asyncio.run(overhead(args.rounds, args.count, args.concurrency))}
-    print_overhead(result["overhead"])
+    result: dict[str, Any] = {"machine": machine()}
+    if args.only in (None, "overhead"):
+        result["overhead"] = asyncio.run(overhead(args.rounds, args.count, args.concurrency))
+        print_overhead(result["overhead"])
+    if args.only in (None, "delivery"):
+        result["sink"] = asyncio.run(sink_throughput(args.rounds, args.signals))
+        result["batcher"] = asyncio.run(batcher_cost(args.rounds, args.signals))
+        print_delivery(result["sink"], result["batcher"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"written: {args.out}")
