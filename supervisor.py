@@ -23,6 +23,7 @@ from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, format_summary as traffic_summary
 from fakesvc.traffic import run_traffic, traffic_config_from_args
+from fakesvc.traffic.truth import Timeouts
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry = Telemetry(telemetry_config(args))
         chaos = chaos_config(args)
         sink = resolve(SINK_SETTINGS, args)
-        traffic = traffic_config_from_args(args, target="http://placeholder", seed=config.seed)
+        timeouts = Timeouts(config.inventory_timeout_s, config.payment_timeout_s)
+        traffic = traffic_config_from_args(args, target="http://placeholder", seed=config.seed, timeouts=timeouts)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)

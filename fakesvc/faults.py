@@ -410,12 +410,12 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
              "message": "Inventory DB unavailable"},
         ],
     },
-    # A demo incident: 30 s of baseline, 60 s of a degrading inventory database, then recovery.
+    # A demo incident: 20 s of baseline, 25 s of a degrading inventory database, then recovery.
     "incident": {
         "inventory-service": [
-            {"kind": "latency", "probability": 0.6, "latency_ms": [2500, 3500], "start_s": 30, "duration_s": 60},
+            {"kind": "latency", "probability": 0.6, "latency_ms": [2500, 3500], "start_s": 20, "duration_s": 25},
             {"kind": "error", "probability": 0.3, "status": 503, "exception": "ConnectionError",
-             "message": "Inventory DB connection pool exhausted", "start_s": 30, "duration_s": 60},
+             "message": "Inventory DB connection pool exhausted", "start_s": 20, "duration_s": 25},
         ],
     },
 }

@@ -15,7 +15,7 @@ from fakesvc.faults import parse_rules
 from fakesvc.settings import ConfigError
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, format_summary, run_traffic, traffic_config_from_args
 from fakesvc.traffic.plan import plan
-from fakesvc.traffic.truth import expected_status, root_cause_service
+from fakesvc.traffic.truth import Timeouts, expected_status, root_cause_service
 from tests.conftest import Chain
 
 TRUTH_KEYS = ["trace_id", "order_id", "scenario", "faults", "root_cause_service", "expected_status",
@@ -113,6 +113,9 @@ def test_root_cause_and_expected_status_rules() -> None:
     assert expected_status("success", [inv_error]) == 500
     assert expected_status("success", [gw_error]) == 429
     assert expected_status("fail-pay", []) == 500
+    slow_inventory = {"service": "inventory-service", "kind": "latency", "detail": "latency 2500 ms (rule 0)"}
+    assert expected_status("success", [slow_inventory]) == 500  # past payment's 2 s
+    assert expected_status("success", [slow_inventory], Timeouts(inventory_s=3.0)) == 200
 
 
 @pytest.mark.parametrize(

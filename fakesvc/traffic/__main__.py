@@ -9,7 +9,9 @@ import sys
 import aiohttp
 
 from fakesvc import settings
+from fakesvc.config import service_config
 from fakesvc.settings import ConfigError
+from fakesvc.traffic.truth import Timeouts
 from fakesvc.traffic.config import add_traffic_arguments, traffic_config_from_args
 from fakesvc.traffic.run import format_summary, run_traffic
 
@@ -31,7 +33,9 @@ def main() -> None:
         seed = settings.resolve((settings.Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, ""),), args)["seed"]
         if args.rate is None:
             raise ConfigError("--rate: required")
-        config = traffic_config_from_args(args, seed=seed)
+        services = service_config()  # the timeouts the services run with (same environment)
+        timeouts = Timeouts(services.inventory_timeout_s, services.payment_timeout_s)
+        config = traffic_config_from_args(args, seed=seed, timeouts=timeouts)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     if not asyncio.run(_reachable(config.target)):

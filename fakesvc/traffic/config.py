@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fakesvc.settings import ConfigError
 from fakesvc.traffic.plan import DEFAULT_MIX, parse_mix
+from fakesvc.traffic.truth import Timeouts
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class TrafficConfig:
     max_in_flight: int = 1000
     request_timeout_s: float = 30.0
     progress: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def total(self) -> int:
@@ -57,7 +59,11 @@ def _number(flag: str, raw: str, kind: type, low: float) -> float:
 
 
 def traffic_config_from_args(
-    args: argparse.Namespace, *, target: str | None = None, seed: int | None = None
+    args: argparse.Namespace,
+    *,
+    target: str | None = None,
+    seed: int | None = None,
+    timeouts: Timeouts = Timeouts(),
 ) -> TrafficConfig | None:
     """The traffic to send, or None when ``--rate`` was not given (serve until stopped)."""
     if args.rate is None:
@@ -87,4 +93,5 @@ def traffic_config_from_args(
         report_path=args.report,
         max_in_flight=int(_number("--max-in-flight", args.max_in_flight, int, 0)),
         progress=not args.quiet,
+        timeouts=timeouts,
     )

@@ -59,7 +59,7 @@ class Run:
         self.outcomes[(checkout.scenario, str(status) if status is not None else "error")] += 1
         self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
         faults = faults_for(checkout.scenario, faults)
-        expected = expected_status(checkout.scenario, faults)
+        expected = expected_status(checkout.scenario, faults, self.config.timeouts)
         if status != expected:
             self.mismatches += 1
         line = {

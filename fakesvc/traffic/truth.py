@@ -7,13 +7,29 @@ Rules, documented once here:
   latency-only faults, the largest added latency.
 - expected status: ``fail-pay`` and ``timeout`` answer 500; an error, hang or
   drop in payment or inventory makes the gateway answer 500; an error in the
-  gateway answers its rule's status; latency alone leaves 200.
+  gateway answers its rule's status; added latency makes a 500 only when it
+  outlasts the caller's timeout (inventory's against payment's
+  ``FAKESVC_INVENTORY_TIMEOUT_S``, payment's against the gateway's
+  ``FAKESVC_PAYMENT_TIMEOUT_S``); otherwise 200.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each caller waits for its downstream, in seconds (the services' settings)."""
+
+    inventory_s: float = 2.0  # payment waiting for inventory
+    payment_s: float = 5.0  # the gateway waiting for payment
+
+    def outlasted_by(self, fault: dict[str, Any]) -> bool:
+        limit = {"inventory-service": self.inventory_s, "payment-service": self.payment_s}.get(fault.get("service", ""))
+        return limit is not None and _latency_ms(fault) >= limit * 1000
 
 DOWNSTREAM_ORDER = {"inventory-service": 2, "payment-service": 1, "api-gateway": 0}
 SCENARIO_FAULTS = {
@@ -38,14 +54,14 @@ def root_cause_service(faults: list[dict[str, Any]]) -> str | None:
     return max(faults, key=_latency_ms)["service"]
 
 
-def expected_status(scenario: str, faults: list[dict[str, Any]]) -> int:
+def expected_status(scenario: str, faults: list[dict[str, Any]], timeouts: Timeouts = Timeouts()) -> int:
     if scenario in SCENARIO_FAULTS:
         return 500
     for fault in faults:
         if fault.get("service") == "api-gateway" and fault.get("kind") == "error":
             match = _STATUS.match(str(fault.get("detail", "")))
             return int(match.group(1)) if match else 500
-    if any(f.get("kind") != "latency" for f in faults):
+    if any(f.get("kind") != "latency" or timeouts.outlasted_by(f) for f in faults):
         return 500
     return 200
 
