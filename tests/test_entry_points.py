@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -48,11 +49,20 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
         for process in processes:
             await wait_listening(process)
         gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
+        inventory = f"http://127.0.0.1:{ports['INVENTORY_PORT']}"
         async with aiohttp.ClientSession() as session:
             for order_id, status in (("success", 200), ("order-fail-pay", 500), ("order-timeout", 500)):
                 async with session.post(f"{gateway}/checkout/{order_id}", headers={"x-request-id": f"t-{order_id}"}) as response:
                     assert response.status == status
                     assert response.headers["x-request-id"] == f"t-{order_id}"
+            # A rule's fault travels back across the processes even when the faulty hop never answers.
+            rules = {"rules": [{"kind": "drop"}]}
+            async with session.put(f"{inventory}/chaos", json=rules) as response:
+                assert response.status == 200
+            async with session.post(f"{gateway}/checkout/after-rule") as response:
+                assert response.status == 500
+                faults = json.loads(response.headers["x-fakesvc-faults"])
+            assert faults == [{"service": "inventory-service", "kind": "drop", "detail": "connection dropped (rule 0)"}]
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:

@@ -126,15 +126,16 @@ async def _progress(run: Run, session: aiohttp.ClientSession, stream: TextIO, st
             continue
         elapsed = loop.time() - started
         values = run.all_latencies()
-        statuses = Counter()
-        for (_, status), n in run.outcomes.items():
-            statuses[status] += n
+        outcomes = " | ".join(
+            f"{scenario} " + " ".join(f"{status}:{n}" for (s, status), n in sorted(run.outcomes.items()) if s == scenario)
+            for scenario in sorted({scenario for scenario, _ in run.outcomes})
+        )
         backlog = run.telemetry.get("backlog", "n/a") if run.telemetry else "n/a"
         print(
             f"[{elapsed:5.1f}s] sent {run.sent} ({run.sent / elapsed:.1f}/s) done {run.completed} "
-            f"in-flight {run.in_flight} skipped {run.skipped} "
-            f"status {dict(sorted(statuses.items()))} p50 {percentile(values, .5)} p95 {percentile(values, .95)} "
-            f"p99 {percentile(values, .99)} ms telemetry backlog {backlog}",
+            f"in-flight {run.in_flight} skipped {run.skipped} [{outcomes}] "
+            f"p50 {percentile(values, .5)} p95 {percentile(values, .95)} p99 {percentile(values, .99)} ms "
+            f"telemetry backlog {backlog}",
             file=stream, flush=True,
         )
 
