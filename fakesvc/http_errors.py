@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,20 +20,28 @@ def error_response(status: int, detail: object, **extra: object) -> web.Response
     return web.json_response(body, status=status, dumps=dumps_str)
 
 
-@web.middleware
-async def json_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's HTTP exceptions (404, 405, 413, ...) and crashes into JSON answers."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        detail = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
-        response = error_response(exc.status, detail)
-        for name in ("Allow", "Retry-After"):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
-    except Exception:
-        _log.exception("Unhandled error", path=request.path)
-        return error_response(500, "Internal server error")
+def json_errors(render: Callable[[int, object], web.Response] = error_response) -> web.middleware:
+    """A middleware turning aiohttp's HTTP exceptions (404, 405, 413, ...) and crashes into JSON.
+
+    ``render`` shapes the body: the services name the trace; the sink answers
+    like ProdSentinel, with ``detail`` alone.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            detail = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
+            response = render(exc.status, detail)
+            for name in ("Allow", "Retry-After"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
+            return response
+        except Exception:
+            _log.exception("Unhandled error", path=request.path)
+            return render(500, "Internal server error")
+
+    return middleware

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from fakesvc.config import ServiceConfig
 from fakesvc.correlation import correlation_middleware
 from fakesvc.faults import Chaos, chaos_routes
 from fakesvc.hop import HopSpec, HopState, hop_handler
-from fakesvc.http_errors import error_response, json_errors_middleware
+from fakesvc.http_errors import error_response, json_errors
 from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
 
@@ -43,7 +44,9 @@ def _server_instrumentation_ready() -> None:
     ``web.Application`` back, so each service can use its own provider.
     """
     instrumentor = AioHttpServerInstrumentor()
-    instrumentor.instrument()
+    with warnings.catch_warnings():  # the swapped-in subclass of web.Application warns; it is undone below
+        warnings.simplefilter("ignore", DeprecationWarning)
+        instrumentor.instrument()
     instrumentor.uninstrument()
 
 # Business routes read no body; control routes read small JSON documents.
@@ -120,7 +123,7 @@ def build_app(
     altogether: they cost ~100 us a request even when nothing is recorded,
     and the checkout's trace id still travels in ``x-request-id``.
     """
-    middlewares = [correlation_middleware(spec.service), json_errors_middleware]
+    middlewares = [correlation_middleware(spec.service), json_errors()]
     trace_configs = []
     tracer = None
     if telemetry.tracing:

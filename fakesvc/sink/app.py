@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
+from fakesvc.http_errors import json_errors
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.sink.faults import FaultState, SinkFaultError, SinkFaults, parse_faults
 from fakesvc.sink.store import SignalStore
@@ -45,14 +45,8 @@ def _json(body: object, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps_str)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _json({"detail": exc.reason}, exc.status)
+def _error(status: int, detail: object) -> web.Response:
+    return _json({"detail": detail}, status)
 
 
 def _drop(request: web.Request, state: SinkState) -> web.Response:
@@ -196,7 +190,7 @@ async def delete_faults(request: web.Request) -> web.Response:
 
 def create_app(config: SinkConfig) -> web.Application:
     """The sink application; its SQLite store opens and closes with it."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_SIGNAL_BYTES)
+    app = web.Application(middlewares=[json_errors(_error)], client_max_size=MAX_SIGNAL_BYTES)
     state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
     app[STATE] = state
     for path in ENDPOINTS:

@@ -37,13 +37,23 @@ def _plain(attributes: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def _common(service: str, trace_id: str, signal_type: str, timestamp: datetime | None) -> dict[str, Any]:
+def _signal(
+    signal_type: str,
+    service: str,
+    trace_id: str,
+    timestamp: datetime | None,
+    fields: dict[str, Any],
+    attributes: dict[str, Any],
+) -> dict[str, Any]:
+    """The common fields, the endpoint's own fields, and the attributes, in the wire order."""
     return {
         "signal_id": str(uuid.uuid4()),
         "trace_id": trace_id,
         "service_name": service,
         "timestamp": timestamp.astimezone(timezone.utc).isoformat() if timestamp else _now(),
         "signal_type": signal_type,
+        **fields,
+        "attributes": _plain(attributes),
     }
 
 
@@ -56,11 +66,7 @@ def log_signal(
     timestamp: datetime | None = None,
 ) -> dict[str, Any]:
     """A log for ``POST /ingest/logs``."""
-    signal = _common(service, trace_id, "log", timestamp)
-    signal["level"] = level
-    signal["message"] = message
-    signal["attributes"] = _plain(attributes)
-    return signal
+    return _signal("log", service, trace_id, timestamp, {"level": level, "message": message}, attributes)
 
 
 def metric_signal(
@@ -73,12 +79,8 @@ def metric_signal(
     timestamp: datetime | None = None,
 ) -> dict[str, Any]:
     """A metric for ``POST /ingest/metrics``."""
-    signal = _common(service, trace_id, "metric", timestamp)
-    signal["metric_name"] = name
-    signal["value"] = value
-    signal["unit"] = unit
-    signal["attributes"] = _plain(attributes)
-    return signal
+    fields = {"metric_name": name, "value": value, "unit": unit}
+    return _signal("metric", service, trace_id, timestamp, fields, attributes)
 
 
 def span_signal(
@@ -92,10 +94,5 @@ def span_signal(
     timestamp: datetime | None = None,
 ) -> dict[str, Any]:
     """A span for ``POST /ingest/traces`` (its name goes in ``attributes["span.name"]``)."""
-    signal = _common(service, trace_id, "trace", timestamp)
-    signal["span_id"] = span_id
-    signal["parent_span_id"] = parent_span_id
-    signal["duration_ms"] = duration_ms
-    signal["status"] = status
-    signal["attributes"] = _plain(attributes)
-    return signal
+    fields = {"span_id": span_id, "parent_span_id": parent_span_id, "duration_ms": duration_ms, "status": status}
+    return _signal("trace", service, trace_id, timestamp, fields, attributes)
