@@ -1,6 +1,7 @@
 """fakesvc's benchmarks, each beside a baseline measured in the same run.
 
-``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``.
+``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``
+(about 12 minutes: the memory section alone holds a load for 5 + 2 minutes).
 Overhead: checkouts per CPU-second of the serving process, fakesvc (three
 telemetry settings) against a bare aiohttp chain driven by the same client;
 CPU is counted until every signal of the run has reached the sink.
@@ -19,6 +20,8 @@ from typing import Any
 import aiohttp
 
 from delivery import batcher_cost, sink_throughput
+from fidelity import fidelity, print_fidelity
+from memory import memory, print_memory
 from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median
 
 VARIANTS = {
@@ -134,7 +137,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
-    parser.add_argument("--only", choices=("overhead", "delivery"), default=None)
+    parser.add_argument("--only", choices=("overhead", "delivery", "fidelity", "memory"), default=None)
+    parser.add_argument("--memory-rate", type=float, default=200.0)
+    parser.add_argument("--memory-duration", type=float, default=300.0, help="seconds of steady load")
+    parser.add_argument("--outage-duration", type=float, default=120.0, help="seconds with the backend down")
+    parser.add_argument("--fidelity-rate", type=float, default=120.0, help="about half the saturating rate")
+    parser.add_argument("--fidelity-duration", type=float, default=20.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     result: dict[str, Any] = {"machine": machine()}
@@ -145,6 +153,12 @@ def main() -> None:
         result["sink"] = asyncio.run(sink_throughput(args.rounds, args.signals))
         result["batcher"] = asyncio.run(batcher_cost(args.rounds, args.signals))
         print_delivery(result["sink"], result["batcher"])
+    if args.only in (None, "fidelity"):
+        result["fidelity"] = asyncio.run(fidelity(args.fidelity_rate, args.fidelity_duration))
+        print_fidelity(result["fidelity"])
+    if args.only in (None, "memory"):
+        result["memory"] = asyncio.run(memory(args.memory_rate, args.memory_duration, args.outage_duration))
+        print_memory(result["memory"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"written: {args.out}")

@@ -40,8 +40,8 @@ def json_errors(render: Callable[[int, object], web.Response] = error_response) 
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
             return response
-        except Exception:
-            _log.exception("Unhandled error", path=request.path)
+        except Exception as exc:  # a bug in a handler: log its traceback, answer JSON
+            _log.exception("Unhandled error", path=request.path, error_type=type(exc).__name__)
             return render(500, "Internal server error")
 
     return middleware

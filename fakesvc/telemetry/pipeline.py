@@ -20,6 +20,7 @@ from fakesvc.correlation import current_trace_id
 from fakesvc.settings import Setting
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
 from fakesvc.telemetry.logs import Emit
+from fakesvc.telemetry.loop_lag import LoopLag
 from fakesvc.telemetry.signals import METRICS_PATH, metric_signal
 from fakesvc.telemetry.span_export import ProdSentinelSpanExporter
 from fakesvc.telemetry.tracing import tracer_provider
@@ -83,6 +84,7 @@ class Telemetry:
         self._console = console
         self._providers: dict[str, TracerProvider] = {}
         self._metrics = self.batcher is not None and "metrics" in config.signals
+        self.loop_lag = LoopLag()
 
     @classmethod
     def local_only(cls, *, trace_exporters: frozenset[str] = frozenset({"none"})) -> Telemetry:
@@ -122,17 +124,18 @@ class Telemetry:
             self.batcher.emit(METRICS_PATH, metric_signal(service, trace_id, name, value, unit, attributes))
 
     def stats(self) -> dict[str, Any]:
-        """The batcher's counters, or a note that nothing is sent."""
-        if self.batcher is None:
-            return {"remote": False}
-        return {"remote": True, **self.batcher.stats()}
+        """The batcher's counters (or a note that nothing is sent), and the event loop's lag."""
+        sending = {"remote": True, **self.batcher.stats()} if self.batcher is not None else {"remote": False}
+        return {**sending, "loop_lag": self.loop_lag.stats()}
 
     async def start(self) -> None:
+        self.loop_lag.start()
         if self.batcher is not None:
             await self.batcher.start()
 
     async def close(self, deadline_s: float | None = None) -> dict[str, Any]:
         """Flush and close: spans first (they feed the batcher), then the batcher."""
+        await self.loop_lag.stop()
         for provider in self._providers.values():
             provider.shutdown()
         started = time.monotonic()

@@ -1,0 +1,78 @@
+"""Memory: the supervisor's RSS stays flat under steady load, and bounded while the backend is down.
+
+Phase 1 drives the supervisor (default latencies, full telemetry to a sink
+process) at a steady rate and samples its RSS; phase 2 stops the sink while
+the load goes on, so the queue fills and the spill must take the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from typing import Any
+
+import aiohttp
+
+from harness import ROOT, Server, free_port, rss_mb
+
+
+async def _sample(pid: int, seconds: float, every_s: float = 5.0) -> list[float]:
+    samples = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        samples.append(round(rss_mb(pid), 1))
+        await asyncio.sleep(every_s)
+    samples.append(round(rss_mb(pid), 1))
+    return samples
+
+
+async def _traffic(gateway: str, rate: float, seconds: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        "python", "-m", "fakesvc.traffic", "--target", gateway, "--rate", str(rate), "--duration", str(seconds),
+        "--quiet", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def memory(rate: float, steady_s: float, outage_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        sink_port, ports = free_port(), [free_port() for _ in range(3)]
+        sink_argv = ["-m", "fakesvc.sink", "--port", str(sink_port), "--db", f"{tmp}/m.db"]
+        sink = await Server.start(sink_argv, {}, "listening")
+        env = {"GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
+               "FAKESVC_SINK": "off", "PRODSENTINEL_URL": f"http://127.0.0.1:{sink_port}",
+               "FAKESVC_SPILL_DIR": f"{tmp}/spill"}
+        supervisor = await Server.start(["supervisor.py"], env, "listening on", ready_count=3)
+        gateway = f"http://127.0.0.1:{ports[0]}"
+        try:
+            traffic = await _traffic(gateway, rate, steady_s)
+            steady = await _sample(supervisor.pid, steady_s)
+            await traffic.wait()
+            await sink.stop()
+            traffic = await _traffic(gateway, rate, outage_s)
+            outage = await _sample(supervisor.pid, outage_s)
+            await traffic.wait()
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{gateway}/telemetry") as response:
+                    telemetry = await response.json()
+        finally:
+            await supervisor.stop()
+            await sink.stop()
+    warm = steady[len(steady) // 5:]  # after the first fifth: caches and pools are warm
+    return {
+        "rate": rate,
+        "steady": {"seconds": steady_s, "rss_mb": steady, "growth_after_warmup_mb": round(warm[-1] - min(warm), 1),
+                   "flat_within_20_mb": max(warm) - min(warm) <= 20},
+        "outage": {"seconds": outage_s, "rss_mb": outage, "max_mb": max(outage),
+                   "spilled": telemetry.get("spilled"), "on_disk": telemetry.get("on_disk"),
+                   "in_memory": telemetry.get("in_memory"), "dropped": telemetry.get("dropped")},
+    }
+
+
+def print_memory(result: dict[str, Any]) -> None:
+    steady, outage = result["steady"], result["outage"]
+    print(f"memory at {result['rate']}/s: steady {steady['seconds']:.0f} s RSS {steady['rss_mb'][0]} -> "
+          f"{steady['rss_mb'][-1]} MB (after warm-up: range {max(steady['rss_mb'][len(steady['rss_mb']) // 5:]) - min(steady['rss_mb'][len(steady['rss_mb']) // 5:]):.1f} MB, "
+          f"flat within 20 MB: {steady['flat_within_20_mb']})")
+    print(f"  backend down {outage['seconds']:.0f} s: RSS max {outage['max_mb']} MB, in memory {outage['in_memory']}, "
+          f"spilled {outage['spilled']} (on disk {outage['on_disk']}), dropped {outage['dropped']}")
