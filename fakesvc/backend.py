@@ -26,7 +26,7 @@ async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
         _reader, writer = await asyncio.wait_for(
             asyncio.open_connection(url.host, url.port), timeout=timeout_s
         )
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     await writer.wait_closed()

@@ -20,7 +20,7 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +308,7 @@ class Chaos:
 
 
 def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat()
 
 
 # -- the control API --------------------------------------------------------------------

@@ -191,7 +191,7 @@ class HopContext:
                 self._merge_faults(response.headers.get(FAULTS_HEADER))
                 body = await response.read()
                 status = response.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._ask_injected(downstream)
             raise UpstreamFailure(
                 downstream.service, "timeout", f"no answer within {downstream.timeout_s:g} s"
@@ -222,7 +222,7 @@ class HopContext:
                     if response.status == 200:
                         payload = _json_object(await response.read())
                         self.faults.extend(payload.get("faults", []))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc))
 
 

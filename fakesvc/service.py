@@ -6,7 +6,6 @@ what their hop is and which service they call.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
 import warnings
@@ -182,7 +181,7 @@ async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
                 f"{state.spec.downstream.base_url}/chaos/windows", timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 windows = await response.json() if response.status == 200 else []
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         _log.warning("Fault windows unavailable", upstream_service=state.spec.downstream.service, error=str(exc))
         return []
     return windows if isinstance(windows, list) else []

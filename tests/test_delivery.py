@@ -12,7 +12,7 @@ import pytest
 from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
-from tests.conftest import Chain, start_chain
+from tests.conftest import start_chain
 from tests.telemetry_fixtures import (
     checkouts, eventually, free_port, remote_telemetry, sink_on, sink_stats, stored_signals,
 )

@@ -243,7 +243,7 @@ class Batcher:
                 body = await response.read()
                 status = response.status
                 retry_after = _retry_after_s(response.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             item.reached = True  # it may have been stored: never replay it blindly
             item.last_answer = {"status": None, "error": "timeout"}
             self._backend_up = False

@@ -8,7 +8,7 @@ wants to say goes into ``attributes``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 LOGS_PATH = "/ingest/logs"
@@ -21,7 +21,7 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _plain(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _signal(
         "signal_id": str(uuid.uuid4()),
         "trace_id": trace_id,
         "service_name": service,
-        "timestamp": timestamp.astimezone(timezone.utc).isoformat() if timestamp else _now(),
+        "timestamp": timestamp.astimezone(UTC).isoformat() if timestamp else _now(),
         "signal_type": signal_type,
         **fields,
         "attributes": _plain(attributes),

@@ -7,7 +7,7 @@ hands each span to the batcher: no I/O, no waiting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -54,7 +54,7 @@ class ProdSentinelSpanExporter(SpanExporter):
                     round((end - start) / 1e6, 3),
                     span.status.status_code.name,
                     span_attributes(span),
-                    datetime.fromtimestamp(start / 1e9, tz=timezone.utc),
+                    datetime.fromtimestamp(start / 1e9, tz=UTC),
                 ),
             )
         return SpanExportResult.SUCCESS

@@ -21,7 +21,7 @@ async def _reachable(target: str) -> bool:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{target}/healthz", timeout=aiohttp.ClientTimeout(total=3)):
                 return True
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 

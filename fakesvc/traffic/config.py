@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fakesvc.settings import ConfigError
 from fakesvc.traffic.plan import DEFAULT_MIX, parse_mix
-from fakesvc.traffic.truth import Timeouts
+from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Timeouts
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def traffic_config_from_args(
     *,
     target: str | None = None,
     seed: int | None = None,
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> TrafficConfig | None:
     """The traffic to send, or None when ``--rate`` was not given (serve until stopped)."""
     if args.rate is None:

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +28,7 @@ FAULTS_HEADER = "x-fakesvc-faults"
 
 
 def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat()
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -99,7 +99,7 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
             trace_id = response.headers.get("x-request-id", trace_id)
             header = response.headers.get(FAULTS_HEADER)
             faults = loads(header) if header else []
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
         run.in_flight -= 1
@@ -111,7 +111,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
             return await response.json() if response.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
 
 

@@ -31,6 +31,9 @@ class Timeouts:
         limit = {"inventory-service": self.inventory_s, "payment-service": self.payment_s}.get(fault.get("service", ""))
         return limit is not None and _latency_ms(fault) >= limit * 1000
 
+
+DEFAULT_TIMEOUTS = Timeouts()
+
 DOWNSTREAM_ORDER = {"inventory-service": 2, "payment-service": 1, "api-gateway": 0}
 SCENARIO_FAULTS = {
     "fail-pay": {"service": "payment-service", "kind": "error", "detail": "scenario fail-pay: Payment declined by issuer"},
@@ -54,13 +57,14 @@ def root_cause_service(faults: list[dict[str, Any]]) -> str | None:
     return max(faults, key=_latency_ms)["service"]
 
 
-def expected_status(scenario: str, faults: list[dict[str, Any]], timeouts: Timeouts = Timeouts()) -> int:
+def expected_status(scenario: str, faults: list[dict[str, Any]], timeouts: Timeouts | None = None) -> int:
     if scenario in SCENARIO_FAULTS:
         return 500
     for fault in faults:
         if fault.get("service") == "api-gateway" and fault.get("kind") == "error":
             match = _STATUS.match(str(fault.get("detail", "")))
             return int(match.group(1)) if match else 500
+    timeouts = timeouts or DEFAULT_TIMEOUTS
     if any(f.get("kind") != "latency" or timeouts.outlasted_by(f) for f in faults):
         return 500
     return 200
