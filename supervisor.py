@@ -101,9 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
     url_configured = "PRODSENTINEL_URL" in os.environ or getattr(args, "prodsentinel_url", None) is not None
-    return asyncio.run(
-        supervise(config, telemetry, chaos, sink["sink"], sink["sink_db"], traffic, url_configured)
-    )
+    try:
+        return asyncio.run(
+            supervise(config, telemetry, chaos, sink["sink"], sink["sink_db"], traffic, url_configured)
+        )
+    except ConfigError as exc:
+        parser.exit(2, f"fakesvc: {exc}\n")
 
 
 if __name__ == "__main__":

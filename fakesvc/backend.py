@@ -11,7 +11,7 @@ import asyncio
 from yarl import URL
 
 from fakesvc import settings
-from fakesvc.settings import Setting
+from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink import SinkConfig, SinkServer, start_sink
 
 SINK_SETTINGS: tuple[Setting, ...] = (
@@ -43,4 +43,8 @@ async def start_backend(
     if mode == "auto" and (url_configured or await _answers(url)):
         return None
     host = "127.0.0.1" if url.host in ("localhost", None) else url.host
-    return await start_sink(SinkConfig(host=host, port=url.port or 8000, db_path=db_path))
+    port = url.port or 8000
+    try:
+        return await start_sink(SinkConfig(host=host, port=port, db_path=db_path))
+    except OSError as exc:
+        raise ConfigError(f"FAKESVC_SINK: cannot start the embedded sink on {host}:{port} ({exc.strerror})") from None

@@ -79,7 +79,10 @@ async def start_services(
             await runner.setup()
             running.runners[name] = runner
             site = web.TCPSite(runner, config.host, port_of(config, name), reuse_address=True)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(f"{name}: cannot listen on {config.host}:{port_of(config, name)} ({exc.strerror})") from None
             host, port = runner.addresses[0][:2]
             running.urls[name] = f"http://{_url_host(host)}:{port}"
             if port_of(config, name) == 0:
@@ -158,4 +161,7 @@ def main(services: Sequence[str], argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
-    asyncio.run(serve(services, config, telemetry, chaos))
+    try:
+        asyncio.run(serve(services, config, telemetry, chaos))
+    except ConfigError as exc:
+        parser.exit(2, f"fakesvc: {exc}\n")

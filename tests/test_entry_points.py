@@ -93,3 +93,22 @@ async def test_a_bad_setting_stops_the_supervisor_with_one_clear_line(argv: list
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert stdout == b""
+
+
+async def test_a_port_in_use_stops_the_supervisor_with_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "GATEWAY_PORT": str(port), "PAYMENT_PORT": "0", "INVENTORY_PORT": "0",
+               "FAKESVC_SINK": "off", "FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "supervisor.py"), cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert f"fakesvc: api-gateway: cannot listen on 127.0.0.1:{port}" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
