@@ -223,7 +223,7 @@ class HopContext:
                         payload = _json_object(await response.read())
                         self.faults.extend(payload.get("faults", []))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc))
+            self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc), harness=True)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

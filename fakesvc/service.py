@@ -182,7 +182,9 @@ async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
             ) as response:
                 windows = await response.json() if response.status == 200 else []
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        _log.warning("Fault windows unavailable", upstream_service=state.spec.downstream.service, error=str(exc))
+        _log.warning(
+            "Fault windows unavailable", upstream_service=state.spec.downstream.service, error=str(exc), harness=True
+        )
         return []
     return windows if isinstance(windows, list) else []
 

@@ -120,3 +120,16 @@ async def test_log_lines_have_the_spec_keys_in_order(chain: Chain) -> None:
         assert list(line)[:5] == ["timestamp", "level", "event", "service", "request_id"]
         assert line["timestamp"].endswith(("Z", "+00:00"))
         assert isinstance(line["latency_ms"], float)
+
+
+def test_harness_bookkeeping_stays_local() -> None:
+    from fakesvc.telemetry.logs import ShipToProdSentinel
+
+    shipped: list = []
+    ship = ShipToProdSentinel(lambda path, signal: shipped.append(signal))
+    ship(None, "warning", {"event": "Fault lookup failed", "request_id": "t1", "service": "payment-service", "harness": True})
+    ship(None, "info", {"event": "started", "service": "payment-service"})  # no trace: stays local
+    ship(None, "debug", {"event": "detail", "request_id": "t1", "service": "payment-service"})
+    assert shipped == []
+    ship(None, "error", {"event": "Payment failed", "request_id": "t1", "service": "payment-service", "error_code": "X"})
+    assert [(s["level"], s["message"], s["attributes"]) for s in shipped] == [("ERROR", "Payment failed", {"error_code": "X"})]

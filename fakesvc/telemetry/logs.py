@@ -36,11 +36,16 @@ def _envelope_first(_logger: WrappedLogger, _name: str, event_dict: EventDict) -
     return ordered
 
 
+HARNESS = "harness"  # key marking fakesvc's own bookkeeping: kept local, never shipped
+
+
 class ShipToProdSentinel:
     """Processor: turn each log event of a checkout into a ProdSentinel log signal.
 
     Events without a trace id (startup, shutdown) stay local: ProdSentinel
-    requires a non-empty ``trace_id``.
+    requires a non-empty ``trace_id``. So do events marked ``harness=True``
+    (the harness's own bookkeeping, such as a failed fault lookup): an
+    analyser must find the fault from the symptoms, not from the harness.
     """
 
     def __init__(self, emit: Emit) -> None:
@@ -49,7 +54,7 @@ class ShipToProdSentinel:
     def __call__(self, _logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         level = _REMOTE_LEVELS.get(method_name)
         trace_id = event_dict.get("request_id")
-        if level is None or not trace_id:
+        if level is None or not trace_id or event_dict.get(HARNESS):
             return event_dict
         attributes = {key: value for key, value in event_dict.items() if key not in _ENVELOPE}
         self._emit(
