@@ -86,11 +86,6 @@ class Telemetry:
         self._metrics = self.batcher is not None and "metrics" in config.signals
         self.loop_lag = LoopLag()
 
-    @classmethod
-    def local_only(cls, *, trace_exporters: frozenset[str] = frozenset({"none"})) -> Telemetry:
-        """Nothing leaves the process: for tests and for runs without a backend."""
-        return cls(TelemetryConfig(frozenset(), trace_exporters, None))
-
     @property
     def tracing(self) -> bool:
         """Whether any span is exported (else the services skip span instrumentation)."""
