@@ -22,6 +22,7 @@ import aiohttp
 from delivery import batcher_cost, sink_throughput
 from fidelity import fidelity, print_fidelity
 from memory import memory, print_memory
+from traffic_rate import print_traffic_rate, traffic_rate
 from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median
 
 VARIANTS = {
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
-    parser.add_argument("--only", choices=("overhead", "delivery", "fidelity", "memory"), default=None)
+    parser.add_argument("--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory"), default=None)
     parser.add_argument("--memory-rate", type=float, default=200.0)
     parser.add_argument("--memory-duration", type=float, default=300.0, help="seconds of steady load")
     parser.add_argument("--outage-duration", type=float, default=120.0, help="seconds with the backend down")
@@ -156,6 +157,9 @@ def main() -> None:
     if args.only in (None, "fidelity"):
         result["fidelity"] = asyncio.run(fidelity(args.fidelity_rate, args.fidelity_duration))
         print_fidelity(result["fidelity"])
+    if args.only in (None, "traffic"):
+        result["traffic"] = asyncio.run(traffic_rate((500.0, 1000.0), 10.0))
+        print_traffic_rate(result["traffic"])
     if args.only in (None, "memory"):
         result["memory"] = asyncio.run(memory(args.memory_rate, args.memory_duration, args.outage_duration))
         print_memory(result["memory"])
