@@ -6,107 +6,91 @@ drives traffic, prints the summary and exits.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from fakesvc import SERVICE_NAMES
 from fakesvc.backend import SINK_SETTINGS, start_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.faults import ChaosConfig, chaos_config
-from fakesvc.runner import say, service_parser, start_services, wait_for_stop_signal
+from fakesvc.runner import RunningServices, Work, say, serve, service_parser, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
-from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
-from fakesvc.traffic import TrafficConfig, add_traffic_arguments, format_summary as traffic_summary
-from fakesvc.traffic import run_traffic, traffic_config_from_args
+from fakesvc.traffic import TrafficConfig, add_traffic_arguments, run_traffic, traffic_config_from_args
+from fakesvc.traffic import format_summary as traffic_summary
 from fakesvc.traffic.truth import Timeouts
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = service_parser("Run api-gateway, payment-service and inventory-service in one event loop.")
-    add_settings(parser, SINK_SETTINGS)
-    add_traffic_arguments(parser, with_target=False)
-    return parser, parser.parse_args(argv)
+def drive(traffic: TrafficConfig) -> Work:
+    """Work that sends the traffic to the gateway and prints its summary; a signal cuts it short."""
+
+    async def work(running: RunningServices, stop: asyncio.Event) -> None:
+        run = asyncio.ensure_future(run_traffic(replace(traffic, target=running.urls["api-gateway"])))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not run.done():
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            say("traffic interrupted by a signal: no summary")
+            return
+        print(traffic_summary(run.result()), file=sys.stderr, flush=True)
+
+    return work
 
 
 async def supervise(
     config: ServiceConfig,
     telemetry: Telemetry,
     chaos: ChaosConfig,
-    sink_mode: str,
-    sink_db: str,
-    traffic: TrafficConfig | None,
+    sink: dict[str, str],
     url_configured: bool,
-) -> int:
-    """Start everything, serve (or drive traffic), stop in reverse order; return the exit code."""
-    stop = wait_for_stop_signal()
-    backend_url = telemetry.config.batcher.prodsentinel_url if telemetry.config.batcher else ""
-    sink = await start_backend(sink_mode, backend_url, sink_db, url_configured=url_configured) if telemetry.config.remote else None
-    if sink is not None:
-        say(f"embedded sink listening on {sink.url} (SQLite {sink_db}); "
-            f"browse {sink.url}/stats and {sink.url}/query/signals?trace_id=...")
-    elif telemetry.config.remote:
-        say(f"telemetry goes to {backend_url}")
-    await telemetry.start()
-    exit_code = 0
+    work: Work,
+) -> None:
+    """Start the sink when the telemetry needs one, then serve; stop the sink last."""
+    server = None
+    if telemetry.config.remote and telemetry.config.batcher is not None:
+        backend_url = telemetry.config.batcher.prodsentinel_url
+        server = await start_backend(sink["sink"], backend_url, sink["sink_db"], url_configured=url_configured)
+        if server is not None:
+            say(f"embedded sink listening on {server.url} (SQLite {sink['sink_db']}); "
+                f"browse {server.url}/stats and {server.url}/query/signals?trace_id=...")
+        else:
+            say(f"telemetry goes to {backend_url}")
     try:
-        running = await start_services(SERVICE_NAMES, config, telemetry, chaos)
-        for name, url in running.urls.items():
-            say(f"{name} listening on {url}")
-        try:
-            if traffic is None:
-                await stop.wait()
-            else:
-                report = await _drive(traffic, running.urls["api-gateway"], stop)
-                print(traffic_summary(report), file=sys.stderr, flush=True)
-        finally:
-            say("stopping: finishing in-flight requests")
-            await running.stop()
+        await serve(SERVICE_NAMES, config, telemetry, chaos, work)
     finally:
-        summary = await telemetry.close()
-        if telemetry.config.remote:
-            say(format_summary(summary))
-        if sink is not None:
-            await sink.stop()
-    return exit_code
-
-
-async def _drive(traffic: TrafficConfig, target: str, stop: asyncio.Event) -> dict:
-    """Run the traffic against the gateway; a signal cuts it short."""
-    from dataclasses import replace
-
-    run = asyncio.ensure_future(run_traffic(replace(traffic, target=target)))
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if not run.done():
-        run.cancel()
-    return await run
+        if server is not None:
+            await server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, args = parse_args(argv)
+    parser = service_parser("Run api-gateway, payment-service and inventory-service in one event loop.")
+    add_settings(parser, SINK_SETTINGS)
+    add_traffic_arguments(parser, with_target=False)
+    args = parser.parse_args(argv)
     try:
         config = service_config(args)
         telemetry = Telemetry(telemetry_config(args))
         chaos = chaos_config(args)
         sink = resolve(SINK_SETTINGS, args)
         timeouts = Timeouts(config.inventory_timeout_s, config.payment_timeout_s)
-        traffic = traffic_config_from_args(args, target="http://placeholder", seed=config.seed, timeouts=timeouts)
+        # the gateway's URL is known once it is bound: drive() fills it in
+        traffic = traffic_config_from_args(args, target="", seed=config.seed, timeouts=timeouts)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
-    url_configured = "PRODSENTINEL_URL" in os.environ or getattr(args, "prodsentinel_url", None) is not None
+    url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
+    work = until_stopped if traffic is None else drive(traffic)
     try:
-        return asyncio.run(
-            supervise(config, telemetry, chaos, sink["sink"], sink["sink_db"], traffic, url_configured)
-        )
+        asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, work))
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from aiohttp import web
@@ -128,25 +128,36 @@ def service_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+Work = Callable[[RunningServices, asyncio.Event], Awaitable[None]]
+
+
+async def until_stopped(_running: RunningServices, stop: asyncio.Event) -> None:
+    """The default work: serve until SIGINT or SIGTERM."""
+    await stop.wait()
+
+
 async def serve(
     services: Sequence[str],
     config: ServiceConfig,
     telemetry: Telemetry,
     chaos: ChaosConfig,
+    work: Work = until_stopped,
 ) -> None:
-    """Start ``services``, serve until a signal, then stop them and flush the telemetry."""
+    """Start ``services``, do ``work`` (by default: wait for a signal), stop them, flush the telemetry."""
     stop = wait_for_stop_signal()
     await telemetry.start()
     try:
         running = await start_services(services, config, telemetry, chaos)
         for name, url in running.urls.items():
             say(f"{name} listening on {url}")
-        await stop.wait()
-        say("stopping: finishing in-flight requests")
-        await running.stop()
+        try:
+            await work(running, stop)
+        finally:
+            say("stopping: finishing in-flight requests")
+            await running.stop()
     finally:
         summary = await telemetry.close()
-        if summary.get("remote", True):
+        if telemetry.config.remote:
             say(format_summary(summary))
 
 

@@ -83,7 +83,7 @@ def traffic_config_from_args(
     except ValueError as exc:
         raise ConfigError(f"--mix: {exc} (got {args.mix!r})") from None
     return TrafficConfig(
-        target=(target or args.target).rstrip("/"),
+        target=(args.target if target is None else target).rstrip("/"),
         rate=rate,
         duration_s=duration,
         count=count,
