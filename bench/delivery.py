@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from harness import Server, free_port, median
+from harness import Server, free_port, median, start_sink
 
 BARE_SINK = """
 import sys
@@ -54,15 +54,13 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
-async def start_sink(workdir: Path, bare: bool) -> tuple[Server, str]:
+async def start_any_sink(workdir: Path, bare: bool) -> tuple[Server, str]:
+    if not bare:
+        return await start_sink(workdir)
     port = free_port()
-    if bare:
-        script = workdir / "bare_sink.py"
-        script.write_text(BARE_SINK)
-        server = await Server.start([str(script), str(port)], {}, "bare sink listening")
-    else:
-        db = workdir / f"sink-{port}.db"
-        server = await Server.start(["-m", "fakesvc.sink", "--port", str(port), "--db", str(db)], {}, "listening")
+    script = workdir / "bare_sink.py"
+    script.write_text(BARE_SINK)
+    server = await Server.start([str(script), str(port)], {}, "bare sink listening")
     return server, f"http://127.0.0.1:{port}"
 
 
@@ -74,7 +72,7 @@ async def sink_throughput(rounds: int, count: int) -> dict[str, Any]:
         for _ in range(rounds):
             for bare in (True, False):
                 for concurrency in (8, 32):
-                    server, url = await start_sink(Path(tmp), bare)
+                    server, url = await start_any_sink(Path(tmp), bare)
                     try:
                         rate = await post_all(url, [dumps_bytes(s) for s in signals(count)], concurrency)
                     finally:
@@ -94,7 +92,7 @@ async def batcher_cost(rounds: int, count: int) -> dict[str, Any]:
 
     plain, batched, emit_us = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = await start_sink(Path(tmp), bare=False)
+        server, url = await start_sink(Path(tmp))
         try:
             for _ in range(rounds):
                 batch = signals(count)

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from harness import ROOT, Server, free_port
+from harness import ROOT, start_sink, start_supervisor
 
 UNIFORM_MS = {"payment.authorize": (100.0, 400.0), "inventory.query": (20.0, 80.0)}
 
@@ -33,13 +33,8 @@ def quantile(values: list[float], q: float) -> float:
 
 async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        sink_port, ports = free_port(), [free_port() for _ in range(3)]
-        sink = await Server.start(["-m", "fakesvc.sink", "--port", str(sink_port), "--db", f"{tmp}/f.db"], {}, "listening")
-        env = {"GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
-               "FAKESVC_SINK": "off", "PRODSENTINEL_URL": f"http://127.0.0.1:{sink_port}",
-               "FAKESVC_SPILL_DIR": f"{tmp}/spill"}
-        supervisor = await Server.start(["supervisor.py"], env, "listening on", ready_count=3)
-        gateway = f"http://127.0.0.1:{ports[0]}"
+        sink, sink_url = await start_sink(Path(tmp))
+        supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
             traffic = await asyncio.create_subprocess_exec(
                 "python", "-m", "fakesvc.traffic", "--target", gateway, "--rate", str(rate), "--duration",
@@ -58,7 +53,7 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
                 offset = 0
                 while True:
                     params = {"signal_type": "trace", "limit": "10000", "offset": str(offset)}
-                    async with session.get(f"http://127.0.0.1:{sink_port}/query/signals", params=params) as response:
+                    async with session.get(f"{sink_url}/query/signals", params=params) as response:
                         page = await response.json()
                     for span in page:
                         name = span["attributes"].get("span.name")

@@ -75,6 +75,23 @@ class Server:
                 await self.process.wait()
 
 
+async def start_sink(workdir: Path) -> tuple[Server, str]:
+    """The embedded sink in its own process, storing under ``workdir``; and its URL."""
+    port = free_port()
+    db = workdir / f"sink-{port}.db"
+    sink = await Server.start(["-m", "fakesvc.sink", "--port", str(port), "--db", str(db)], {}, "listening")
+    return sink, f"http://127.0.0.1:{port}"
+
+
+async def start_supervisor(workdir: Path, sink_url: str, **env: str) -> tuple[Server, str]:
+    """``supervisor.py`` on free ports sending to ``sink_url``; and the gateway's URL."""
+    ports = [free_port() for _ in range(3)]
+    environ = {"GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
+               "FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink_url, "FAKESVC_SPILL_DIR": str(workdir / "spill"), **env}
+    supervisor = await Server.start(["supervisor.py"], environ, "listening on", ready_count=3)
+    return supervisor, f"http://127.0.0.1:{ports[0]}"
+
+
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.read(65536):
         pass

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from harness import ROOT, Server, free_port, rss_mb
+from harness import ROOT, rss_mb, start_sink, start_supervisor
 
 
 async def _sample(pid: int, seconds: float, every_s: float = 5.0) -> list[float]:
@@ -36,14 +37,8 @@ async def _traffic(gateway: str, rate: float, seconds: float) -> asyncio.subproc
 
 async def memory(rate: float, steady_s: float, outage_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        sink_port, ports = free_port(), [free_port() for _ in range(3)]
-        sink_argv = ["-m", "fakesvc.sink", "--port", str(sink_port), "--db", f"{tmp}/m.db"]
-        sink = await Server.start(sink_argv, {}, "listening")
-        env = {"GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
-               "FAKESVC_SINK": "off", "PRODSENTINEL_URL": f"http://127.0.0.1:{sink_port}",
-               "FAKESVC_SPILL_DIR": f"{tmp}/spill"}
-        supervisor = await Server.start(["supervisor.py"], env, "listening on", ready_count=3)
-        gateway = f"http://127.0.0.1:{ports[0]}"
+        sink, sink_url = await start_sink(Path(tmp))
+        supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
             traffic = await _traffic(gateway, rate, steady_s)
             steady = await _sample(supervisor.pid, steady_s)

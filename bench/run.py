@@ -23,7 +23,7 @@ from delivery import batcher_cost, sink_throughput
 from fidelity import fidelity, print_fidelity
 from memory import memory, print_memory
 from traffic_rate import print_traffic_rate, traffic_rate
-from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median
+from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median, start_sink, start_supervisor
 
 VARIANTS = {
     "full": {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"},
@@ -31,14 +31,6 @@ VARIANTS = {
     "off": {"FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"},
 }
 TARGETS = {"full": 0.20, "logs": 0.30, "off": 0.60}
-
-
-async def start_sink(workdir: Path) -> tuple[Server, str]:
-    port = free_port()
-    sink = await Server.start(
-        ["-m", "fakesvc.sink", "--port", str(port), "--db", str(workdir / "bench.db")], {}, "listening"
-    )
-    return sink, f"http://127.0.0.1:{port}"
 
 
 async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]:
@@ -55,17 +47,13 @@ async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]
 
 
 async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str, workdir: Path) -> dict[str, Any]:
-    ports = [free_port() for _ in range(3)]
     if variant == "bare":
+        ports = [free_port() for _ in range(3)]
         server = await Server.start(["bench/bare_chain.py", *map(str, ports)], {}, "bare chain listening")
+        gateway = f"http://127.0.0.1:{ports[0]}"
     else:
-        env = {
-            "GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
-            "FAKESVC_LATENCY_SCALE": "0", "FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink_url,
-            "FAKESVC_SPILL_DIR": str(workdir / f"spill-{variant}"), **VARIANTS[variant],
-        }
-        server = await Server.start(["supervisor.py"], env, "listening on", ready_count=3)
-    gateway = f"http://127.0.0.1:{ports[0]}"
+        env = {"FAKESVC_LATENCY_SCALE": "0", **VARIANTS[variant]}
+        server, gateway = await start_supervisor(workdir / variant, sink_url, **env)
     try:
         cpu_before = cpu_seconds(server.pid)
         load = await closed_loop(lambda i: f"{gateway}/checkout/bench-{i}", count, concurrency)
