@@ -2,7 +2,9 @@
 
 ProdSentinel rejects unknown top-level fields with 422, so the builders here
 are the only place a signal's shape is decided; everything else a caller
-wants to say goes into ``attributes``.
+wants to say goes into ``attributes``. Values JSON cannot hold are written as
+their ``str()`` when the signal is encoded (``fakesvc.jsonfast``), not here:
+building a signal is on the request path, encoding is not.
 """
 
 from __future__ import annotations
@@ -17,24 +19,8 @@ METRICS_PATH = "/ingest/metrics"
 
 LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
 
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _plain(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Attributes as JSON can hold them: scalars and lists of scalars kept, the rest as ``str``."""
-    plain: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if isinstance(value, _JSON_SCALARS):
-            plain[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, _JSON_SCALARS) for v in value):
-            plain[key] = list(value)
-        else:
-            plain[key] = str(value)
-    return plain
 
 
 def _signal(
@@ -53,7 +39,7 @@ def _signal(
         "timestamp": timestamp.astimezone(UTC).isoformat() if timestamp else _now(),
         "signal_type": signal_type,
         **fields,
-        "attributes": _plain(attributes),
+        "attributes": attributes,
     }
 
 

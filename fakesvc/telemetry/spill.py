@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fakesvc.jsonfast import dumps_str
+
 Record = dict[str, Any]  # {"path": "/ingest/logs", "signal": {...}, "attempts": 2}
 
 SPILL_GLOB = "spill-*.jsonl"
@@ -41,7 +43,7 @@ class SpillStore:
             stamp = time.strftime("%Y%m%dT%H%M%S")
             self._current = self.directory / f"spill-{stamp}-{self._pid}-{next(self._sequence)}.jsonl"
         with self._current.open("a", encoding="utf-8") as file:
-            file.writelines(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+            file.writelines(dumps_str(record) + "\n" for record in records)
 
     def dead_letter(self, records: list[Record]) -> None:
         """Append permanent failures, with the backend's answer, to this process's dead-letter file."""
@@ -49,7 +51,7 @@ class SpillStore:
             return
         self._ensure_dir()
         with (self.directory / f"dead-letter-{self._pid}.jsonl").open("a", encoding="utf-8") as file:
-            file.writelines(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+            file.writelines(dumps_str(record) + "\n" for record in records)
 
     def take(self, limit: int) -> tuple[list[Record], int]:
         """Claim spilled files (any process's) until ``limit`` records; return them and what is left.
