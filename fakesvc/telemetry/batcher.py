@@ -110,6 +110,7 @@ class Batcher:
         self._to_dead_letter: list[Record] = []
         self._store = SpillStore(config.spill_dir)
         self._ready = asyncio.Event()
+        self._disk_wanted = asyncio.Event()
         self._backoff = ExponentialRetry(start_timeout=config.backoff_base_s, max_timeout=config.backoff_max_s)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,8 +138,10 @@ class Batcher:
                 self._ready.set()
         elif len(self._to_spill) < self.config.queue_max:
             self._to_spill.append({"path": path, "signal": signal, "attempts": 0})
+            if not self._disk_wanted.is_set():
+                self._disk_wanted.set()
         else:
-            self.counts["dropped"] += 1
+            self.counts["dropped"] += 1  # memory and the spill buffer both full: counted, not silent
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -268,7 +271,11 @@ class Batcher:
     async def _disk_loop(self) -> None:
         """Write spills and dead letters off the loop; replay the spill once the backend is back."""
         while True:
-            await asyncio.sleep(SPILL_INTERVAL_S)
+            try:
+                await asyncio.wait_for(self._disk_wanted.wait(), SPILL_INTERVAL_S)
+            except TimeoutError:
+                pass  # the periodic look: replay when the backend is back
+            self._disk_wanted.clear()
             await self._write_disk()
             if self._on_disk and self._backend_up and len(self._queue) < self.config.queue_max // 4:
                 await self._replay()
