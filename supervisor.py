@@ -69,7 +69,7 @@ async def supervise(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = service_parser("Run api-gateway, payment-service and inventory-service in one event loop.")
+    parser = service_parser("supervisor.py", "Run api-gateway, payment-service and inventory-service in one event loop.")
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
     args = parser.parse_args(argv)

@@ -41,4 +41,4 @@ create_app = app_factory(hop_spec)
 if __name__ == "__main__":
     from fakesvc.runner import main
 
-    main([SERVICE])
+    main("gateway", [SERVICE])

@@ -119,9 +119,9 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def service_parser(description: str) -> argparse.ArgumentParser:
+def service_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The flags every entry point shares: services, telemetry and chaos settings."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     add_settings(parser, SERVICE_SETTINGS)
     add_settings(parser, telemetry_settings())
     add_settings(parser, CHAOS_SETTINGS)
@@ -161,9 +161,9 @@ async def serve(
             say(format_summary(summary))
 
 
-def main(services: Sequence[str], argv: Sequence[str] | None = None) -> None:
+def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None) -> None:
     """``python -m fakesvc.<service>``: run one service alone with its own batcher."""
-    parser = service_parser(f"Run {', '.join(services)} alone.")
+    parser = service_parser(f"python -m fakesvc.{module}", f"Run {', '.join(services)} alone.")
     args = parser.parse_args(argv)
     try:
         config = service_config(args)

@@ -25,7 +25,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="The embedded ProdSentinel-compatible sink.")
+    parser = argparse.ArgumentParser(prog="python -m fakesvc.sink", description="The embedded ProdSentinel-compatible sink.")
     settings.add_settings(parser, SETTINGS)
     parser.add_argument("--outage", action="append", default=[], metavar="START:DURATION",
                         help="drop connections for DURATION s, START s after start (repeatable)")

@@ -26,7 +26,9 @@ async def _reachable(target: str) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Send open-loop checkout traffic and write the ground truth.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fakesvc.traffic", description="Send open-loop checkout traffic and write the ground truth."
+    )
     add_traffic_arguments(parser, with_target=True)
     args = parser.parse_args()
     try:
