@@ -12,7 +12,7 @@ from contextvars import ContextVar
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from opentelemetry import trace
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -41,7 +41,7 @@ def trace_id_for(request: web.Request) -> str:
     return secrets.token_hex(16)
 
 
-def correlation_middleware(service: str) -> web.middleware:
+def correlation_middleware(service: str) -> Middleware:
     """Bind service and trace id to logs and the server span; echo the id on the response.
 
     Runs inside the OpenTelemetry server middleware, so a checkout without an

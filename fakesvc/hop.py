@@ -213,6 +213,7 @@ class HopContext:
     async def _ask_injected(self, downstream: Downstream) -> None:
         """A downstream that hung or dropped us could not say what it injected: ask it."""
         session = self.state.session
+        assert session is not None, "only a hop with a downstream calls"
         try:
             with suppress_http_instrumentation():
                 async with session.get(

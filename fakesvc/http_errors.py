@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from fakesvc.correlation import current_trace_id
 from fakesvc.jsonfast import dumps_str
@@ -20,7 +20,7 @@ def error_response(status: int, detail: object, **extra: object) -> web.Response
     return web.json_response(body, status=status, dumps=dumps_str)
 
 
-def json_errors(render: Callable[[int, object], web.Response] = error_response) -> web.middleware:
+def json_errors(render: Callable[[int, object], web.Response] = error_response) -> Middleware:
     """A middleware turning aiohttp's HTTP exceptions (404, 405, 413, ...) and crashes into JSON.
 
     ``render`` shapes the body: the services name the trace; the sink answers

@@ -12,7 +12,7 @@ import zlib
 from fakesvc.config import ServiceConfig
 from fakesvc.hop import HopContext, HopSpec
 from fakesvc.scenarios import HANG, scenario_fault
-from fakesvc.service import app_factory
+from fakesvc.service import AppFactory, app_factory
 
 SERVICE = "inventory-service"
 LATENCY_MS = (20.0, 80.0)
@@ -50,7 +50,7 @@ def hop_spec(_config: ServiceConfig) -> HopSpec:
     )
 
 
-create_app = app_factory(hop_spec)
+create_app: AppFactory = app_factory(hop_spec)
 
 if __name__ == "__main__":
     from fakesvc.runner import main

@@ -8,7 +8,7 @@ from typing import Any
 try:
     import orjson
 except ImportError:  # the plain install: same output shape, slower
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 
 def _default(value: Any) -> str:

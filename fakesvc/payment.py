@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fakesvc.config import ServiceConfig
 from fakesvc.hop import Downstream, HopContext, HopError, HopSpec, UpstreamFailure, upstream_error_code
 from fakesvc.scenarios import DECLINED, scenario_fault
-from fakesvc.service import app_factory
+from fakesvc.service import AppFactory, app_factory
 
 SERVICE = "payment-service"
 LATENCY_MS = (100.0, 400.0)
@@ -57,7 +57,7 @@ def hop_spec(config: ServiceConfig) -> HopSpec:
     )
 
 
-create_app = app_factory(hop_spec)
+create_app: AppFactory = app_factory(hop_spec)
 
 if __name__ == "__main__":
     from fakesvc.runner import main

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
@@ -52,7 +52,7 @@ def _server_instrumentation_ready() -> None:
 MAX_BODY_BYTES = 64 * 1024
 
 
-def _traced_business_routes(tracing: web.middleware, business_route: str) -> web.middleware:
+def _traced_business_routes(tracing: Middleware, business_route: str) -> Middleware:
     """Trace only the business route: health checks and control calls would be noise in a trace."""
 
     @web.middleware

@@ -83,7 +83,7 @@ class Telemetry:
             self.batcher = Batcher(config.batcher)
         self._console = console
         self._providers: dict[str, TracerProvider] = {}
-        self._metrics = self.batcher is not None and "metrics" in config.signals
+        self._emit_metric = self.batcher.emit if self.batcher is not None and "metrics" in config.signals else None
         self.loop_lag = LoopLag()
 
     @property
@@ -115,8 +115,8 @@ class Telemetry:
     def metric(self, service: str, name: str, value: float, unit: str, attributes: dict[str, Any]) -> None:
         """Emit a metric of the current checkout (no-op when metrics are off)."""
         trace_id = current_trace_id.get()
-        if self._metrics and trace_id:
-            self.batcher.emit(METRICS_PATH, metric_signal(service, trace_id, name, value, unit, attributes))
+        if self._emit_metric is not None and trace_id:
+            self._emit_metric(METRICS_PATH, metric_signal(service, trace_id, name, value, unit, attributes))
 
     def stats(self) -> dict[str, Any]:
         """The batcher's counters (or a note that nothing is sent), and the event loop's lag."""

@@ -47,7 +47,7 @@ class ProdSentinelSpanExporter(SpanExporter):
             self._batcher.emit(
                 TRACES_PATH,
                 span_signal(
-                    span.resource.attributes.get("service.name", "unknown"),
+                    str(span.resource.attributes.get("service.name", "unknown")),
                     str(trace_id),
                     format(span.context.span_id, "016x"),
                     format(span.parent.span_id, "016x") if span.parent else None,

@@ -38,6 +38,8 @@ class TraceIdSpanProcessor(SpanProcessor):
 def one_line(span: ReadableSpan) -> str:
     """A span as one short line: a curl must not bury the terminal."""
     context = span.get_span_context()
+    if context is None:
+        return f"span {span.name!r} (no context)\n"
     parent = format(span.parent.span_id, "016x") if span.parent else "-"
     duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
     service = span.resource.attributes.get("service.name", "?")

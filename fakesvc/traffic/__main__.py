@@ -38,6 +38,7 @@ def main() -> None:
         services = service_config()  # the timeouts the services run with (same environment)
         timeouts = Timeouts(services.inventory_timeout_s, services.payment_timeout_s)
         config = traffic_config_from_args(args, seed=seed, timeouts=timeouts)
+        assert config is not None, "--rate was given"
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     if not asyncio.run(_reachable(config.target)):
