@@ -1,0 +1,171 @@
+"""Seeded fault decisions: which rules fire for one request, and what a service injected lately.
+
+With a seed, a decision is a pure function of (seed, service, rule, request
+key), so the same seed and the same requests give the same faults whatever
+the arrival order or the concurrency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fakesvc.faults.rules import Rule
+
+INJECTED_TRACES = 10_000
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What one request gets from one rule (or from a scenario, ``rule=-1``)."""
+
+    service: str
+    kind: str
+    rule: int
+    status: int | None
+    message: str
+    exception: str
+    delay_s: float
+
+    def truth(self) -> dict[str, Any]:
+        """The ground-truth entry: which service, which kind, and a short human detail."""
+        if self.rule < 0:
+            detail = self.message
+        elif self.kind == "error":
+            detail = f"error {self.status} {self.exception}: {self.message} (rule {self.rule})"
+        elif self.kind in ("latency", "hang"):
+            detail = f"{self.kind} {self.delay_s * 1000:.0f} ms (rule {self.rule})"
+        else:
+            detail = f"connection dropped (rule {self.rule})"
+        return {"service": self.service, "kind": self.kind, "detail": detail}
+
+
+def _unit(seed: int, service: str, index: int, key: str, salt: str) -> float:
+    """A uniform number in [0, 1) that depends only on its inputs."""
+    digest = hashlib.blake2b(f"{seed}|{service}|{index}|{key}|{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class Chaos:
+    """One service's fault rules, its seeded decisions, and what it injected lately."""
+
+    def __init__(
+        self,
+        service: str,
+        rules: tuple[Rule, ...] = (),
+        *,
+        seed: int | None = None,
+        hang_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.seed = seed
+        self.hang_s = hang_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._random = random.Random()
+        self._injected: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.set_rules(rules)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    def set_rules(self, rules: Iterable[Rule]) -> None:
+        """Replace the rules; schedules count from now."""
+        self._rules = tuple(rules)
+        self._set_at = self._clock()
+        self._set_at_wall = self._wall_clock()
+
+    def clear(self) -> None:
+        self.set_rules(())
+
+    def _active(self, rule: Rule, now: float) -> bool:
+        elapsed = now - self._set_at
+        if elapsed < rule.start_s:
+            return False
+        return rule.duration_s is None or elapsed < rule.start_s + rule.duration_s
+
+    def _draw(self, index: int, key: str, salt: str) -> float:
+        if self.seed is None:
+            return self._random.random()
+        return _unit(self.seed, self.service, index, key, salt)
+
+    def decide(self, route: str, key: str) -> tuple[Fault, ...]:
+        """The faults to inject into one request on ``route`` identified by ``key``."""
+        if not self._rules:
+            return ()
+        now = self._clock()
+        faults = []
+        for index, rule in enumerate(self._rules):
+            if rule.route is not None and rule.route != route:
+                continue
+            if not self._active(rule, now):
+                continue
+            if rule.probability < 1.0 and self._draw(index, key, "p") >= rule.probability:
+                continue
+            faults.append(self._fault(index, rule, key))
+        return tuple(faults)
+
+    def _fault(self, index: int, rule: Rule, key: str) -> Fault:
+        delay_s = 0.0
+        if rule.kind == "latency":
+            low, high = rule.latency_ms
+            delay_s = (low + (high - low) * self._draw(index, key, "latency")) / 1000
+        elif rule.kind == "hang":
+            delay_s = self.hang_s if rule.hang_s is None else rule.hang_s
+        status = rule.status if rule.kind == "error" else None
+        return Fault(self.service, rule.kind, index, status, rule.message, rule.exception, delay_s)
+
+    def record(self, trace_id: str, faults: Iterable[Fault]) -> None:
+        """Remember what this service injected into the latest request of a trace.
+
+        Bounded (oldest forgotten first); a later request with the same trace
+        id (a rerun with the same seed) replaces the entry.
+        """
+        self._injected[trace_id] = [fault.truth() for fault in faults]
+        self._injected.move_to_end(trace_id)
+        if len(self._injected) > INJECTED_TRACES:
+            self._injected.popitem(last=False)
+
+    def injected(self, trace_id: str) -> list[dict[str, Any]]:
+        return list(self._injected.get(trace_id, ()))
+
+    def windows(self) -> list[dict[str, Any]]:
+        """Each scheduled rule's absolute window, so an incident's start and end can be scored."""
+        out = []
+        for index, rule in enumerate(self._rules):
+            if not rule.start_s and rule.duration_s is None:
+                continue
+            start = self._set_at_wall + rule.start_s
+            end = None if rule.duration_s is None else start + rule.duration_s
+            out.append({
+                "service": self.service,
+                "rule": index,
+                "kind": rule.kind,
+                "detail": rule.describe(),
+                "start": _iso(start),
+                "end": None if end is None else _iso(end),
+            })
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "service": self.service,
+            "seed": self.seed,
+            "rules": [rule.to_json() for rule in self._rules],
+            "active": [self._active(rule, now) for rule in self._rules],
+            "windows": self.windows(),
+        }
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat()
