@@ -57,8 +57,10 @@ async def supervise(
         backend_url = telemetry.config.batcher.prodsentinel_url
         server = await start_backend(sink["sink"], backend_url, sink["sink_db"], url_configured=url_configured)
         if server is not None:
-            say(f"embedded sink listening on {server.url} (SQLite {sink['sink_db']}); "
-                f"browse {server.url}/stats and {server.url}/query/signals?trace_id=...")
+            say(
+                f"embedded sink listening on {server.url} (SQLite {sink['sink_db']}); "
+                f"browse {server.url}/stats and {server.url}/query/signals?trace_id=..."
+            )
         else:
             say(f"telemetry goes to {backend_url}")
     try:
@@ -69,7 +71,9 @@ async def supervise(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = service_parser("supervisor.py", "Run api-gateway, payment-service and inventory-service in one event loop.")
+    parser = service_parser(
+        "supervisor.py", "Run api-gateway, payment-service and inventory-service in one event loop."
+    )
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
     args = parser.parse_args(argv)

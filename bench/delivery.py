@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from harness import Server, free_port, median, start_sink
 
 BARE_SINK = """
@@ -34,8 +33,16 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 def signals(count: int) -> list[dict[str, Any]]:
     from fakesvc.telemetry.signals import log_signal
 
-    return [log_signal("payment-service", f"bench-{i // 10}", "INFO", "Payment authorized",
-                       {"order_id": f"ord-{i}", "latency_ms": 123.4}) for i in range(count)]
+    return [
+        log_signal(
+            "payment-service",
+            f"bench-{i // 10}",
+            "INFO",
+            "Payment authorized",
+            {"order_id": f"ord-{i}", "latency_ms": 123.4},
+        )
+        for i in range(count)
+    ]
 
 
 async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:

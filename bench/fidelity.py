@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from harness import ROOT, start_sink, start_supervisor
 
 UNIFORM_MS = {"payment.authorize": (100.0, 400.0), "inventory.query": (20.0, 80.0)}
@@ -37,8 +36,21 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
         supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
             traffic = await asyncio.create_subprocess_exec(
-                "python", "-m", "fakesvc.traffic", "--target", gateway, "--rate", str(rate), "--duration",
-                str(duration_s), "--mix", "success=1", "--quiet", "--report", f"{tmp}/report.json", cwd=ROOT,
+                "python",
+                "-m",
+                "fakesvc.traffic",
+                "--target",
+                gateway,
+                "--rate",
+                str(rate),
+                "--duration",
+                str(duration_s),
+                "--mix",
+                "success=1",
+                "--quiet",
+                "--report",
+                f"{tmp}/report.json",
+                cwd=ROOT,
                 stdout=asyncio.subprocess.DEVNULL,
             )
             await traffic.wait()
@@ -79,15 +91,24 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
             hop[f"{label}_error"] = round(measured / configured - 1, 4)
         hop["within_5_percent"] = abs(hop["p50_error"]) <= 0.05 and abs(hop["p99_error"]) <= 0.05
         hops[name] = hop
-    return {"rate": rate, "duration_s": duration_s, "achieved_rate": report.get("rate_achieved"),
-            "hops": hops, "loop_lag": stats.get("loop_lag", {})}
+    return {
+        "rate": rate,
+        "duration_s": duration_s,
+        "achieved_rate": report.get("rate_achieved"),
+        "hops": hops,
+        "loop_lag": stats.get("loop_lag", {}),
+    }
 
 
 def print_fidelity(result: dict[str, Any]) -> None:
     print(f"latency fidelity at {result['rate']}/s (default latencies, full telemetry)")
     print(f"{'hop work span':20} {'p50 ms':>8} {'configured':>10} {'p99 ms':>8} {'configured':>10} {'within 5%':>10}")
     for name, hop in result["hops"].items():
-        print(f"{name:20} {hop['p50_ms']:>8} {hop['p50_configured_ms']:>10} {hop['p99_ms']:>8} "
-              f"{hop['p99_configured_ms']:>10} {str(hop['within_5_percent']):>10}")
+        print(
+            f"{name:20} {hop['p50_ms']:>8} {hop['p50_configured_ms']:>10} {hop['p99_ms']:>8} "
+            f"{hop['p99_configured_ms']:>10} {str(hop['within_5_percent']):>10}"
+        )
     lag = result["loop_lag"]
-    print(f"event-loop lag (supervisor): p50 {lag.get('p50_ms')} ms, p99 {lag.get('p99_ms')} ms, max {lag.get('max_ms')} ms")
+    print(
+        f"event-loop lag (supervisor): p50 {lag.get('p50_ms')} ms, p99 {lag.get('p99_ms')} ms, max {lag.get('max_ms')} ms"
+    )

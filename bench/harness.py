@@ -49,8 +49,12 @@ class Server:
     @classmethod
     async def start(cls, argv: Sequence[str], env: dict[str, str], ready_text: str, ready_count: int = 1) -> Server:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, *argv, cwd=ROOT, env={**os.environ, **env},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            *argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         seen = 0
         while seen < ready_count:
@@ -86,8 +90,15 @@ async def start_sink(workdir: Path) -> tuple[Server, str]:
 async def start_supervisor(workdir: Path, sink_url: str, **env: str) -> tuple[Server, str]:
     """``supervisor.py`` on free ports sending to ``sink_url``; and the gateway's URL."""
     ports = [free_port() for _ in range(3)]
-    environ = {"GATEWAY_PORT": str(ports[0]), "PAYMENT_PORT": str(ports[1]), "INVENTORY_PORT": str(ports[2]),
-               "FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink_url, "FAKESVC_SPILL_DIR": str(workdir / "spill"), **env}
+    environ = {
+        "GATEWAY_PORT": str(ports[0]),
+        "PAYMENT_PORT": str(ports[1]),
+        "INVENTORY_PORT": str(ports[2]),
+        "FAKESVC_SINK": "off",
+        "PRODSENTINEL_URL": sink_url,
+        "FAKESVC_SPILL_DIR": str(workdir / "spill"),
+        **env,
+    }
     supervisor = await Server.start(["supervisor.py"], environ, "listening on", ready_count=3)
     return supervisor, f"http://127.0.0.1:{ports[0]}"
 

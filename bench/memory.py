@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from harness import ROOT, rss_mb, start_sink, start_supervisor
 
 
@@ -30,8 +29,18 @@ async def _sample(pid: int, seconds: float, every_s: float = 5.0) -> list[float]
 
 async def _traffic(gateway: str, rate: float, seconds: float) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        "python", "-m", "fakesvc.traffic", "--target", gateway, "--rate", str(rate), "--duration", str(seconds),
-        "--quiet", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+        "python",
+        "-m",
+        "fakesvc.traffic",
+        "--target",
+        gateway,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(seconds),
+        "--quiet",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -53,21 +62,35 @@ async def memory(rate: float, steady_s: float, outage_s: float) -> dict[str, Any
         finally:
             await supervisor.stop()
             await sink.stop()
-    warm = steady[len(steady) // 5:]  # after the first fifth: caches and pools are warm
+    warm = steady[len(steady) // 5 :]  # after the first fifth: caches and pools are warm
     return {
         "rate": rate,
-        "steady": {"seconds": steady_s, "rss_mb": steady, "growth_after_warmup_mb": round(warm[-1] - min(warm), 1),
-                   "flat_within_20_mb": max(warm) - min(warm) <= 20},
-        "outage": {"seconds": outage_s, "rss_mb": outage, "max_mb": max(outage),
-                   "spilled": telemetry.get("spilled"), "on_disk": telemetry.get("on_disk"),
-                   "in_memory": telemetry.get("in_memory"), "dropped": telemetry.get("dropped")},
+        "steady": {
+            "seconds": steady_s,
+            "rss_mb": steady,
+            "growth_after_warmup_mb": round(warm[-1] - min(warm), 1),
+            "flat_within_20_mb": max(warm) - min(warm) <= 20,
+        },
+        "outage": {
+            "seconds": outage_s,
+            "rss_mb": outage,
+            "max_mb": max(outage),
+            "spilled": telemetry.get("spilled"),
+            "on_disk": telemetry.get("on_disk"),
+            "in_memory": telemetry.get("in_memory"),
+            "dropped": telemetry.get("dropped"),
+        },
     }
 
 
 def print_memory(result: dict[str, Any]) -> None:
     steady, outage = result["steady"], result["outage"]
-    print(f"memory at {result['rate']}/s: steady {steady['seconds']:.0f} s RSS {steady['rss_mb'][0]} -> "
-          f"{steady['rss_mb'][-1]} MB (after warm-up: range {max(steady['rss_mb'][len(steady['rss_mb']) // 5:]) - min(steady['rss_mb'][len(steady['rss_mb']) // 5:]):.1f} MB, "
-          f"flat within 20 MB: {steady['flat_within_20_mb']})")
-    print(f"  backend down {outage['seconds']:.0f} s: RSS max {outage['max_mb']} MB, in memory {outage['in_memory']}, "
-          f"spilled {outage['spilled']} (on disk {outage['on_disk']}), dropped {outage['dropped']}")
+    print(
+        f"memory at {result['rate']}/s: steady {steady['seconds']:.0f} s RSS {steady['rss_mb'][0]} -> "
+        f"{steady['rss_mb'][-1]} MB (after warm-up: range {max(steady['rss_mb'][len(steady['rss_mb']) // 5 :]) - min(steady['rss_mb'][len(steady['rss_mb']) // 5 :]):.1f} MB, "
+        f"flat within 20 MB: {steady['flat_within_20_mb']})"
+    )
+    print(
+        f"  backend down {outage['seconds']:.0f} s: RSS max {outage['max_mb']} MB, in memory {outage['in_memory']}, "
+        f"spilled {outage['spilled']} (on disk {outage['on_disk']}), dropped {outage['dropped']}"
+    )

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from delivery import batcher_cost, sink_throughput
 from fidelity import fidelity, print_fidelity
+from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median, start_sink, start_supervisor
 from memory import memory, print_memory
 from traffic_rate import print_traffic_rate, traffic_rate
-from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median, start_sink, start_supervisor
 
 VARIANTS = {
     "full": {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"},
@@ -63,8 +62,15 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
         await server.stop()
     if load["ok"] != count:
         raise RuntimeError(f"{variant}: only {load['ok']} of {count} checkouts succeeded: {load['statuses']}")
-    return {"variant": variant, "cpu_s": cpu, "checkouts_per_cpu_s": count / cpu, "wall_s": load["wall_s"],
-            "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "telemetry": telemetry}
+    return {
+        "variant": variant,
+        "cpu_s": cpu,
+        "checkouts_per_cpu_s": count / cpu,
+        "wall_s": load["wall_s"],
+        "p50_ms": load["p50_ms"],
+        "p99_ms": load["p99_ms"],
+        "telemetry": telemetry,
+    }
 
 
 async def overhead(rounds: int, count: int, concurrency: int) -> dict[str, Any]:
@@ -97,19 +103,27 @@ def print_overhead(result: dict[str, Any]) -> None:
     print(f"{'bare aiohttp chain (baseline)':32} {figures['bare_checkouts_per_cpu_s']:>16.1f} {1.0:>8.2f}")
     for variant in VARIANTS:
         fig = figures[variant]
-        label = {"full": "fakesvc logs+spans+metrics", "logs": "fakesvc logs only", "off": "fakesvc remote off"}[variant]
+        label = {"full": "fakesvc logs+spans+metrics", "logs": "fakesvc logs only", "off": "fakesvc remote off"}[
+            variant
+        ]
         mark = "ok" if fig["met"] else "MISSED"
-        print(f"{label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.2f} {fig['target_ratio']:>7.2f} {mark}")
+        print(
+            f"{label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.2f} {fig['target_ratio']:>7.2f} {mark}"
+        )
 
 
 def print_delivery(sink: dict[str, Any], batcher: dict[str, Any]) -> None:
     print(f"{'sink ingest (signals/s)':32} {'sink':>10} {'bare 202':>10} {'x bare':>8}")
     for concurrency in (8, 32):
-        print(f"{f'  {concurrency} concurrent POSTs':32} {sink[f'sink_c{concurrency}']:>10.1f} "
-              f"{sink[f'bare_c{concurrency}']:>10.1f} {sink[f'ratio_c{concurrency}']:>8.2f}")
+        print(
+            f"{f'  {concurrency} concurrent POSTs':32} {sink[f'sink_c{concurrency}']:>10.1f} "
+            f"{sink[f'bare_c{concurrency}']:>10.1f} {sink[f'ratio_c{concurrency}']:>8.2f}"
+        )
     print(f"{'sender CPU per signal (us)':32} {'batcher':>10} {'plain POST':>10} {'x plain':>8}")
-    print(f"{'':32} {batcher['batcher_cpu_us_per_signal']:>10.1f} {batcher['plain_post_cpu_us_per_signal']:>10.1f} "
-          f"{batcher['ratio_to_plain']:>8.2f}")
+    print(
+        f"{'':32} {batcher['batcher_cpu_us_per_signal']:>10.1f} {batcher['plain_post_cpu_us_per_signal']:>10.1f} "
+        f"{batcher['ratio_to_plain']:>8.2f}"
+    )
     print(f"{'emit() hot path (us/signal)':32} {batcher['emit_us_per_signal']:>10.2f}")
 
 

@@ -20,15 +20,30 @@ async def traffic_rate(rates: tuple[float, ...], duration_s: float) -> dict[str,
             for rate in rates:
                 report_path = Path(tmp) / f"r{rate}.json"
                 process = await asyncio.create_subprocess_exec(
-                    "python", "-m", "fakesvc.traffic", "--target", f"http://127.0.0.1:{ports[0]}", "--rate", str(rate),
-                    "--duration", str(duration_s), "--mix", "success=1", "--quiet", "--report", str(report_path),
-                    cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+                    "python",
+                    "-m",
+                    "fakesvc.traffic",
+                    "--target",
+                    f"http://127.0.0.1:{ports[0]}",
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(duration_s),
+                    "--mix",
+                    "success=1",
+                    "--quiet",
+                    "--report",
+                    str(report_path),
+                    cwd=ROOT,
+                    stdout=asyncio.subprocess.DEVNULL,
                 )
                 await process.wait()
                 report = json.loads(report_path.read_text())
                 results[str(rate)] = {
-                    "achieved": report["rate_achieved"], "error": round(report["rate_achieved"] / rate - 1, 4),
-                    "skipped": report["skipped"], "p99_ms": report["latency_ms"]["p99"],
+                    "achieved": report["rate_achieved"],
+                    "error": round(report["rate_achieved"] / rate - 1, 4),
+                    "skipped": report["skipped"],
+                    "p99_ms": report["latency_ms"]["p99"],
                 }
     finally:
         await server.stop()
@@ -38,4 +53,6 @@ async def traffic_rate(rates: tuple[float, ...], duration_s: float) -> dict[str,
 def print_traffic_rate(results: dict[str, Any]) -> None:
     print(f"{'traffic generator vs bare chain':32} {'achieved/s':>10} {'error':>8} {'skipped':>8} {'p99 ms':>8}")
     for rate, row in results.items():
-        print(f"{f'  target {rate}/s':32} {row['achieved']:>10} {row['error']:>8.2%} {row['skipped']:>8} {row['p99_ms']:>8}")
+        print(
+            f"{f'  target {rate}/s':32} {row['achieved']:>10} {row['error']:>8.2%} {row['skipped']:>8} {row['p99_ms']:>8}"
+        )

@@ -8,6 +8,7 @@ when ``PRODSENTINEL_URL`` is unset and nothing answers there.
 from __future__ import annotations
 
 import asyncio
+
 from yarl import URL
 
 from fakesvc import settings
@@ -23,9 +24,7 @@ SINK_SETTINGS: tuple[Setting, ...] = (
 async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
     """Whether something accepts TCP connections at ``url``'s host and port."""
     try:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(url.host, url.port), timeout=timeout_s
-        )
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(url.host, url.port), timeout=timeout_s)
     except (TimeoutError, OSError):
         return False
     writer.close()
@@ -33,9 +32,7 @@ async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
     return True
 
 
-async def start_backend(
-    mode: str, backend_url: str, db_path: str, *, url_configured: bool
-) -> SinkServer | None:
+async def start_backend(mode: str, backend_url: str, db_path: str, *, url_configured: bool) -> SinkServer | None:
     """Start the embedded sink when ``mode`` says so; return it, or None when signals go elsewhere."""
     url = URL(backend_url)
     if mode == "off":

@@ -70,9 +70,7 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def service_config(
-    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
-) -> ServiceConfig:
+def service_config(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> ServiceConfig:
     """Build the service config (flag > env > default); downstream URLs follow the ports."""
     values = settings.resolve(SERVICE_SETTINGS, args, environ)
     if values["payment_url"] is None:

@@ -10,8 +10,8 @@ caller live here, once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import builtins
+import contextlib
 import random
 import traceback
 from collections.abc import Awaitable, Callable
@@ -337,9 +337,7 @@ def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
 def _record_success(ctx: HopContext, latency_ms: float) -> None:
     spec = ctx.state.spec
     if ctx.slow or latency_ms >= SLOW_HOP_MS:
-        ctx.log.warning(
-            spec.completed, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True
-        )
+        ctx.log.warning(spec.completed, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True)
     else:
         ctx.log.info(spec.completed, latency_ms=round(latency_ms, 3))
 

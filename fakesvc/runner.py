@@ -82,7 +82,9 @@ async def start_services(
             try:
                 await site.start()
             except OSError as exc:
-                raise ConfigError(f"{name}: cannot listen on {config.host}:{port_of(config, name)} ({exc.strerror})") from None
+                raise ConfigError(
+                    f"{name}: cannot listen on {config.host}:{port_of(config, name)} ({exc.strerror})"
+                ) from None
             host, port = runner.addresses[0][:2]
             running.urls[name] = f"http://{_url_host(host)}:{port}"
             if port_of(config, name) == 0:

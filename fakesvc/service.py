@@ -17,8 +17,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from fakesvc.config import ServiceConfig
 from fakesvc.correlation import correlation_middleware
@@ -47,6 +47,7 @@ def _server_instrumentation_ready() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         instrumentor.instrument()
     instrumentor.uninstrument()
+
 
 # Business routes read no body; control routes read small JSON documents.
 MAX_BODY_BYTES = 64 * 1024

@@ -80,9 +80,7 @@ def recording_telemetry() -> Telemetry:
     return Telemetry(config, console=io.StringIO())
 
 
-async def start_chain(
-    telemetry: Telemetry, config: ServiceConfig = FAST, chaos: ChaosConfig | None = None
-) -> Chain:
+async def start_chain(telemetry: Telemetry, config: ServiceConfig = FAST, chaos: ChaosConfig | None = None) -> Chain:
     """Start inventory, payment and gateway on free ports, each pointing at the next."""
     stream = io.StringIO()
     configure_logging(stream, ship=telemetry.log_shipper)

@@ -22,14 +22,21 @@ def free_port() -> int:
 
 
 async def sink_on(port: int, db: Path, faults: SinkFaults | None = None, duplicate_status: int = 202) -> SinkServer:
-    return await start_sink(SinkConfig(port=port, db_path=str(db), faults=faults or SinkFaults(),
-                                       duplicate_status=duplicate_status))
+    return await start_sink(
+        SinkConfig(port=port, db_path=str(db), faults=faults or SinkFaults(), duplicate_status=duplicate_status)
+    )
 
 
 def remote_telemetry(sink_url: str, spill_dir: Path, **batcher: Any) -> Telemetry:
     """Logs, metrics and spans to the sink, with quick retries so tests stay fast."""
-    config = BatcherConfig(prodsentinel_url=sink_url, spill_dir=str(spill_dir), backoff_base_s=0.01,
-                           backoff_max_s=0.2, request_timeout_s=2.0, **batcher)
+    config = BatcherConfig(
+        prodsentinel_url=sink_url,
+        spill_dir=str(spill_dir),
+        backoff_base_s=0.01,
+        backoff_max_s=0.2,
+        request_timeout_s=2.0,
+        **batcher,
+    )
     return Telemetry(TelemetryConfig(frozenset({"logs", "metrics"}), frozenset({"prodsentinel"}), config))
 
 

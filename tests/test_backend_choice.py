@@ -9,11 +9,17 @@ from tests.telemetry_fixtures import free_port, sink_on
 
 
 async def test_off_never_starts_a_sink(tmp_path: Path) -> None:
-    assert await start_backend("off", f"http://127.0.0.1:{free_port()}", str(tmp_path / "a.db"), url_configured=False) is None
+    assert (
+        await start_backend("off", f"http://127.0.0.1:{free_port()}", str(tmp_path / "a.db"), url_configured=False)
+        is None
+    )
 
 
 async def test_auto_with_a_configured_url_sends_there(tmp_path: Path) -> None:
-    assert await start_backend("auto", f"http://127.0.0.1:{free_port()}", str(tmp_path / "a.db"), url_configured=True) is None
+    assert (
+        await start_backend("auto", f"http://127.0.0.1:{free_port()}", str(tmp_path / "a.db"), url_configured=True)
+        is None
+    )
 
 
 async def test_auto_starts_the_sink_where_nothing_answers(tmp_path: Path) -> None:

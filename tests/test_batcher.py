@@ -19,8 +19,9 @@ def signal(i: int) -> dict[str, Any]:
 
 
 async def test_a_burst_beyond_both_bounds_is_counted_as_dropped(tmp_path: Path) -> None:
-    batcher = Batcher(BatcherConfig(prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path),
-                                    queue_max=10))
+    batcher = Batcher(
+        BatcherConfig(prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path), queue_max=10)
+    )
     for i in range(50):  # no await in between: nothing can reach the disk
         batcher.emit(LOGS_PATH, signal(i))
     stats = batcher.stats()
@@ -28,7 +29,12 @@ async def test_a_burst_beyond_both_bounds_is_counted_as_dropped(tmp_path: Path) 
 
 
 def test_which_answers_are_permanent() -> None:
-    assert [status for status in (400, 404, 408, 409, 422, 429, 500, 503) if is_permanent(status)] == [400, 404, 409, 422]
+    assert [status for status in (400, 404, 408, 409, 422, 429, 500, 503) if is_permanent(status)] == [
+        400,
+        404,
+        409,
+        422,
+    ]
 
 
 async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> None:
@@ -44,8 +50,14 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
     app = web.Application()
     app.router.add_post(LOGS_PATH, busy_once)
     server = await aiohttp_server(app)
-    batcher = Batcher(BatcherConfig(prodsentinel_url=str(server.make_url("")).rstrip("/"),
-                                    spill_dir=str(tmp_path), batch_concurrency=1, backoff_base_s=0.001))
+    batcher = Batcher(
+        BatcherConfig(
+            prodsentinel_url=str(server.make_url("")).rstrip("/"),
+            spill_dir=str(tmp_path),
+            batch_concurrency=1,
+            backoff_base_s=0.001,
+        )
+    )
     await batcher.start()
     try:
         batcher.emit(LOGS_PATH, signal(1))
@@ -58,8 +70,14 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
 
 async def test_overflow_spills_to_disk_and_is_replayed_once_the_backend_is_back(tmp_path: Path) -> None:
     port = free_port()
-    config = BatcherConfig(prodsentinel_url=f"http://127.0.0.1:{port}", spill_dir=str(tmp_path / "spill"),
-                           queue_max=10, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3)
+    config = BatcherConfig(
+        prodsentinel_url=f"http://127.0.0.1:{port}",
+        spill_dir=str(tmp_path / "spill"),
+        queue_max=10,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        max_attempts=3,
+    )
     batcher = Batcher(config)
     await batcher.start()
     sink = None
@@ -91,8 +109,9 @@ async def test_overflow_spills_to_disk_and_is_replayed_once_the_backend_is_back(
 
 
 async def test_close_with_the_backend_down_spills_everything_with_its_attempts(tmp_path: Path) -> None:
-    config = BatcherConfig(prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path),
-                           backoff_base_s=0.01)
+    config = BatcherConfig(
+        prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path), backoff_base_s=0.01
+    )
     batcher = Batcher(config)
     await batcher.start()
     for i in range(25):

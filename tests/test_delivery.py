@@ -14,7 +14,13 @@ from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.conftest import start_chain
 from tests.telemetry_fixtures import (
-    checkouts, eventually, free_port, remote_telemetry, sink_on, sink_stats, stored_signals,
+    checkouts,
+    eventually,
+    free_port,
+    remote_telemetry,
+    sink_on,
+    sink_stats,
+    stored_signals,
 )
 
 MIXED = [f"ord-{i:03d}-{'fail-pay' if i % 10 == 3 else 'timeout' if i % 10 == 7 else 'success'}" for i in range(200)]
@@ -56,8 +62,14 @@ async def test_a_200_mixed_checkouts_every_signal_stored_valid_and_grouped_by_tr
         assert {s["attributes"]["span.name"] for s in spans} >= {"POST /checkout/{order_id}", "inventory.query"}
         roots = [s for s in spans if s["parent_span_id"] is None]
         assert len(roots) == 1 and roots[0]["service_name"] == "api-gateway"
-        errors = [s for s in signals if s["signal_type"] == "log" and s.get("level") == "ERROR"
-                  and s["trace_id"] == results[3][1] and s["service_name"] == "payment-service"]
+        errors = [
+            s
+            for s in signals
+            if s["signal_type"] == "log"
+            and s.get("level") == "ERROR"
+            and s["trace_id"] == results[3][1]
+            and s["service_name"] == "payment-service"
+        ]
         assert errors[0]["attributes"]["exception.type"] == "builtins.ValueError"
     finally:
         await chain.running.stop()
@@ -133,7 +145,11 @@ async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: P
         summary = await batcher.close()
         await sink.stop()
     assert summary["dead_lettered"] == 6
-    lines = [json.loads(line) for path in (tmp_path / "spill").glob("dead-letter-*.jsonl") for line in path.read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for path in (tmp_path / "spill").glob("dead-letter-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
     assert sorted(line["signal"]["trace_id"] for line in lines) == sorted(s["trace_id"] for s in bad)
     assert all(line["answer"]["status"] == 422 and "detail" in line["answer"]["body"] for line in lines)
 
@@ -142,8 +158,9 @@ async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: P
 async def test_retries_of_requests_that_succeeded_are_survived(tmp_path: Path, duplicate_status: int) -> None:
     """A 500 for a duplicate id (ProdSentinel's way) ends dead-lettered, not retried forever."""
     sink = await sink_on(0, tmp_path / "s.db", duplicate_status=duplicate_status)
-    batcher = Batcher(BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"),
-                                    backoff_base_s=0.01, max_attempts=3))
+    batcher = Batcher(
+        BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), backoff_base_s=0.01, max_attempts=3)
+    )
     await batcher.start()
     try:
         signal = log_signal("api-gateway", "dup", "INFO", "Checkout initiated", {})

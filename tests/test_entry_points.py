@@ -17,8 +17,13 @@ from tests.test_supervisor_process import ROOT, free_port
 
 async def run_module(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, cwd=ROOT, env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        module,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -30,6 +35,7 @@ async def wait_listening(process: asyncio.subprocess.Process) -> str:
                 raise AssertionError("service exited before listening")
             if "listening on" in line:
                 return line
+
     return await asyncio.wait_for(scan(), 30)
 
 
@@ -52,7 +58,9 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
         inventory = f"http://127.0.0.1:{ports['INVENTORY_PORT']}"
         async with aiohttp.ClientSession() as session:
             for order_id, status in (("success", 200), ("order-fail-pay", 500), ("order-timeout", 500)):
-                async with session.post(f"{gateway}/checkout/{order_id}", headers={"x-request-id": f"t-{order_id}"}) as response:
+                async with session.post(
+                    f"{gateway}/checkout/{order_id}", headers={"x-request-id": f"t-{order_id}"}
+                ) as response:
                     assert response.status == status
                     assert response.headers["x-request-id"] == f"t-{order_id}"
             # A rule's fault travels back across the processes even when the faulty hop never answers.
@@ -78,15 +86,30 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
     ("argv", "env", "message"),
     [
         (["--latency-scale", "fast"], {}, "fakesvc: --latency-scale: must be a number (got 'fast')"),
-        ([], {"GATEWAY_PORT": "70000"}, "fakesvc: GATEWAY_PORT: must be a port number between 0 and 65535 (got '70000')"),
+        (
+            [],
+            {"GATEWAY_PORT": "70000"},
+            "fakesvc: GATEWAY_PORT: must be a port number between 0 and 65535 (got '70000')",
+        ),
         ([], {"OTEL_TRACES_EXPORTER": "zipkin"}, "fakesvc: OTEL_TRACES_EXPORTER: unknown item 'zipkin'"),
-        ([], {"FAKESVC_INVENTORY_TIMEOUT_S": "0"}, "fakesvc: FAKESVC_INVENTORY_TIMEOUT_S: must be a number > 0 (got '0')"),
+        (
+            [],
+            {"FAKESVC_INVENTORY_TIMEOUT_S": "0"},
+            "fakesvc: FAKESVC_INVENTORY_TIMEOUT_S: must be a number > 0 (got '0')",
+        ),
     ],
 )
-async def test_a_bad_setting_stops_the_supervisor_with_one_clear_line(argv: list[str], env: dict[str, str], message: str) -> None:
+async def test_a_bad_setting_stops_the_supervisor_with_one_clear_line(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "supervisor.py"), *argv, cwd=ROOT, env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(ROOT / "supervisor.py"),
+        *argv,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
@@ -102,11 +125,22 @@ async def test_a_port_in_use_stops_the_supervisor_with_one_clear_line(tmp_path: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "GATEWAY_PORT": str(port), "PAYMENT_PORT": "0", "INVENTORY_PORT": "0",
-               "FAKESVC_SINK": "off", "FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}
+        env = {
+            **os.environ,
+            "GATEWAY_PORT": str(port),
+            "PAYMENT_PORT": "0",
+            "INVENTORY_PORT": "0",
+            "FAKESVC_SINK": "off",
+            "FAKESVC_TELEMETRY": "",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "supervisor.py"), cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            str(ROOT / "supervisor.py"),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2

@@ -19,7 +19,9 @@ async def checkout(chain: Chain, order_id: str = "success") -> tuple[int, dict, 
 
 async def test_an_error_rule_in_inventory_fails_the_checkout_with_evidence_at_each_hop(chain: Chain) -> None:
     chain.chaos("inventory-service").set_rules(
-        parse_rules([{"kind": "error", "status": 503, "message": "Inventory DB unavailable", "exception": "ConnectionError"}])
+        parse_rules(
+            [{"kind": "error", "status": 503, "message": "Inventory DB unavailable", "exception": "ConnectionError"}]
+        )
     )
     status, body, faults = await checkout(chain)
     assert status == 500
@@ -67,7 +69,9 @@ async def test_a_drop_rule_resets_the_connection_and_the_caller_reports_it(chain
 
 async def test_an_error_rule_in_the_gateway_answers_its_own_status(chain: Chain) -> None:
     chain.chaos("api-gateway").set_rules(
-        parse_rules([{"kind": "error", "status": 429, "message": "Too many checkouts", "route": "/checkout/{order_id}"}])
+        parse_rules(
+            [{"kind": "error", "status": 429, "message": "Too many checkouts", "route": "/checkout/{order_id}"}]
+        )
     )
     status, body, faults = await checkout(chain)
     assert status == 429 and body["detail"] == "Too many checkouts"

@@ -10,8 +10,16 @@ import pytest
 from aiohttp import web
 
 from fakesvc.faults import (
-    INJECTED_TRACES, PROFILE_NAMES, Chaos, Fault, RuleError, chaos_config, chaos_routes,
-    load_chaos_file, parse_rules, profile_rules,
+    INJECTED_TRACES,
+    PROFILE_NAMES,
+    Chaos,
+    Fault,
+    RuleError,
+    chaos_config,
+    chaos_routes,
+    load_chaos_file,
+    parse_rules,
+    profile_rules,
 )
 from fakesvc.settings import ConfigError
 
@@ -50,7 +58,14 @@ def test_malformed_rules_say_what_and_where(rules: Any, message: str) -> None:
 
 def test_rules_round_trip_through_json() -> None:
     raw = [
-        {"kind": "error", "probability": 0.5, "route": ROUTE, "status": 503, "message": "DB down", "exception": "ConnectionError"},
+        {
+            "kind": "error",
+            "probability": 0.5,
+            "route": ROUTE,
+            "status": 503,
+            "message": "DB down",
+            "exception": "ConnectionError",
+        },
         {"kind": "latency", "probability": 1.0, "latency_ms": [100.0, 200.0], "start_s": 5.0, "duration_s": 10.0},
         {"kind": "hang", "probability": 1.0, "hang_s": 2.0},
         {"kind": "drop", "probability": 0.1},
@@ -61,12 +76,19 @@ def test_rules_round_trip_through_json() -> None:
 
 
 def test_each_kind_decides_its_fault() -> None:
-    chaos = Chaos("inventory-service", parse_rules([
-        {"kind": "error", "status": 503, "message": "DB down", "exception": "ConnectionError"},
-        {"kind": "latency", "latency_ms": 250},
-        {"kind": "hang"},
-        {"kind": "drop"},
-    ]), seed=1, hang_s=4.0)
+    chaos = Chaos(
+        "inventory-service",
+        parse_rules(
+            [
+                {"kind": "error", "status": 503, "message": "DB down", "exception": "ConnectionError"},
+                {"kind": "latency", "latency_ms": 250},
+                {"kind": "hang"},
+                {"kind": "drop"},
+            ]
+        ),
+        seed=1,
+        hang_s=4.0,
+    )
     faults = chaos.decide(ROUTE, "trace-1")
     assert faults == (
         Fault("inventory-service", "error", 0, 503, "DB down", "ConnectionError", 0.0),
@@ -75,13 +97,17 @@ def test_each_kind_decides_its_fault() -> None:
         Fault("inventory-service", "drop", 3, None, "Injected fault", "RuntimeError", 0.0),
     )
     assert [f.truth()["detail"] for f in faults] == [
-        "error 503 ConnectionError: DB down (rule 0)", "latency 250 ms (rule 1)",
-        "hang 4000 ms (rule 2)", "connection dropped (rule 3)",
+        "error 503 ConnectionError: DB down (rule 0)",
+        "latency 250 ms (rule 1)",
+        "hang 4000 ms (rule 2)",
+        "connection dropped (rule 3)",
     ]
 
 
 def test_seeded_decisions_follow_the_probability_and_repeat_exactly() -> None:
-    rules = parse_rules([{"kind": "error", "probability": 0.05}, {"kind": "latency", "latency_ms": [10, 20], "probability": 0.5}])
+    rules = parse_rules(
+        [{"kind": "error", "probability": 0.05}, {"kind": "latency", "latency_ms": [10, 20], "probability": 0.5}]
+    )
     keys = [f"trace-{i}" for i in range(10_000)]
     first = [Chaos("payment-service", rules, seed=42).decide(ROUTE, key) for key in keys]
     hits = sum(1 for faults in first if any(f.kind == "error" for f in faults))
@@ -106,10 +132,16 @@ def test_schedules_count_from_when_rules_were_set() -> None:
     for offset, active in ((0, False), (9.99, False), (10, True), (14.99, True), (15, False), (100, False)):
         clock.now = 1000.0 + offset
         assert bool(chaos.decide(ROUTE, "k")) is active, offset
-    assert chaos.windows() == [{
-        "service": "inventory-service", "rule": 0, "kind": "drop", "detail": "drop connection",
-        "start": "2023-11-14T22:13:30+00:00", "end": "2023-11-14T22:13:35+00:00",
-    }]
+    assert chaos.windows() == [
+        {
+            "service": "inventory-service",
+            "rule": 0,
+            "kind": "drop",
+            "detail": "drop connection",
+            "start": "2023-11-14T22:13:30+00:00",
+            "end": "2023-11-14T22:13:35+00:00",
+        }
+    ]
 
 
 def test_injected_faults_are_remembered_per_trace_within_a_bound() -> None:
@@ -132,7 +164,9 @@ async def test_control_api_replaces_reads_and_clears_rules(aiohttp_client: Any) 
     response = await client.put("/chaos", json={"rules": [{"kind": "latency", "latency_ms": [5, 10]}]})
     assert response.status == 200
     body = await (await client.get("/chaos")).json()
-    assert body["rules"] == [{"kind": "latency", "probability": 1.0, "latency_ms": [5.0, 10.0]}] and body["active"] == [True]
+    assert body["rules"] == [{"kind": "latency", "probability": 1.0, "latency_ms": [5.0, 10.0]}] and body["active"] == [
+        True
+    ]
     for bad in (b"{nope", json.dumps({"rules": [{"kind": "boom"}]}).encode(), json.dumps([1]).encode()):
         response = await client.put("/chaos", data=bad)
         assert response.status == 400 and (await response.json())["detail"]

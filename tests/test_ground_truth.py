@@ -18,14 +18,25 @@ async def test_every_truth_trace_is_in_the_sink_and_its_root_cause_left_evidence
     telemetry = remote_telemetry(sink.url, tmp_path / "spill")
     await telemetry.start()
     chain = await start_chain(telemetry)
-    chain.chaos("inventory-service").set_rules(parse_rules([
-        {"kind": "error", "probability": 0.2, "status": 503, "message": "Inventory DB unavailable", "exception": "ConnectionError"},
-    ]))
+    chain.chaos("inventory-service").set_rules(
+        parse_rules(
+            [
+                {
+                    "kind": "error",
+                    "probability": 0.2,
+                    "status": 503,
+                    "message": "Inventory DB unavailable",
+                    "exception": "ConnectionError",
+                },
+            ]
+        )
+    )
     chain.chaos("payment-service").set_rules(parse_rules([{"kind": "latency", "probability": 0.2, "latency_ms": 30}]))
     try:
         truth_path = tmp_path / "truth.jsonl"
-        await run_traffic(TrafficConfig(target=chain.gateway, rate=100, count=80, seed=21,
-                                        truth_path=str(truth_path), progress=False))
+        await run_traffic(
+            TrafficConfig(target=chain.gateway, rate=100, count=80, seed=21, truth_path=str(truth_path), progress=False)
+        )
 
         truth = [json.loads(line) for line in truth_path.read_text().splitlines()]
         hung = {line["trace_id"] for line in truth if line["scenario"] == "timeout"}
@@ -49,9 +60,17 @@ async def test_every_truth_trace_is_in_the_sink_and_its_root_cause_left_evidence
             cause = line["root_cause_service"]
             if cause is None:
                 continue
-            evidence = [s for s in stored if s["service_name"] == cause and (
-                s["signal_type"] == "log" and s["level"] in ("WARNING", "ERROR", "CRITICAL")
-                or s["signal_type"] == "metric" and "latency" in s["metric_name"])]
+            evidence = [
+                s
+                for s in stored
+                if s["service_name"] == cause
+                and (
+                    s["signal_type"] == "log"
+                    and s["level"] in ("WARNING", "ERROR", "CRITICAL")
+                    or s["signal_type"] == "metric"
+                    and "latency" in s["metric_name"]
+                )
+            ]
             assert evidence, f"{cause} left no error or latency signal in {line['order_id']}"
             if any(f["kind"] == "error" and f["service"] == cause for f in line["faults"]):
                 errors = [s for s in evidence if s["signal_type"] == "log" and s["level"] == "ERROR"]
@@ -64,8 +83,19 @@ async def test_every_truth_trace_is_in_the_sink_and_its_root_cause_left_evidence
 
 async def test_supervisor_with_rate_runs_the_traffic_prints_the_summary_and_exits_0(tmp_path: Path) -> None:
     supervisor = await start_supervisor(
-        tmp_path, "--rate", "50", "--count", "40", "--seed", "3", "--chaos-profile", "classic",
-        "--truth", str(tmp_path / "truth.jsonl"), "--report", str(tmp_path / "report.json"),
+        tmp_path,
+        "--rate",
+        "50",
+        "--count",
+        "40",
+        "--seed",
+        "3",
+        "--chaos-profile",
+        "classic",
+        "--truth",
+        str(tmp_path / "truth.jsonl"),
+        "--report",
+        str(tmp_path / "report.json"),
     )
     stderr = (await supervisor.process.stderr.read()).decode()
     assert await supervisor.process.wait() == 0, stderr

@@ -22,7 +22,12 @@ def spans_of(chain: Chain, trace_id: str) -> list:
 async def test_success_answers_200_and_every_hop_logs_the_same_trace(chain: Chain) -> None:
     status, body, headers = await post_checkout(chain, "success")
     assert status == 200
-    assert body == {"status": "SUCCESS", "order_id": "success", "trace_id": body["trace_id"], "latency_ms": body["latency_ms"]}
+    assert body == {
+        "status": "SUCCESS",
+        "order_id": "success",
+        "trace_id": body["trace_id"],
+        "latency_ms": body["latency_ms"],
+    }
     trace_id = body["trace_id"]
     assert len(trace_id) == 32 and int(trace_id, 16)
     assert headers["x-request-id"] == trace_id
@@ -77,7 +82,10 @@ async def test_spans_of_one_checkout_form_one_trace_with_each_service_name(chain
     assert status == 200
     spans = spans_of(chain, body["trace_id"])
     assert {s.resource.attributes["service.name"] for s in spans} == {
-        "api-gateway", "payment-service", "inventory-service"}
+        "api-gateway",
+        "payment-service",
+        "inventory-service",
+    }
     assert len({s.context.trace_id for s in spans}) == 1
     assert format(spans[0].context.trace_id, "032x") == body["trace_id"]
     by_id = {s.context.span_id: s for s in spans}
@@ -127,9 +135,17 @@ def test_harness_bookkeeping_stays_local() -> None:
 
     shipped: list = []
     ship = ShipToProdSentinel(lambda path, signal: shipped.append(signal))
-    ship(None, "warning", {"event": "Fault lookup failed", "request_id": "t1", "service": "payment-service", "harness": True})
+    ship(
+        None,
+        "warning",
+        {"event": "Fault lookup failed", "request_id": "t1", "service": "payment-service", "harness": True},
+    )
     ship(None, "info", {"event": "started", "service": "payment-service"})  # no trace: stays local
     ship(None, "debug", {"event": "detail", "request_id": "t1", "service": "payment-service"})
     assert shipped == []
-    ship(None, "error", {"event": "Payment failed", "request_id": "t1", "service": "payment-service", "error_code": "X"})
-    assert [(s["level"], s["message"], s["attributes"]) for s in shipped] == [("ERROR", "Payment failed", {"error_code": "X"})]
+    ship(
+        None, "error", {"event": "Payment failed", "request_id": "t1", "service": "payment-service", "error_code": "X"}
+    )
+    assert [(s["level"], s["message"], s["attributes"]) for s in shipped] == [
+        ("ERROR", "Payment failed", {"error_code": "X"})
+    ]

@@ -35,12 +35,20 @@ async def test_valid_signals_of_each_kind_are_accepted_and_stored(sink: Any, tmp
         response = await sink.post(path, json=signal)
         assert response.status == 202 and await response.json() == {"status": "accepted"}
     with sqlite3.connect(tmp_path / "sink.db") as db:
-        rows = db.execute("SELECT id, signal_type, trace_id, service_name FROM raw_signals ORDER BY signal_type").fetchall()
-    assert [(r[1], r[3]) for r in rows] == [("log", "payment-service"), ("metric", "inventory-service"), ("trace", "api-gateway")]
+        rows = db.execute(
+            "SELECT id, signal_type, trace_id, service_name FROM raw_signals ORDER BY signal_type"
+        ).fetchall()
+    assert [(r[1], r[3]) for r in rows] == [
+        ("log", "payment-service"),
+        ("metric", "inventory-service"),
+        ("trace", "api-gateway"),
+    ]
     assert {r[0] for r in rows} == {s["signal_id"] for s in signals.values()}
 
 
-@pytest.mark.parametrize("timestamp", ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00+00:00", "2026-11-24T10:00:00.123456"])
+@pytest.mark.parametrize(
+    "timestamp", ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00+00:00", "2026-11-24T10:00:00.123456"]
+)
 async def test_timestamps_with_z_offset_or_no_zone_are_accepted(sink: Any, timestamp: str) -> None:
     assert (await sink.post("/ingest/logs", json=good_log(timestamp=timestamp))).status == 202
 
@@ -114,7 +122,9 @@ async def test_query_routes_filter_and_group_by_trace(sink: Any) -> None:
     await sink.post("/ingest/metrics", json=metric_signal("s9", "t0", "request_latency", 3.0, "ms", {}))
     rows = await (await sink.get("/query/signals", params={"trace_id": "t0"})).json()
     assert len(rows) == 4 and {r["trace_id"] for r in rows} == {"t0"}
-    rows = await (await sink.get("/query/signals", params={"trace_id": "t0", "signal_type": "log", "limit": "2", "offset": "1"})).json()
+    rows = await (
+        await sink.get("/query/signals", params={"trace_id": "t0", "signal_type": "log", "limit": "2", "offset": "1"})
+    ).json()
     assert len(rows) == 2 and all(r["signal_type"] == "log" for r in rows)
     trace = await (await sink.get("/query/traces/t0")).json()
     assert trace["services"] == ["s0", "s2", "s4", "s9"] and len(trace["logs"]) == 3 and len(trace["metrics"]) == 1

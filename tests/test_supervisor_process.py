@@ -78,9 +78,13 @@ async def start_supervisor(tmp_path: Path, *args: str, **env: str) -> Supervisor
         **env,
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "supervisor.py"), *args,
-        cwd=tmp_path, env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(ROOT / "supervisor.py"),
+        *args,
+        cwd=tmp_path,
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     return Supervisor(process, ports, db)
 
@@ -98,8 +102,10 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
 
 
 async def test_supervisor_serves_the_scenarios_and_stops_cleanly_on_sigterm(supervisor: Supervisor) -> None:
-    assert any(f"inventory-service listening on http://127.0.0.1:{supervisor.ports['inventory']}" in line
-               for line in supervisor.stderr_lines)
+    assert any(
+        f"inventory-service listening on http://127.0.0.1:{supervisor.ports['inventory']}" in line
+        for line in supervisor.stderr_lines
+    )
     expected = {"success": 200, "order-fail-pay": 500, "order-timeout": 500}
     trace_ids = {}
     async with aiohttp.ClientSession() as session:

@@ -18,13 +18,30 @@ from fakesvc.traffic.plan import plan
 from fakesvc.traffic.truth import Timeouts, expected_status, root_cause_service
 from tests.conftest import Chain
 
-TRUTH_KEYS = ["trace_id", "order_id", "scenario", "faults", "root_cause_service", "expected_status",
-              "status", "latency_ms", "start", "end"]
+TRUTH_KEYS = [
+    "trace_id",
+    "order_id",
+    "scenario",
+    "faults",
+    "root_cause_service",
+    "expected_status",
+    "status",
+    "latency_ms",
+    "start",
+    "end",
+]
 
 
 def config(chain: Chain, tmp_path: Path, **changes: object) -> TrafficConfig:
-    base = TrafficConfig(target=chain.gateway, rate=200, count=60, seed=5, truth_path=str(tmp_path / "truth.jsonl"),
-                         report_path=str(tmp_path / "report.json"), progress=False)
+    base = TrafficConfig(
+        target=chain.gateway,
+        rate=200,
+        count=60,
+        seed=5,
+        truth_path=str(tmp_path / "truth.jsonl"),
+        report_path=str(tmp_path / "report.json"),
+        progress=False,
+    )
     return replace(base, **changes)
 
 
@@ -56,7 +73,9 @@ async def test_a_run_sends_on_schedule_and_writes_truth_and_report(chain: Chain,
     assert "success" in summary and "p99 ms" in summary
 
 
-async def test_arrivals_do_not_wait_for_slow_answers_and_latency_counts_from_the_schedule(chain: Chain, tmp_path: Path) -> None:
+async def test_arrivals_do_not_wait_for_slow_answers_and_latency_counts_from_the_schedule(
+    chain: Chain, tmp_path: Path
+) -> None:
     # every checkout takes >= 0.3 s (payment's inventory timeout); 40 arrivals at 100/s span 0.39 s
     report = await run_traffic(config(chain, tmp_path, rate=100, count=40, mix={"timeout": 1}))
     assert report["sent"] == 40 and report["skipped"] == 0
@@ -86,8 +105,12 @@ async def test_same_seed_same_order_ids_scenarios_trace_ids_and_faults(chain: Ch
     runs = []
     for name in ("a", "b"):
         await run_traffic(config(chain, tmp_path, truth_path=str(tmp_path / f"{name}.jsonl"), count=50))
-        runs.append(sorted((l["order_id"], l["scenario"], l["trace_id"], json.dumps(l["faults"]), l["status"])
-                           for l in truth_lines(tmp_path / f"{name}.jsonl")))
+        runs.append(
+            sorted(
+                (l["order_id"], l["scenario"], l["trace_id"], json.dumps(l["faults"]), l["status"])
+                for l in truth_lines(tmp_path / f"{name}.jsonl")
+            )
+        )
     assert runs[0] == runs[1]
     assert any("inventory-service" in faults for _, scenario, _, faults, _ in runs[0] if scenario == "success")
 

@@ -146,14 +146,16 @@ class Chaos:
                 continue
             start = self._set_at_wall + rule.start_s
             end = None if rule.duration_s is None else start + rule.duration_s
-            out.append({
-                "service": self.service,
-                "rule": index,
-                "kind": rule.kind,
-                "detail": rule.describe(),
-                "start": _iso(start),
-                "end": None if end is None else _iso(end),
-            })
+            out.append(
+                {
+                    "service": self.service,
+                    "rule": index,
+                    "kind": rule.kind,
+                    "detail": rule.describe(),
+                    "start": _iso(start),
+                    "end": None if end is None else _iso(end),
+                }
+            )
         return out
 
     def snapshot(self) -> dict[str, Any]:

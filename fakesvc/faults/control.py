@@ -13,6 +13,7 @@ from aiohttp import web
 from fakesvc.faults.chaos import Chaos
 from fakesvc.faults.rules import RuleError, parse_rules
 
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -59,7 +60,7 @@ def chaos_routes(
         try:
             payload = json.loads(await request.read())
         except ValueError:
-            return web.json_response({"detail": "body must be JSON: {\"rules\": [...]}"}, status=400)
+            return web.json_response({"detail": 'body must be JSON: {"rules": [...]}'}, status=400)
         if not isinstance(payload, dict) or "rules" not in payload:
             return web.json_response({"detail": 'body must be {"rules": [...]}'}, status=400)
         try:

@@ -18,20 +18,37 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
     # The original services' random faults.
     "classic": {
         "payment-service": [
-            {"kind": "error", "probability": 0.01, "status": 504, "exception": "TimeoutError",
-             "message": "Payment gateway timeout"},
+            {
+                "kind": "error",
+                "probability": 0.01,
+                "status": 504,
+                "exception": "TimeoutError",
+                "message": "Payment gateway timeout",
+            },
         ],
         "inventory-service": [
-            {"kind": "error", "probability": 0.05, "status": 503, "exception": "ConnectionError",
-             "message": "Inventory DB unavailable"},
+            {
+                "kind": "error",
+                "probability": 0.05,
+                "status": 503,
+                "exception": "ConnectionError",
+                "message": "Inventory DB unavailable",
+            },
         ],
     },
     # A demo incident: 20 s of baseline, 25 s of a degrading inventory database, then recovery.
     "incident": {
         "inventory-service": [
             {"kind": "latency", "probability": 0.6, "latency_ms": [2500, 3500], "start_s": 20, "duration_s": 25},
-            {"kind": "error", "probability": 0.3, "status": 503, "exception": "ConnectionError",
-             "message": "Inventory DB connection pool exhausted", "start_s": 20, "duration_s": 25},
+            {
+                "kind": "error",
+                "probability": 0.3,
+                "status": 503,
+                "exception": "ConnectionError",
+                "message": "Inventory DB connection pool exhausted",
+                "start_s": 20,
+                "duration_s": 25,
+            },
         ],
     },
 }

@@ -11,8 +11,16 @@ from typing import Any
 
 KINDS = ("error", "latency", "hang", "drop")
 _RULE_KEYS = {
-    "kind", "probability", "route", "status", "message", "exception",
-    "latency_ms", "hang_s", "start_s", "duration_s",
+    "kind",
+    "probability",
+    "route",
+    "status",
+    "message",
+    "exception",
+    "latency_ms",
+    "hang_s",
+    "start_s",
+    "duration_s",
 }
 
 

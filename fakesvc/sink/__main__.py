@@ -16,19 +16,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_SINK_HOST", "--host", "127.0.0.1", settings.text, "bind address"),
     Setting("FAKESVC_SINK_PORT", "--port", 8000, settings.port, "port"),
     Setting("FAKESVC_SINK_DB", "--db", "fakesvc-signals.db", settings.text, "SQLite file (':memory:' for none)"),
-    Setting("FAKESVC_SINK_ERROR_RATE", "--error-rate", 0.0, settings.non_negative_float, "share of ingests answered with an error"),
+    Setting(
+        "FAKESVC_SINK_ERROR_RATE",
+        "--error-rate",
+        0.0,
+        settings.non_negative_float,
+        "share of ingests answered with an error",
+    ),
     Setting("FAKESVC_SINK_ERROR_STATUS", "--error-status", 503, settings.port, "status of those errors"),
     Setting("FAKESVC_SINK_LATENCY_MS", "--latency-ms", 0.0, settings.non_negative_float, "added latency per ingest"),
-    Setting("FAKESVC_SINK_DUPLICATE_STATUS", "--duplicate-status", 202, settings.port, "answer to a repeated signal_id (500 mimics ProdSentinel)"),
+    Setting(
+        "FAKESVC_SINK_DUPLICATE_STATUS",
+        "--duplicate-status",
+        202,
+        settings.port,
+        "answer to a repeated signal_id (500 mimics ProdSentinel)",
+    ),
     Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, "seed of the error rate"),
 )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m fakesvc.sink", description="The embedded ProdSentinel-compatible sink.")
+    parser = argparse.ArgumentParser(
+        prog="python -m fakesvc.sink", description="The embedded ProdSentinel-compatible sink."
+    )
     settings.add_settings(parser, SETTINGS)
-    parser.add_argument("--outage", action="append", default=[], metavar="START:DURATION",
-                        help="drop connections for DURATION s, START s after start (repeatable)")
+    parser.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="START:DURATION",
+        help="drop connections for DURATION s, START s after start (repeatable)",
+    )
     args = parser.parse_args()
     try:
         values = settings.resolve(SETTINGS, args)
@@ -37,7 +56,9 @@ def main() -> None:
             raise ConfigError("--error-rate: must be between 0 and 1")
     except (ConfigError, ValueError) as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
-    faults = SinkFaults(values["error_rate"], values["error_status"], values["latency_ms"], outages, None, values["seed"])
+    faults = SinkFaults(
+        values["error_rate"], values["error_status"], values["latency_ms"], outages, None, values["seed"]
+    )
     config = SinkConfig(values["host"], values["port"], values["db"], faults, values["duplicate_status"])
     asyncio.run(serve(config))
 

@@ -83,7 +83,9 @@ async def ingest(request: web.Request) -> web.StreamResponse:
         body = loads(raw)
     except ValueError:
         state.counts["rejected"] += 1
-        return _json({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error", "input": {}}]}, 422)
+        return _json(
+            {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error", "input": {}}]}, 422
+        )
     problems = validate(signal_type, body)
     if problems:
         state.counts["rejected"] += 1
@@ -140,32 +142,36 @@ async def query_trace(request: web.Request) -> web.Response:
     if not signals:
         return _json({"detail": f"no signals for trace {trace_id}"}, 404)
     by_type = {kind: [s for s in signals if s["signal_type"] == kind] for kind in ("log", "trace", "metric")}
-    return _json({
-        "trace_id": trace_id,
-        "services": sorted({s["service_name"] for s in signals}),
-        "levels": dict(Counter(s["level"] for s in by_type["log"])),
-        "logs": by_type["log"],
-        "spans": by_type["trace"],
-        "metrics": by_type["metric"],
-    })
+    return _json(
+        {
+            "trace_id": trace_id,
+            "services": sorted({s["service_name"] for s in signals}),
+            "levels": dict(Counter(s["level"] for s in by_type["log"])),
+            "logs": by_type["log"],
+            "spans": by_type["trace"],
+            "metrics": by_type["metric"],
+        }
+    )
 
 
 async def stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     uptime = time.monotonic() - state.started
     accepted = {kind: state.counts[f"accepted_{kind}"] for kind in ("log", "trace", "metric")}
-    return _json({
-        "accepted": accepted,
-        "accepted_total": sum(accepted.values()),
-        "duplicates": state.counts["duplicates"],
-        "rejected": state.counts["rejected"],
-        "errors_injected": state.counts["errors_injected"],
-        "dropped_outage": state.counts["dropped_outage"],
-        "stored": await state.store.counts(),
-        "uptime_s": round(uptime, 3),
-        "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
-        "db": state.config.db_path,
-    })
+    return _json(
+        {
+            "accepted": accepted,
+            "accepted_total": sum(accepted.values()),
+            "duplicates": state.counts["duplicates"],
+            "rejected": state.counts["rejected"],
+            "errors_injected": state.counts["errors_injected"],
+            "dropped_outage": state.counts["dropped_outage"],
+            "stored": await state.store.counts(),
+            "uptime_s": round(uptime, 3),
+            "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
+            "db": state.config.db_path,
+        }
+    )
 
 
 async def get_faults(request: web.Request) -> web.Response:

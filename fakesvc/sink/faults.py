@@ -80,9 +80,13 @@ def parse_faults(payload: Any) -> SinkFaults:
         parsed = []
         for index, outage in enumerate(outages):
             if not isinstance(outage, dict) or set(outage) != {"start_s", "duration_s"}:
-                raise SinkFaultError(f"outages[{index}]: must be {{\"start_s\": ..., \"duration_s\": ...}}")
-            parsed.append(Outage(_non_negative(f"outages[{index}].start_s", outage["start_s"]),
-                                 _non_negative(f"outages[{index}].duration_s", outage["duration_s"])))
+                raise SinkFaultError(f'outages[{index}]: must be {{"start_s": ..., "duration_s": ...}}')
+            parsed.append(
+                Outage(
+                    _non_negative(f"outages[{index}].start_s", outage["start_s"]),
+                    _non_negative(f"outages[{index}].duration_s", outage["duration_s"]),
+                )
+            )
         values["outages"] = tuple(parsed)
     return SinkFaults(**values)
 

@@ -76,8 +76,14 @@ def parse_timestamp(value: Any) -> datetime | None:
 def validate(signal_type: str, body: Any) -> list[Problem]:
     """Every problem with ``body`` as a signal of ``signal_type``; empty when it is valid."""
     if not isinstance(body, dict):
-        return [_problem("model_attributes_type", None,
-                         "Input should be a valid dictionary or object to extract fields from", body)]
+        return [
+            _problem(
+                "model_attributes_type",
+                None,
+                "Input should be a valid dictionary or object to extract fields from",
+                body,
+            )
+        ]
     own = FIELDS[signal_type]
     problems = [
         _problem("extra_forbidden", key, "Extra inputs are not permitted", body[key])
@@ -98,9 +104,13 @@ def validate(signal_type: str, body: Any) -> list[Problem]:
         if key in body and (not isinstance(body[key], str) or not body[key].strip()):
             problems.append(_problem("string_too_short", key, "String should have at least 1 character", body[key]))
     if "timestamp" in body and parse_timestamp(body["timestamp"]) is None:
-        problems.append(_problem("datetime_from_date_parsing", "timestamp", "Input should be a valid datetime", body["timestamp"]))
+        problems.append(
+            _problem("datetime_from_date_parsing", "timestamp", "Input should be a valid datetime", body["timestamp"])
+        )
     if "signal_type" in body and body["signal_type"] != signal_type:
-        problems.append(_problem("literal_error", "signal_type", f"Input should be '{signal_type}'", body["signal_type"]))
+        problems.append(
+            _problem("literal_error", "signal_type", f"Input should be '{signal_type}'", body["signal_type"])
+        )
     for key, (required, check) in own.items():
         if key not in body:
             if required:

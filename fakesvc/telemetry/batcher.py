@@ -55,10 +55,22 @@ class BatcherConfig:
 
 
 BATCHER_SETTINGS: tuple[Setting, ...] = (
-    Setting("PRODSENTINEL_URL", "--prodsentinel-url", "http://localhost:8000", settings.http_url, "ingestion backend base URL"),
-    Setting("FAKESVC_SPILL_DIR", "--spill-dir", ".fakesvc-spill", settings.text, "where the batcher spills and dead-letters"),
-    Setting("FAKESVC_BATCH_CONCURRENCY", "--batch-concurrency", 8, settings.positive_int, "POSTs in flight to the backend"),
-    Setting("FAKESVC_QUEUE_MAX", "--queue-max", 20_000, settings.positive_int, "signals kept in memory before spilling"),
+    Setting(
+        "PRODSENTINEL_URL",
+        "--prodsentinel-url",
+        "http://localhost:8000",
+        settings.http_url,
+        "ingestion backend base URL",
+    ),
+    Setting(
+        "FAKESVC_SPILL_DIR", "--spill-dir", ".fakesvc-spill", settings.text, "where the batcher spills and dead-letters"
+    ),
+    Setting(
+        "FAKESVC_BATCH_CONCURRENCY", "--batch-concurrency", 8, settings.positive_int, "POSTs in flight to the backend"
+    ),
+    Setting(
+        "FAKESVC_QUEUE_MAX", "--queue-max", 20_000, settings.positive_int, "signals kept in memory before spilling"
+    ),
 )
 
 

@@ -10,7 +10,7 @@ building a signal is on the request path, encoding is not.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 LOGS_PATH = "/ingest/logs"
@@ -18,6 +18,7 @@ TRACES_PATH = "/ingest/traces"
 METRICS_PATH = "/ingest/metrics"
 
 LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()

@@ -7,7 +7,7 @@ hands each span to the batcher: no I/O, no waiting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan

@@ -11,9 +11,9 @@ import aiohttp
 from fakesvc import settings
 from fakesvc.config import service_config
 from fakesvc.settings import ConfigError
-from fakesvc.traffic.truth import Timeouts
 from fakesvc.traffic.config import add_traffic_arguments, traffic_config_from_args
 from fakesvc.traffic.run import format_summary, run_traffic
+from fakesvc.traffic.truth import Timeouts
 
 
 async def _reachable(target: str) -> bool:
@@ -32,7 +32,9 @@ def main() -> None:
     add_traffic_arguments(parser, with_target=True)
     args = parser.parse_args()
     try:
-        seed = settings.resolve((settings.Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, ""),), args)["seed"]
+        seed = settings.resolve((settings.Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, ""),), args)[
+            "seed"
+        ]
         if args.rate is None:
             raise ConfigError("--rate: required")
         services = service_config()  # the timeouts the services run with (same environment)

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from collections import Counter
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,8 +53,17 @@ class Run:
         self.telemetry: dict[str, Any] = {}
         self.wall_start = time.time()
 
-    def record(self, checkout: Checkout, status: int | None, error: str | None, faults: list[dict[str, Any]] | None,
-               trace_id: str, latency_ms: float, start: float, end: float) -> None:
+    def record(
+        self,
+        checkout: Checkout,
+        status: int | None,
+        error: str | None,
+        faults: list[dict[str, Any]] | None,
+        trace_id: str,
+        latency_ms: float,
+        start: float,
+        end: float,
+    ) -> None:
         self.completed += 1
         self.outcomes[(checkout.scenario, str(status) if status is not None else "error")] += 1
         self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
@@ -127,16 +136,18 @@ async def _progress(run: Run, session: aiohttp.ClientSession, stream: TextIO, st
         elapsed = loop.time() - started
         values = run.all_latencies()
         outcomes = " | ".join(
-            f"{scenario} " + " ".join(f"{status}:{n}" for (s, status), n in sorted(run.outcomes.items()) if s == scenario)
+            f"{scenario} "
+            + " ".join(f"{status}:{n}" for (s, status), n in sorted(run.outcomes.items()) if s == scenario)
             for scenario in sorted({scenario for scenario, _ in run.outcomes})
         )
         backlog = run.telemetry.get("backlog", "n/a") if run.telemetry else "n/a"
         print(
             f"[{elapsed:5.1f}s] sent {run.sent} ({run.sent / elapsed:.1f}/s) done {run.completed} "
             f"in-flight {run.in_flight} skipped {run.skipped} [{outcomes}] "
-            f"p50 {percentile(values, .5)} p95 {percentile(values, .95)} p99 {percentile(values, .99)} ms "
+            f"p50 {percentile(values, 0.5)} p95 {percentile(values, 0.95)} p99 {percentile(values, 0.99)} ms "
             f"telemetry backlog {backlog}",
-            file=stream, flush=True,
+            file=stream,
+            flush=True,
         )
 
 
@@ -202,7 +213,9 @@ def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> di
         by_scenario[scenario] = {
             "count": len(ordered),
             "statuses": {status: n for (s, status), n in sorted(run.outcomes.items()) if s == scenario},
-            "p50_ms": percentile(ordered, .5), "p95_ms": percentile(ordered, .95), "p99_ms": percentile(ordered, .99),
+            "p50_ms": percentile(ordered, 0.5),
+            "p95_ms": percentile(ordered, 0.95),
+            "p99_ms": percentile(ordered, 0.99),
         }
     scheduled = run.sent + run.skipped
     return {
@@ -218,8 +231,12 @@ def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> di
         "skipped": run.skipped,
         "errors": sum(n for (_, status), n in run.outcomes.items() if status == "error"),
         "mismatches": run.mismatches,
-        "latency_ms": {"p50": percentile(values, .5), "p95": percentile(values, .95),
-                       "p99": percentile(values, .99), "max": round(values[-1], 3) if values else None},
+        "latency_ms": {
+            "p50": percentile(values, 0.5),
+            "p95": percentile(values, 0.95),
+            "p99": percentile(values, 0.99),
+            "max": round(values[-1], 3) if values else None,
+        },
         "scenarios": by_scenario,
         "telemetry": run.telemetry,
         "fault_windows": windows,
@@ -239,11 +256,17 @@ def format_summary(report: dict[str, Any]) -> str:
     ]
     for scenario, row in report["scenarios"].items():
         statuses = ", ".join(f"{status}: {n}" for status, n in row["statuses"].items())
-        lines.append(f"{scenario:<10} {row['count']:>7} {statuses:<28} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9} {row['p99_ms']!s:>9}")
-    lines.append(f"{'all':<10} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}")
+        lines.append(
+            f"{scenario:<10} {row['count']:>7} {statuses:<28} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9} {row['p99_ms']!s:>9}"
+        )
+    lines.append(
+        f"{'all':<10} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}"
+    )
     lines.append(f"observed != expected status: {report['mismatches']}; fault windows: {len(report['fault_windows'])}")
     telemetry = report.get("telemetry") or {}
     if telemetry.get("remote"):
-        lines.append(f"telemetry: sent {telemetry.get('sent')}, backlog {telemetry.get('backlog')}, "
-                     f"dead-lettered {telemetry.get('dead_lettered')}, dropped {telemetry.get('dropped')}")
+        lines.append(
+            f"telemetry: sent {telemetry.get('sent')}, backlog {telemetry.get('backlog')}, "
+            f"dead-lettered {telemetry.get('dead_lettered')}, dropped {telemetry.get('dropped')}"
+        )
     return "\n".join(lines)

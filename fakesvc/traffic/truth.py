@@ -36,8 +36,16 @@ DEFAULT_TIMEOUTS = Timeouts()
 
 DOWNSTREAM_ORDER = {"inventory-service": 2, "payment-service": 1, "api-gateway": 0}
 SCENARIO_FAULTS = {
-    "fail-pay": {"service": "payment-service", "kind": "error", "detail": "scenario fail-pay: Payment declined by issuer"},
-    "timeout": {"service": "inventory-service", "kind": "hang", "detail": "scenario timeout: the inventory query hangs"},
+    "fail-pay": {
+        "service": "payment-service",
+        "kind": "error",
+        "detail": "scenario fail-pay: Payment declined by issuer",
+    },
+    "timeout": {
+        "service": "inventory-service",
+        "kind": "hang",
+        "detail": "scenario timeout: the inventory query hangs",
+    },
 }
 _LATENCY_MS = re.compile(r"(\d+(?:\.\d+)?) ms")
 _STATUS = re.compile(r"^error (\d{3}) ")
