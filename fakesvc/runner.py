@@ -17,7 +17,7 @@ from aiohttp import web
 
 from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
-from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config
+from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
 from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
 from fakesvc.telemetry.batcher import format_summary
@@ -63,18 +63,21 @@ async def start_services(
     """Build and bind each service (downstream first, so the chain is ready front to back).
 
     A port of 0 binds any free port, and the caller of that service is pointed
-    at the port actually bound (tests and benchmarks use this).
+    at the port actually bound (tests and benchmarks use this). With the whole
+    chain in one process, the gateway also serves ``/chaos/services``.
     """
     running = RunningServices()
     order = [name for name in (inventory.SERVICE, payment.SERVICE, gateway.SERVICE) if name in services]
+    chaos_by_service = {
+        name: Chaos(name, chaos.rules.get(name, ()), seed=config.seed, hang_s=config.hang_s) for name in order
+    }
     try:
         for name in order:
-            app = FACTORIES[name](
-                config,
-                telemetry,
-                chaos=Chaos(name, chaos.rules.get(name, ()), seed=config.seed, hang_s=config.hang_s),
-                admin_token=chaos.admin_token,
-            )
+            app = FACTORIES[name](config, telemetry, chaos=chaos_by_service[name], admin_token=chaos.admin_token)
+            if name == gateway.SERVICE and len(order) > 1:
+                app.router.add_routes(
+                    services_routes(chaos_by_service, admin_token=chaos.admin_token, bind_host=config.host)
+                )
             runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace_s, access_log=None)
             await runner.setup()
             running.runners[name] = runner

@@ -84,3 +84,22 @@ async def test_a_rule_for_another_route_does_not_fire(chain: Chain) -> None:
     chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "error", "route": "/somewhere/{else}"}]))
     status, _, faults = await checkout(chain)
     assert status == 200 and faults == []
+
+
+async def test_the_supervisor_gateway_sets_every_services_rules_in_one_call(chain: Chain) -> None:
+    body = {
+        "inventory-service": [{"kind": "error", "status": 503}],
+        "payment-service": [{"kind": "latency", "latency_ms": 5}],
+    }
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{chain.gateway}/chaos/services", json=body) as response:
+            assert response.status == 200
+            snapshot = await response.json()
+        assert snapshot["inventory-service"]["rules"][0]["status"] == 503
+        assert snapshot["api-gateway"]["rules"] == []
+        bad = {"inventory-service": [{"kind": "drop"}], "payment-service": [{"kind": "nope"}]}
+        async with session.put(f"{chain.gateway}/chaos/services", json=bad) as response:
+            assert response.status == 400 and "body[payment-service][0].kind" in (await response.json())["detail"]
+        assert chain.chaos("inventory-service").rules[0].kind == "error"  # nothing changed
+    status, _, faults = await checkout(chain)
+    assert status == 500 and {f["service"] for f in faults} == {"inventory-service", "payment-service"}

@@ -7,7 +7,7 @@ applies the answer.
 """
 
 from fakesvc.faults.chaos import INJECTED_TRACES, Chaos, Fault
-from fakesvc.faults.control import chaos_routes
+from fakesvc.faults.control import chaos_routes, services_routes
 from fakesvc.faults.profiles import (
     CHAOS_SETTINGS,
     PROFILE_NAMES,
@@ -33,4 +33,5 @@ __all__ = [
     "load_chaos_file",
     "parse_rules",
     "profile_rules",
+    "services_routes",
 ]

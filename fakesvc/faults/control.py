@@ -1,4 +1,4 @@
-"""The fault-control API on every service: ``/chaos`` to read and change the rules."""
+"""The fault-control API: ``/chaos`` on every service, ``/chaos/services`` on the supervisor's gateway."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from fakesvc.faults.chaos import Chaos
-from fakesvc.faults.rules import RuleError, parse_rules
+from fakesvc.faults.rules import RuleError, parse_rules, rules_by_service
 
 
 def _is_loopback(host: str) -> bool:
@@ -21,6 +21,27 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def refusal(request: web.Request, admin_token: str | None, bind_host: str) -> web.Response | None:
+    """Why a rule change is refused (401/403), or None when it may go ahead."""
+    if admin_token is None:
+        if _is_loopback(bind_host):
+            return None
+        return web.json_response(
+            {"detail": "fault control is off: set FAKESVC_ADMIN_TOKEN to change rules off loopback"},
+            status=403,
+        )
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    offered = offered or request.headers.get("X-Admin-Token", "")
+    if hmac.compare_digest(offered.encode(), admin_token.encode()):
+        return None
+    return web.json_response({"detail": "a valid admin token is required"}, status=401)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body; ValueError when it is not JSON."""
+    return json.loads(await request.read())
 
 
 def chaos_routes(
@@ -38,18 +59,7 @@ def chaos_routes(
     """
 
     def refused(request: web.Request) -> web.Response | None:
-        if admin_token is None:
-            if _is_loopback(bind_host):
-                return None
-            return web.json_response(
-                {"detail": "fault control is off: set FAKESVC_ADMIN_TOKEN to change rules off loopback"},
-                status=403,
-            )
-        offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        offered = offered or request.headers.get("X-Admin-Token", "")
-        if hmac.compare_digest(offered.encode(), admin_token.encode()):
-            return None
-        return web.json_response({"detail": "a valid admin token is required"}, status=401)
+        return refusal(request, admin_token, bind_host)
 
     async def get_rules(_request: web.Request) -> web.Response:
         return web.json_response(chaos.snapshot())
@@ -58,7 +68,7 @@ def chaos_routes(
         if (denied := refused(request)) is not None:
             return denied
         try:
-            payload = json.loads(await request.read())
+            payload = await _json_body(request)
         except ValueError:
             return web.json_response({"detail": 'body must be JSON: {"rules": [...]}'}, status=400)
         if not isinstance(payload, dict) or "rules" not in payload:
@@ -93,3 +103,36 @@ def chaos_routes(
         web.get("/chaos/windows", get_windows),
         web.get("/chaos/injected/{trace_id}", get_injected),
     ]
+
+
+def services_routes(
+    chaos_by_service: dict[str, Chaos], *, admin_token: str | None, bind_host: str
+) -> list[web.RouteDef]:
+    """``GET/PUT /chaos/services``: every service's rules in one call, for the supervisor.
+
+    The body of a PUT is keyed by service like a rules file; every service's
+    rules are validated before any is replaced, so a bad rule changes nothing.
+    """
+
+    async def get_all(_request: web.Request) -> web.Response:
+        return web.json_response({name: chaos.snapshot() for name, chaos in chaos_by_service.items()})
+
+    async def put_all(request: web.Request) -> web.Response:
+        if (denied := refusal(request, admin_token, bind_host)) is not None:
+            return denied
+        try:
+            document = await _json_body(request)
+        except ValueError:
+            return web.json_response({"detail": "body must be JSON keyed by service"}, status=400)
+        try:
+            rules = rules_by_service(document, "body")
+            unknown = sorted(set(rules) - set(chaos_by_service))
+            if unknown:
+                raise RuleError(f"body: {unknown[0]} does not run in this process")
+        except RuleError as exc:
+            return web.json_response({"detail": str(exc)}, status=400)
+        for name, service_rules in rules.items():
+            chaos_by_service[name].set_rules(service_rules)
+        return await get_all(request)
+
+    return [web.get("/chaos/services", get_all), web.put("/chaos/services", put_all)]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fakesvc import SERVICE_NAMES, settings
-from fakesvc.faults.rules import Rule, RuleError, parse_rules
+from fakesvc import settings
+from fakesvc.faults.rules import Rule, RuleError, rules_by_service
 from fakesvc.settings import ConfigError, Setting
 
 PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -53,18 +53,6 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
     },
 }
 PROFILE_NAMES = tuple(PROFILES)
-
-
-def rules_by_service(document: Any, where: str) -> dict[str, tuple[Rule, ...]]:
-    """``{"inventory-service": [rules...], ...}`` validated; unknown services are errors."""
-    if not isinstance(document, Mapping):
-        raise RuleError(f"{where}: must map service names to lists of rules")
-    out = {}
-    for service, rules in document.items():
-        if service not in SERVICE_NAMES:
-            raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(SERVICE_NAMES)})")
-        out[service] = parse_rules(rules, f"{where}[{service}]")
-    return out
 
 
 def load_chaos_file(path: str) -> dict[str, tuple[Rule, ...]]:

@@ -6,8 +6,11 @@ so an operator's ``PUT /chaos`` or rules file says exactly what to fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from fakesvc import SERVICE_NAMES
 
 KINDS = ("error", "latency", "hang", "drop")
 _RULE_KEYS = {
@@ -146,3 +149,15 @@ def parse_rules(payload: Any, where: str = "rules") -> tuple[Rule, ...]:
     if not isinstance(payload, list):
         raise RuleError(f'{where}: must be a list of rules or {{"rules": [...]}}')
     return tuple(_rule(f"{where}[{index}]", raw) for index, raw in enumerate(payload))
+
+
+def rules_by_service(document: Any, where: str) -> dict[str, tuple[Rule, ...]]:
+    """``{"inventory-service": [rules...], ...}`` validated; unknown services are errors."""
+    if not isinstance(document, Mapping):
+        raise RuleError(f"{where}: must map service names to lists of rules")
+    out = {}
+    for service, rules in document.items():
+        if service not in SERVICE_NAMES:
+            raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(SERVICE_NAMES)})")
+        out[service] = parse_rules(rules, f"{where}[{service}]")
+    return out
