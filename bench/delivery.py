@@ -61,6 +61,16 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
+async def plain_post_cpu_us(url: str, count: int, concurrency: int = 8) -> float:
+    """CPU this process spends per signal encoded and POSTed by a plain ClientSession loop."""
+    from fakesvc.jsonfast import dumps_bytes
+
+    batch = signals(count)
+    started = time.process_time()
+    await post_all(url, [dumps_bytes(s) for s in batch], concurrency)
+    return (time.process_time() - started) / count * 1e6
+
+
 async def start_any_sink(workdir: Path, bare: bool) -> tuple[Server, str]:
     if not bare:
         return await start_sink(workdir)
@@ -93,7 +103,6 @@ async def sink_throughput(rounds: int, count: int) -> dict[str, Any]:
 
 async def batcher_cost(rounds: int, count: int) -> dict[str, Any]:
     """Sender CPU per delivered signal: the batcher against a plain POST loop, same sink process."""
-    from fakesvc.jsonfast import dumps_bytes
     from fakesvc.telemetry.batcher import Batcher, BatcherConfig
     from fakesvc.telemetry.signals import LOGS_PATH
 
@@ -102,10 +111,7 @@ async def batcher_cost(rounds: int, count: int) -> dict[str, Any]:
         server, url = await start_sink(Path(tmp))
         try:
             for _ in range(rounds):
-                batch = signals(count)
-                started = time.process_time()
-                await post_all(url, [dumps_bytes(s) for s in batch], 8)
-                plain.append((time.process_time() - started) / count * 1e6)
+                plain.append(await plain_post_cpu_us(url, count))
 
                 batcher = Batcher(BatcherConfig(prodsentinel_url=url, spill_dir=str(Path(tmp) / "spill")))
                 await batcher.start()
