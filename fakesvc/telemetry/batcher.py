@@ -21,7 +21,6 @@ import asyncio
 import email.utils
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,12 +115,11 @@ class Batcher:
 
     def __init__(self, config: BatcherConfig) -> None:
         self.config = config
-        self._queue: deque[_Item] = deque()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()  # a put wakes one sender, not all of them
         self._in_flight: set[_Item] = set()
         self._to_spill: list[Record] = []
         self._to_dead_letter: list[Record] = []
         self._store = SpillStore(config.spill_dir)
-        self._ready = asyncio.Event()
         self._disk_wanted = asyncio.Event()
         self._backoff = ExponentialRetry(start_timeout=config.backoff_base_s, max_timeout=config.backoff_max_s)
         self._session: aiohttp.ClientSession | None = None
@@ -144,10 +142,8 @@ class Batcher:
     def emit(self, path: str, signal: dict[str, Any]) -> None:
         """Queue one signal for ``path``; never blocks, never raises, never awaits."""
         self.counts["queued"] += 1
-        if not self._closed and len(self._queue) < self.config.queue_max:
-            self._queue.append(_Item(path, signal))
-            if not self._ready.is_set():
-                self._ready.set()
+        if not self._closed and self._queue.qsize() < self.config.queue_max:
+            self._queue.put_nowait(_Item(path, signal))
         elif len(self._to_spill) < self.config.queue_max:
             self._to_spill.append({"path": path, "signal": signal, "attempts": 0})
             if not self._disk_wanted.is_set():
@@ -173,7 +169,7 @@ class Batcher:
         """Wait until everything in memory was delivered or refused; False if ``timeout`` ran out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._queue or self._in_flight:
+        while not self._queue.empty() or self._in_flight:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.01)
@@ -186,9 +182,8 @@ class Batcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        leftovers = [item.record() for item in self._queue]
-        self._queue.clear()
-        self._to_spill.extend(leftovers)
+        while not self._queue.empty():
+            self._to_spill.append(self._queue.get_nowait().record())
         await self._write_disk()
         if self._session is not None:
             await self._session.close()
@@ -196,7 +191,7 @@ class Batcher:
 
     def stats(self) -> dict[str, Any]:
         """The counters, and where the signals not yet delivered are."""
-        in_memory = len(self._queue) + len(self._in_flight) + len(self._to_spill)
+        in_memory = self._queue.qsize() + len(self._in_flight) + len(self._to_spill)
         return {
             **self.counts,
             "in_memory": in_memory,
@@ -210,16 +205,12 @@ class Batcher:
 
     async def _send_loop(self) -> None:
         while True:
-            if not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            item = self._queue.popleft()
+            item = await self._queue.get()
             self._in_flight.add(item)
             try:
                 await self._deliver(item)
             except asyncio.CancelledError:
-                self._queue.appendleft(item)  # closing: it will be spilled with the rest
+                self._to_spill.append(item.record())  # closing: spilled with the rest
                 raise
             finally:
                 self._in_flight.discard(item)
@@ -289,7 +280,7 @@ class Batcher:
                 pass  # the periodic look: replay when the backend is back
             self._disk_wanted.clear()
             await self._write_disk()
-            if self._on_disk and self._backend_up and len(self._queue) < self.config.queue_max // 4:
+            if self._on_disk and self._backend_up and self._queue.qsize() < self.config.queue_max // 4:
                 await self._replay()
 
     async def _write_disk(self) -> None:
@@ -306,10 +297,8 @@ class Batcher:
         room = self.config.queue_max // 2
         records, self._on_disk = await asyncio.to_thread(self._store.take, room)
         for record in records:
-            self._queue.append(_Item(record["path"], record["signal"], record.get("attempts", 0)))
-        if records:
-            self.counts["replayed"] += len(records)
-            self._ready.set()
+            self._queue.put_nowait(_Item(record["path"], record["signal"], record.get("attempts", 0)))
+        self.counts["replayed"] += len(records)
 
 
 def format_summary(stats: dict[str, Any]) -> str:
