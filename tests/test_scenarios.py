@@ -149,3 +149,22 @@ def test_harness_bookkeeping_stays_local() -> None:
     assert [(s["level"], s["message"], s["attributes"]) for s in shipped] == [
         ("ERROR", "Payment failed", {"error_code": "X"})
     ]
+
+
+def test_a_shipped_log_and_its_local_line_share_one_timestamp() -> None:
+    """The local line and the ProdSentinel signal of one event join exactly, to the microsecond."""
+    import io
+    import json
+
+    import structlog
+
+    from fakesvc.telemetry.logs import configure_logging
+
+    stream, shipped = io.StringIO(), []
+    configure_logging(stream, ship=lambda path, signal: shipped.append(signal))
+    with structlog.contextvars.bound_contextvars(service="payment-service", request_id="t-join"):
+        structlog.get_logger().info("Payment authorized", latency_ms=1.5)
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    (signal,) = shipped
+    assert signal["timestamp"] == line["timestamp"] and signal["timestamp"].endswith("Z")
+    assert (signal["trace_id"], signal["level"], signal["attributes"]) == ("t-join", "INFO", {"latency_ms": 1.5})

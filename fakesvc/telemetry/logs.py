@@ -65,6 +65,7 @@ class ShipToProdSentinel:
                 level,
                 str(event_dict.get("event", "")),
                 attributes,
+                event_dict.get("timestamp"),  # the local line's own: the two join exactly
             ),
         )
         return event_dict

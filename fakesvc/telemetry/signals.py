@@ -20,15 +20,18 @@ METRICS_PATH = "/ingest/metrics"
 LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _iso(timestamp: datetime | str | None) -> str:
+    """ISO 8601 in UTC: a string as given (a log line's own timestamp), a datetime converted, else now."""
+    if isinstance(timestamp, str):
+        return timestamp
+    return (timestamp or datetime.now(UTC)).astimezone(UTC).isoformat()
 
 
 def _signal(
     signal_type: str,
     service: str,
     trace_id: str,
-    timestamp: datetime | None,
+    timestamp: datetime | str | None,
     fields: dict[str, Any],
     attributes: dict[str, Any],
 ) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def _signal(
         "signal_id": str(uuid.uuid4()),
         "trace_id": trace_id,
         "service_name": service,
-        "timestamp": timestamp.astimezone(UTC).isoformat() if timestamp else _now(),
+        "timestamp": _iso(timestamp),
         "signal_type": signal_type,
         **fields,
         "attributes": attributes,
@@ -50,7 +53,7 @@ def log_signal(
     level: str,
     message: str,
     attributes: dict[str, Any],
-    timestamp: datetime | None = None,
+    timestamp: datetime | str | None = None,
 ) -> dict[str, Any]:
     """A log for ``POST /ingest/logs``."""
     return _signal("log", service, trace_id, timestamp, {"level": level, "message": message}, attributes)
