@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import ROOT, start_sink, start_supervisor
+from harness import start_sink, start_supervisor, start_traffic
 
 UNIFORM_MS = {"payment.authorize": (100.0, 400.0), "inventory.query": (20.0, 80.0)}
 
@@ -35,23 +35,8 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
         sink, sink_url = await start_sink(Path(tmp))
         supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
-            traffic = await asyncio.create_subprocess_exec(
-                "python",
-                "-m",
-                "fakesvc.traffic",
-                "--target",
-                gateway,
-                "--rate",
-                str(rate),
-                "--duration",
-                str(duration_s),
-                "--mix",
-                "success=1",
-                "--quiet",
-                "--report",
-                f"{tmp}/report.json",
-                cwd=ROOT,
-                stdout=asyncio.subprocess.DEVNULL,
+            traffic = await start_traffic(
+                gateway, rate, duration_s, "--mix", "success=1", "--report", f"{tmp}/report.json"
             )
             await traffic.wait()
             async with aiohttp.ClientSession() as session:

@@ -103,6 +103,25 @@ async def start_supervisor(workdir: Path, sink_url: str, **env: str) -> tuple[Se
     return supervisor, f"http://127.0.0.1:{ports[0]}"
 
 
+async def start_traffic(target: str, rate: float, duration_s: float, *options: str) -> asyncio.subprocess.Process:
+    """``python -m fakesvc.traffic`` with this interpreter (the one fakesvc is installed in), quiet."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fakesvc.traffic",
+        "--target",
+        target,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration_s),
+        "--quiet",
+        *options,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+
+
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.read(65536):
         pass

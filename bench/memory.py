@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import ROOT, rss_mb, start_sink, start_supervisor
+from harness import rss_mb, start_sink, start_supervisor, start_traffic
 
 
 async def _sample(pid: int, seconds: float, every_s: float = 5.0) -> list[float]:
@@ -27,33 +27,16 @@ async def _sample(pid: int, seconds: float, every_s: float = 5.0) -> list[float]
     return samples
 
 
-async def _traffic(gateway: str, rate: float, seconds: float) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        "python",
-        "-m",
-        "fakesvc.traffic",
-        "--target",
-        gateway,
-        "--rate",
-        str(rate),
-        "--duration",
-        str(seconds),
-        "--quiet",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-
-
 async def memory(rate: float, steady_s: float, outage_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         sink, sink_url = await start_sink(Path(tmp))
         supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
-            traffic = await _traffic(gateway, rate, steady_s)
+            traffic = await start_traffic(gateway, rate, steady_s)
             steady = await _sample(supervisor.pid, steady_s)
             await traffic.wait()
             await sink.stop()
-            traffic = await _traffic(gateway, rate, outage_s)
+            traffic = await start_traffic(gateway, rate, outage_s)
             outage = await _sample(supervisor.pid, outage_s)
             await traffic.wait()
             async with aiohttp.ClientSession() as session:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, Server, free_port
+from harness import Server, free_port, start_traffic
 
 
 async def traffic_rate(rates: tuple[float, ...], duration_s: float) -> dict[str, Any]:
@@ -19,23 +18,8 @@ async def traffic_rate(rates: tuple[float, ...], duration_s: float) -> dict[str,
         with tempfile.TemporaryDirectory() as tmp:
             for rate in rates:
                 report_path = Path(tmp) / f"r{rate}.json"
-                process = await asyncio.create_subprocess_exec(
-                    "python",
-                    "-m",
-                    "fakesvc.traffic",
-                    "--target",
-                    f"http://127.0.0.1:{ports[0]}",
-                    "--rate",
-                    str(rate),
-                    "--duration",
-                    str(duration_s),
-                    "--mix",
-                    "success=1",
-                    "--quiet",
-                    "--report",
-                    str(report_path),
-                    cwd=ROOT,
-                    stdout=asyncio.subprocess.DEVNULL,
+                process = await start_traffic(
+                    f"http://127.0.0.1:{ports[0]}", rate, duration_s, "--mix", "success=1", "--report", str(report_path)
                 )
                 await process.wait()
                 report = json.loads(report_path.read_text())
