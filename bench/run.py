@@ -62,6 +62,20 @@ async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]
     raise RuntimeError(f"telemetry not delivered in {timeout_s} s: {stats}")
 
 
+async def stored_in_sink(sink_url: str) -> int:
+    """How many signals the sink holds (its ``/stats``)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{sink_url}/stats") as response:
+            return sum((await response.json())["stored"].values())
+
+
+def check_all_stored(variant: str, telemetry: dict[str, Any], stored: int) -> None:
+    """Every signal the process emitted is in the sink, once: the CPU paid for all of them."""
+    lost = {key: telemetry.get(key, 0) for key in ("dead_lettered", "dropped") if telemetry.get(key, 0)}
+    if lost or stored != telemetry.get("queued", 0):
+        raise RuntimeError(f"{variant}: {telemetry.get('queued')} signals emitted, {stored} stored in the sink {lost}")
+
+
 WARMUP_CHECKOUTS = 300
 
 
@@ -78,6 +92,7 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
         env = {"FAKESVC_LATENCY_SCALE": "0", **VARIANTS[variant].env}
         server, gateway = await start_supervisor(workdir / variant, sink_url, **env)
     delivered = wait_delivered if variant != "bare" else _nothing_to_deliver
+    stored_before = await stored_in_sink(sink_url)
     try:
         await closed_loop(lambda i: f"{gateway}/checkout/warmup-{i}", WARMUP_CHECKOUTS, concurrency)
         await delivered(gateway)
@@ -89,6 +104,8 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
         await server.stop()
     if load["ok"] != count:
         raise RuntimeError(f"{variant}: only {load['ok']} of {count} checkouts succeeded: {load['statuses']}")
+    if telemetry.get("remote"):
+        check_all_stored(variant, telemetry, await stored_in_sink(sink_url) - stored_before)
     return {
         "variant": variant,
         "signals_per_checkout": telemetry.get("queued", 0) / (WARMUP_CHECKOUTS + count),
@@ -147,7 +164,7 @@ def print_overhead(result: dict[str, Any]) -> None:
     for name, variant in VARIANTS.items():
         fig = figures[name]
         target = "" if variant.target is None else f"{variant.target:>7.2f} {'ok' if fig['met'] else 'MISSED'}"
-        print(f"{variant.label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.2f} {target}")
+        print(f"{variant.label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.3f} {target}")
     ceiling = figures["full_ceiling"]
     print(
         f"  ceiling of full with one ClientSession POST per signal: {ceiling['ratio']:.2f} x bare "
