@@ -25,6 +25,7 @@ from fakesvc.correlation import correlation_middleware
 from fakesvc.faults import Chaos, chaos_routes
 from fakesvc.hop import HopSpec, HopState, hop_handler
 from fakesvc.http_errors import error_response, json_errors
+from fakesvc.in_flight import InFlight
 from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
 
@@ -51,6 +52,8 @@ def _server_instrumentation_ready() -> None:
 
 # Business routes read no body; control routes read small JSON documents.
 MAX_BODY_BYTES = 64 * 1024
+# How long shutdown waits for the requests it cut to unwind (they need a loop turn or two).
+UNWIND_TIMEOUT_S = 1.0
 
 
 def _traced_business_routes(tracing: Middleware, business_route: str) -> Middleware:
@@ -123,6 +126,7 @@ def build_app(
     altogether: they cost ~100 us a request even when nothing is recorded,
     and the checkout's trace id still travels in ``x-request-id``.
     """
+    in_flight = InFlight()
     middlewares = [correlation_middleware(spec.service), json_errors()]
     trace_configs = []
     tracer = None
@@ -133,6 +137,7 @@ def build_app(
         middlewares.insert(0, _traced_business_routes(tracing, spec.route))
         trace_configs.append(create_trace_config(tracer_provider=provider))
         tracer = provider.get_tracer("fakesvc")
+    middlewares.insert(0, in_flight.middleware)  # outermost: a request counts until its span has ended
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     state = HopState(
         spec=spec,
@@ -165,6 +170,10 @@ def build_app(
         state.ready = True
         yield
         state.ready = False
+        # requests that outlived the server's grace: cut them, and let them end their spans and logs
+        cut = await in_flight.cut(UNWIND_TIMEOUT_S)
+        if cut:
+            _log.warning("Requests cut at shutdown", service=spec.service, count=cut, harness=True)
         if state.session is not None:
             await state.session.close()
 

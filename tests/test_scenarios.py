@@ -168,3 +168,19 @@ def test_a_shipped_log_and_its_local_line_share_one_timestamp() -> None:
     (signal,) = shipped
     assert signal["timestamp"] == line["timestamp"] and signal["timestamp"].endswith("Z")
     assert (signal["trace_id"], signal["level"], signal["attributes"]) == ("t-join", "INFO", {"latency_ms": 1.5})
+
+
+async def test_a_request_cut_at_shutdown_still_exports_its_spans() -> None:
+    """Stopping mid-hang cancels inventory's handler; its spans must end before the providers shut down."""
+    from dataclasses import replace
+
+    from tests.conftest import FAST, recording_telemetry, start_chain
+
+    telemetry = recording_telemetry()
+    chain = await start_chain(telemetry, replace(FAST, hang_s=30.0, inventory_timeout_s=0.1, shutdown_grace_s=0.1))
+    status, body, _ = await post_checkout(chain, "order-timeout")
+    assert status == 500  # payment gave up; inventory is still hanging
+    await chain.running.stop()
+    await telemetry.close()
+    services = {span.resource.attributes["service.name"] for span in spans_of(chain, body["trace_id"])}
+    assert services == {"api-gateway", "payment-service", "inventory-service"}
