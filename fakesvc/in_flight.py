@@ -26,10 +26,6 @@ class InFlight:
         self._idle.set()
 
     @property
-    def count(self) -> int:
-        return len(self._tasks)
-
-    @property
     def middleware(self) -> Middleware:
         @web.middleware
         async def track_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:

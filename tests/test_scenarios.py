@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
+from dataclasses import replace
 
 import aiohttp
+import structlog
 
-from tests.conftest import Chain
+from fakesvc.telemetry.logs import ShipToProdSentinel, configure_logging
+from tests.conftest import FAST, Chain, recording_telemetry, start_chain
 
 
 async def post_checkout(chain: Chain, order_id: str, **headers: str) -> tuple[int, dict, aiohttp.typedefs.LooseHeaders]:
@@ -131,8 +136,6 @@ async def test_log_lines_have_the_spec_keys_in_order(chain: Chain) -> None:
 
 
 def test_harness_bookkeeping_stays_local() -> None:
-    from fakesvc.telemetry.logs import ShipToProdSentinel
-
     shipped: list = []
     ship = ShipToProdSentinel(lambda path, signal: shipped.append(signal))
     ship(
@@ -153,13 +156,6 @@ def test_harness_bookkeeping_stays_local() -> None:
 
 def test_a_shipped_log_and_its_local_line_share_one_timestamp() -> None:
     """The local line and the ProdSentinel signal of one event join exactly, to the microsecond."""
-    import io
-    import json
-
-    import structlog
-
-    from fakesvc.telemetry.logs import configure_logging
-
     stream, shipped = io.StringIO(), []
     configure_logging(stream, ship=lambda path, signal: shipped.append(signal))
     with structlog.contextvars.bound_contextvars(service="payment-service", request_id="t-join"):
@@ -172,10 +168,6 @@ def test_a_shipped_log_and_its_local_line_share_one_timestamp() -> None:
 
 async def test_a_request_cut_at_shutdown_still_exports_its_spans() -> None:
     """Stopping mid-hang cancels inventory's handler; its spans must end before the providers shut down."""
-    from dataclasses import replace
-
-    from tests.conftest import FAST, recording_telemetry, start_chain
-
     telemetry = recording_telemetry()
     chain = await start_chain(telemetry, replace(FAST, hang_s=30.0, inventory_timeout_s=0.1, shutdown_grace_s=0.1))
     status, body, _ = await post_checkout(chain, "order-timeout")
