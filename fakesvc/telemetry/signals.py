@@ -22,9 +22,11 @@ LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
 
 def _iso(timestamp: datetime | str | None) -> str:
     """ISO 8601 in UTC: a string as given (a log line's own timestamp), a datetime converted, else now."""
+    if timestamp is None:
+        return datetime.now(UTC).isoformat()
     if isinstance(timestamp, str):
         return timestamp
-    return (timestamp or datetime.now(UTC)).astimezone(UTC).isoformat()
+    return timestamp.astimezone(UTC).isoformat()
 
 
 def _signal(
