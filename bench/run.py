@@ -2,8 +2,8 @@
 
 ``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``
 (about 15 minutes: the memory section alone holds a load for 5 + 2 minutes).
-Overhead: checkouts per CPU-second of the serving process, fakesvc (three
-telemetry settings) against a bare aiohttp chain driven by the same client;
+Overhead: checkouts per CPU-second of the serving process, fakesvc (the
+telemetry settings in ``VARIANTS``) against a bare aiohttp chain driven by the same client;
 CPU is counted from a warmed-up process (lazy imports, pools and caches are paid
 before) until every signal of the run has reached the sink.
 """
@@ -92,8 +92,8 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
         env = {"FAKESVC_LATENCY_SCALE": "0", **VARIANTS[variant].env}
         server, gateway = await start_supervisor(workdir / variant, sink_url, **env)
     delivered = wait_delivered if variant != "bare" else _nothing_to_deliver
-    stored_before = await stored_in_sink(sink_url)
     try:
+        stored_before = await stored_in_sink(sink_url)
         await closed_loop(lambda i: f"{gateway}/checkout/warmup-{i}", WARMUP_CHECKOUTS, concurrency)
         await delivered(gateway)
         cpu_before = cpu_seconds(server.pid)
@@ -160,7 +160,7 @@ def clientsession_ceiling(bare_per_cpu_s: float, signals_per_checkout: float, po
 def print_overhead(result: dict[str, Any]) -> None:
     figures = result["figures"]
     print(f"{'overhead (latency scale 0)':32} {'checkouts/CPU-s':>16} {'x bare':>8} {'target':>8}")
-    print(f"{'bare aiohttp chain (baseline)':32} {figures['bare_checkouts_per_cpu_s']:>16.1f} {1.0:>8.2f}")
+    print(f"{'bare aiohttp chain (baseline)':32} {figures['bare_checkouts_per_cpu_s']:>16.1f} {1.0:>8.3f}")
     for name, variant in VARIANTS.items():
         fig = figures[name]
         target = "" if variant.target is None else f"{variant.target:>7.2f} {'ok' if fig['met'] else 'MISSED'}"
