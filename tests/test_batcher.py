@@ -1,4 +1,4 @@
-"""The batcher's own mechanics: Retry-After, overflow to disk and replay after recovery, close."""
+"""The batcher's own mechanics: Retry-After, timeouts, overflow to disk and replay after recovery, close."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig, is_permanent
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
@@ -68,6 +70,49 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
         await batcher.close()
 
 
+async def test_a_post_past_its_timeout_is_cut_and_the_senders_carry_on(tmp_path: Path) -> None:
+    port = free_port()
+    sink = await sink_on(port, tmp_path / "s.db", SinkFaults(latency_ms=1500))
+    config = BatcherConfig(
+        prodsentinel_url=sink.url,
+        spill_dir=str(tmp_path / "spill"),
+        batch_concurrency=1,
+        request_timeout_s=0.2,
+        max_attempts=2,
+        backoff_base_s=0.001,
+    )
+    batcher = Batcher(config)
+    await batcher.start()
+    try:
+        started = asyncio.get_running_loop().time()
+        batcher.emit(LOGS_PATH, signal(1))
+
+        async def dead_lettered() -> bool:
+            return batcher.stats()["dead_lettered"] == 1
+
+        await eventually(dead_lettered, what="the timed-out signal dead-lettered")
+        took_s = asyncio.get_running_loop().time() - started
+        assert 2 * 0.2 <= took_s < 1.5  # two attempts cut at their deadline, not at the sink's answer
+        assert batcher.stats()["retried"] == 1 and batcher.stats()["backend_up"] is False
+        async with aiohttp.ClientSession() as session:
+            async with session.delete(f"{sink.url}/sink/faults") as response:
+                assert response.status == 200
+        batcher.emit(LOGS_PATH, signal(2))  # the one sender was cut, not lost
+        assert await batcher.flush(10)
+        assert batcher.stats()["sent"] == 1 and batcher.stats()["backend_up"] is True
+    finally:
+        await batcher.close()
+        await sink.stop()
+    records = [
+        json.loads(line)
+        for path in (tmp_path / "spill").glob("dead-letter-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert [(r["signal"]["attributes"]["i"], r["attempts"], r["answer"]) for r in records] == [
+        (1, 2, {"status": None, "error": "timeout after 0.2 s"})
+    ]
+
+
 async def test_overflow_spills_to_disk_and_is_replayed_once_the_backend_is_back(tmp_path: Path) -> None:
     port = free_port()
     config = BatcherConfig(
@@ -122,3 +167,17 @@ async def test_close_with_the_backend_down_spills_everything_with_its_attempts(t
     records = [json.loads(line) for path in tmp_path.glob("spill-*.jsonl") for line in path.read_text().splitlines()]
     assert sorted(r["signal"]["attributes"]["i"] for r in records) == list(range(25))
     assert all(r["path"] == LOGS_PATH and isinstance(r["attempts"], int) for r in records)
+
+
+async def test_close_during_a_slow_post_spills_it_rather_than_calling_it_a_timeout(tmp_path: Path) -> None:
+    sink = await sink_on(free_port(), tmp_path / "s.db", SinkFaults(latency_ms=1500))
+    config = BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), request_timeout_s=1.0)
+    batcher = Batcher(config)
+    await batcher.start()
+    try:
+        for i in range(3):
+            batcher.emit(LOGS_PATH, signal(i))
+        summary = await batcher.close(deadline=0.2)  # before any POST is due (1 s)
+    finally:
+        await sink.stop()
+    assert (summary["spilled"], summary["dead_lettered"], summary["retried"]) == (3, 0, 0)
