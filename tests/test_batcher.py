@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +72,9 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
 
 
 async def test_a_post_past_its_timeout_is_cut_and_the_senders_carry_on(tmp_path: Path) -> None:
-    port = free_port()
-    sink = await sink_on(port, tmp_path / "s.db", SinkFaults(latency_ms=1500))
-    config = BatcherConfig(
-        prodsentinel_url=sink.url,
-        spill_dir=str(tmp_path / "spill"),
-        batch_concurrency=1,
-        request_timeout_s=0.2,
-        max_attempts=2,
-        backoff_base_s=0.001,
-    )
-    batcher = Batcher(config)
+    sink = await sink_on(free_port(), tmp_path / "s.db", SinkFaults(latency_ms=1500))
+    config = BatcherConfig(sink.url, str(tmp_path / "spill"), batch_concurrency=1, max_attempts=2)
+    batcher = Batcher(replace(config, request_timeout_s=0.2, backoff_base_s=0.001))
     await batcher.start()
     try:
         started = asyncio.get_running_loop().time()
