@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,27 @@ async def test_a_post_past_its_timeout_is_cut_and_the_senders_carry_on(tmp_path:
     assert [(r["signal"]["attributes"]["i"], r["attempts"], r["answer"]) for r in records] == [
         (1, 2, {"status": None, "error": "timeout after 0.2 s"})
     ]
+
+
+async def test_a_connection_never_made_goes_to_the_spill_not_the_dead_letters(tmp_path: Path) -> None:
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepts: once one connection waits in its queue, connects hang
+        queued.connect(listener.getsockname())
+        url = "http://{}:{}".format(*listener.getsockname())
+        config = BatcherConfig(url, str(tmp_path), batch_concurrency=1, max_attempts=2)
+        batcher = Batcher(replace(config, request_timeout_s=0.4, backoff_base_s=0.001))
+        await batcher.start()
+        try:
+            batcher.emit(LOGS_PATH, signal(1))
+
+            async def spilled() -> bool:
+                return batcher.stats()["on_disk"] == 1
+
+            await eventually(spilled, what="the unsent signal spilled")
+        finally:
+            summary = await batcher.close(deadline=0)
+    assert (summary["retried"], summary["dead_lettered"], summary["spilled"]) == (1, 0, 1)
 
 
 async def test_overflow_spills_to_disk_and_is_replayed_once_the_backend_is_back(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ Timeouts: one watchdog task cuts POSTs that outlived ``request_timeout_s``
 (at most a quarter of it late), instead of a timer per POST: aiohttp's
 per-request timeout costs about 8 of the ~110 microseconds of CPU a POST
 costs here, and the sender's cost per signal is most of fakesvc's overhead.
+A new connection gets half that time (aiohttp's connect timeout, paid per
+connection, not per POST): a signal whose connection was never made was never
+seen, so it goes to the spill, while one cut after it was sent may be stored.
 
 Retries: transient failures (no connection, timeouts, 408, 429, 5xx) are
 retried with exponential backoff (aiohttp-retry's ``ExponentialRetry``
@@ -45,6 +48,7 @@ SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding")
 SPILL_INTERVAL_S = 0.25
 MAX_RETRY_AFTER_S = 60.0
 WATCHDOG_TICKS_PER_TIMEOUT = 4
+CONNECT_SHARE_OF_TIMEOUT = 0.5  # below 1: a connect that hangs fails before the watchdog cuts it
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,8 @@ class Batcher:
         connector = aiohttp.TCPConnector(limit=self.config.batch_concurrency, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(),  # no timer per POST: the watchdog keeps the deadline
+            # no timer per POST (the watchdog keeps the deadline); one per new connection
+            timeout=aiohttp.ClientTimeout(sock_connect=self.config.request_timeout_s * CONNECT_SHARE_OF_TIMEOUT),
             headers=SESSION_HEADERS,
             skip_auto_headers=SKIPPED_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(),
