@@ -139,8 +139,8 @@ class Batcher:
         self._session: aiohttp.ClientSession | None = None
         self._base_url = URL(config.prodsentinel_url)
         self._urls: dict[str, URL] = {}  # built once per path, not parsed again for every POST
-        self._deadlines: dict[asyncio.Task[None], float] = {}  # sender -> when its POST times out
-        self._expired: set[asyncio.Task[None]] = set()  # senders the watchdog cancelled
+        self._deadlines: dict[asyncio.Task[Any], float] = {}  # sender -> when its POST times out
+        self._expired: set[asyncio.Task[Any]] = set()  # senders the watchdog cancelled
         self._tasks: list[asyncio.Task[None]] = []
         self._on_disk = 0
         self._closed = False
@@ -227,26 +227,24 @@ class Batcher:
     # -- delivery -----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        sender = asyncio.current_task()
-        assert sender is not None, "started by start() as a task"
         while True:
             item = await self._queue.get()
             self._in_flight.add(item)
             try:
-                await self._deliver(item, sender)
+                await self._deliver(item)
             except asyncio.CancelledError:
                 self._to_spill.append(item.record())  # closing: spilled with the rest
                 raise
             finally:
                 self._in_flight.discard(item)
 
-    async def _deliver(self, item: _Item, sender: asyncio.Task[None]) -> None:
+    async def _deliver(self, item: _Item) -> None:
         """Send one signal until it is delivered, refused for good, or out of attempts."""
         loop_time = asyncio.get_running_loop().time
         if not item.first_seen:
             item.first_seen = loop_time()
         while True:
-            status, retry_after = await self._post(item, sender, loop_time() + self.config.request_timeout_s)
+            status, retry_after = await self._post(item)
             if status is not None and 200 <= status < 300:
                 self.counts["sent"] += 1
                 self._backend_up = True
@@ -266,13 +264,12 @@ class Batcher:
             delay = self._backoff.get_timeout(item.attempts - 1) * random.uniform(0.5, 1.0)
             await asyncio.sleep(retry_after if retry_after is not None else delay)
 
-    async def _post(self, item: _Item, sender: asyncio.Task[None], deadline: float) -> tuple[int | None, float | None]:
-        """One POST; the status (None if there was no answer) and any ``Retry-After``.
-
-        ``sender`` is the task awaiting this, registered with ``deadline`` for the watchdog.
-        """
+    async def _post(self, item: _Item) -> tuple[int | None, float | None]:
+        """One POST; the status (None if there was no answer) and any ``Retry-After``."""
         assert self._session is not None, "start() opens the session"
-        self._deadlines[sender] = deadline
+        sender = asyncio.current_task()
+        assert sender is not None, "senders are tasks"
+        self._deadlines[sender] = asyncio.get_running_loop().time() + self.config.request_timeout_s
         try:
             async with self._session.post(self._url(item.path), data=dumps_bytes(item.signal)) as response:
                 body = await response.read()
@@ -315,7 +312,7 @@ class Batcher:
                     self._expired.add(sender)
                     sender.cancel()
 
-    def _cut_by_watchdog(self, sender: asyncio.Task[None]) -> bool:
+    def _cut_by_watchdog(self, sender: asyncio.Task[Any]) -> bool:
         """Whether the watchdog alone cancelled ``sender`` (a close cancelling too still wins)."""
         if sender not in self._expired:
             return False
