@@ -16,7 +16,7 @@ from fakesvc import SERVICE_NAMES
 from fakesvc.backend import SINK_SETTINGS, start_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.faults import ChaosConfig, chaos_config
-from fakesvc.runner import RunningServices, Work, say, serve, service_parser, until_stopped
+from fakesvc.runner import RunningServices, Work, say, serve, service_parser, tune_gc, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
+    tune_gc()
     url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
     work = until_stopped if traffic is None else drive(traffic)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,8 @@ from fakesvc.settings import ConfigError, add_settings
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
+
+GC_YOUNG_THRESHOLD = 10_000
 
 FACTORIES: dict[str, AppFactory] = {
     gateway.SERVICE: gateway.create_app,
@@ -166,6 +169,18 @@ async def serve(
             say(format_summary(summary))
 
 
+def tune_gc() -> None:
+    """Run the cycle collector's youngest generation every 10,000 net allocations, not 700.
+
+    Reference counting frees what a checkout allocates; the cycle collector finds next to
+    nothing (~2,000 objects over 4,300 checkouts of the overhead load), yet at CPython's 700
+    it ran ~640 times and took ~5 % of the supervisor's CPU; at 10,000 it runs about a dozen
+    times (counted with ``gc.callbacks``).
+    """
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
 def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None) -> None:
     """``python -m fakesvc.<service>``: run one service alone with its own batcher."""
     parser = service_parser(f"python -m fakesvc.{module}", f"Run {', '.join(services)} alone.")
@@ -177,6 +192,7 @@ def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
+    tune_gc()
     try:
         asyncio.run(serve(services, config, telemetry, chaos))
     except ConfigError as exc:
