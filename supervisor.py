@@ -16,7 +16,8 @@ from fakesvc import SERVICE_NAMES
 from fakesvc.backend import SINK_SETTINGS, start_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.faults import ChaosConfig, chaos_config
-from fakesvc.runner import RunningServices, Work, say, serve, service_parser, tune_gc, until_stopped
+from fakesvc.gc_tuning import tune_gc
+from fakesvc.runner import RunningServices, Work, say, serve, service_parser, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config

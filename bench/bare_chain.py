@@ -1,7 +1,7 @@
 """The baseline: a bare aiohttp gateway -> payment -> inventory chain, no telemetry, no faults.
 
 Three apps in one event loop sharing one ClientSession, the same routes and the
-same answers as fakesvc at latency scale 0. ``python bench/bare_chain.py
+same answers as fakesvc at latency scale 0, and fakesvc's GC setting. ``python bench/bare_chain.py
 GATEWAY PAYMENT INVENTORY`` serves on those ports until SIGTERM.
 """
 
@@ -13,6 +13,8 @@ import sys
 
 import aiohttp
 from aiohttp import web
+
+from fakesvc.gc_tuning import tune_gc
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -76,4 +78,5 @@ async def serve(gateway_port: int, payment_port: int, inventory_port: int) -> No
 
 
 if __name__ == "__main__":
+    tune_gc()  # as fakesvc's entry points do: the ratios then measure the telemetry alone
     asyncio.run(serve(*(int(port) for port in sys.argv[1:4])))

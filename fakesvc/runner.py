@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,13 +18,12 @@ from aiohttp import web
 from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
+from fakesvc.gc_tuning import tune_gc
 from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
-
-GC_YOUNG_THRESHOLD = 10_000
 
 FACTORIES: dict[str, AppFactory] = {
     gateway.SERVICE: gateway.create_app,
@@ -167,18 +165,6 @@ async def serve(
         summary = await telemetry.close()
         if telemetry.config.remote:
             say(format_summary(summary))
-
-
-def tune_gc() -> None:
-    """Run the cycle collector's youngest generation every 10,000 net allocations, not 700.
-
-    Reference counting frees what a checkout allocates; the cycle collector finds next to
-    nothing (~2,000 objects over 4,300 checkouts of the overhead load), yet at CPython's 700
-    it ran ~640 times and took ~5 % of the supervisor's CPU; at 10,000 it runs about a dozen
-    times (counted with ``gc.callbacks``).
-    """
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None) -> None:
