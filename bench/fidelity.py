@@ -1,7 +1,10 @@
 """Latency fidelity: under load, do the simulated latencies stay what they are configured to be?
 
 The supervisor runs with the default latencies and full telemetry to a sink
-process; the traffic generator drives it at a fraction of the saturating rate;
+process. The saturating rate is measured first, on the same process: a closed-loop load
+with more checkouts in flight than it can serve fills its one core, and its CPU
+per checkout there (telemetry delivered) says how many checkouts a second that
+core takes. The traffic generator then drives it at half that rate;
 the work spans each hop records (``payment.authorize``: 100-400 ms,
 ``inventory.query``: 20-80 ms, uniform) are read back from the sink and their
 p50/p99 compared with the configured distribution's. The baseline is that
@@ -11,12 +14,19 @@ distribution itself; the event-loop lag comes from the supervisor's own monitor.
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import start_sink, start_supervisor, start_traffic
+from harness import closed_loop, cpu_seconds, start_sink, start_supervisor, start_traffic
+
+# ~300 ms a checkout with the default latencies: 96 in flight offer ~320/s, more than one core serves
+SATURATING_IN_FLIGHT = 96
+SATURATING_CHECKOUTS = 1500
 
 UNIFORM_MS = {"payment.authorize": (100.0, 400.0), "inventory.query": (20.0, 80.0)}
 
@@ -30,41 +40,77 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
+async def _wait_delivered(session: aiohttp.ClientSession, gateway: str) -> dict[str, Any]:
+    while True:
+        async with session.get(f"{gateway}/telemetry") as response:
+            stats: dict[str, Any] = await response.json()
+        if stats["backlog"] == 0:
+            return stats
+        await asyncio.sleep(0.1)
+
+
+async def _stored_spans(session: aiohttp.ClientSession, sink_url: str) -> dict[str, list[float]]:
+    """Durations of every stored work span, by span name."""
+    spans: dict[str, list[float]] = {name: [] for name in UNIFORM_MS}
+    offset = 0
+    while True:
+        params = {"signal_type": "trace", "limit": "10000", "offset": str(offset)}
+        async with session.get(f"{sink_url}/query/signals", params=params) as response:
+            page = await response.json()
+        for span in page:
+            name = span["attributes"].get("span.name")
+            if name in spans:
+                spans[name].append(span["duration_ms"])
+        if len(page) < 10000:
+            return spans
+        offset += 10000
+
+
+@asynccontextmanager
+async def _fakesvc() -> AsyncIterator[tuple[int, str, str, Path]]:
+    """A sink process and the supervisor (default latencies, full telemetry): its pid, gateway, sink URL, workdir."""
     with tempfile.TemporaryDirectory() as tmp:
         sink, sink_url = await start_sink(Path(tmp))
-        supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
         try:
-            traffic = await start_traffic(
-                gateway, rate, duration_s, "--mix", "success=1", "--report", f"{tmp}/report.json"
-            )
-            await traffic.wait()
-            async with aiohttp.ClientSession() as session:
-                while True:
-                    async with session.get(f"{gateway}/telemetry") as response:
-                        stats = await response.json()
-                    if stats["backlog"] == 0:
-                        break
-                    await asyncio.sleep(0.1)
-                spans: dict[str, list[float]] = {name: [] for name in UNIFORM_MS}
-                offset = 0
-                while True:
-                    params = {"signal_type": "trace", "limit": "10000", "offset": str(offset)}
-                    async with session.get(f"{sink_url}/query/signals", params=params) as response:
-                        page = await response.json()
-                    for span in page:
-                        name = span["attributes"].get("span.name")
-                        if name in spans:
-                            spans[name].append(span["duration_ms"])
-                    if len(page) < 10000:
-                        break
-                    offset += 10000
+            supervisor, gateway = await start_supervisor(Path(tmp), sink_url)
+            try:
+                yield supervisor.pid, gateway, sink_url, Path(tmp)
+            finally:
+                await supervisor.stop()
         finally:
-            await supervisor.stop()
             await sink.stop()
-    import json
 
-    report = json.loads(Path(f"{tmp}/report.json").read_text()) if Path(f"{tmp}/report.json").exists() else {}
+
+async def saturating_rate() -> dict[str, float]:
+    """Checkouts/s that fill the supervisor's one core: 1 / its CPU-s per checkout under a saturating load.
+
+    A process of its own, so the fidelity run's loop-lag window holds none of this overload.
+    """
+    async with _fakesvc() as (pid, gateway, _, _), aiohttp.ClientSession() as session:
+        cpu_before = cpu_seconds(pid)
+        load = await closed_loop(
+            lambda i: f"{gateway}/checkout/saturate-{i}", SATURATING_CHECKOUTS, SATURATING_IN_FLIGHT
+        )
+        await _wait_delivered(session, gateway)
+        cpu_per_checkout = (cpu_seconds(pid) - cpu_before) / SATURATING_CHECKOUTS
+    return {
+        "cpu_ms_per_checkout": round(cpu_per_checkout * 1000, 3),
+        "rate": round(1 / cpu_per_checkout, 1),
+        "closed_loop_rate": round(SATURATING_CHECKOUTS / load["wall_s"], 1),
+    }
+
+
+async def fidelity(share: float, duration_s: float, rate: float | None = None) -> dict[str, Any]:
+    """Hop latencies at ``share`` of the measured saturating rate (or at ``rate`` when given)."""
+    saturating = await saturating_rate()
+    rate = rate or round(share * saturating["rate"])
+    async with _fakesvc() as (_, gateway, sink_url, workdir), aiohttp.ClientSession() as session:
+        report_path = workdir / "report.json"
+        traffic = await start_traffic(gateway, rate, duration_s, "--mix", "success=1", "--report", str(report_path))
+        await traffic.wait()
+        stats = await _wait_delivered(session, gateway)
+        spans = await _stored_spans(session, sink_url)
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
     hops = {}
     for name, (low, high) in UNIFORM_MS.items():
         values = spans[name]
@@ -78,6 +124,7 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
         hops[name] = hop
     return {
         "rate": rate,
+        "saturating": saturating,
         "duration_s": duration_s,
         "achieved_rate": report.get("rate_achieved"),
         "hops": hops,
@@ -86,7 +133,12 @@ async def fidelity(rate: float, duration_s: float) -> dict[str, Any]:
 
 
 def print_fidelity(result: dict[str, Any]) -> None:
-    print(f"latency fidelity at {result['rate']}/s (default latencies, full telemetry)")
+    saturating = result["saturating"]
+    print(
+        f"latency fidelity at {result['rate']}/s, achieved {result['achieved_rate']}/s (default latencies, full telemetry; saturating rate "
+        f"{saturating['rate']}/s: {saturating['cpu_ms_per_checkout']} ms CPU per checkout at "
+        f"{saturating['closed_loop_rate']}/s closed loop)"
+    )
     print(f"{'hop work span':20} {'p50 ms':>8} {'configured':>10} {'p99 ms':>8} {'configured':>10} {'within 5%':>10}")
     for name, hop in result["hops"].items():
         print(

@@ -205,7 +205,8 @@ def main() -> None:
     parser.add_argument("--memory-rate", type=float, default=200.0)
     parser.add_argument("--memory-duration", type=float, default=300.0, help="seconds of steady load")
     parser.add_argument("--outage-duration", type=float, default=120.0, help="seconds with the backend down")
-    parser.add_argument("--fidelity-rate", type=float, default=120.0, help="about half the saturating rate")
+    parser.add_argument("--fidelity-share", type=float, default=0.5, help="of the measured saturating rate")
+    parser.add_argument("--fidelity-rate", type=float, default=None, help="a fixed rate instead of the share")
     parser.add_argument("--fidelity-duration", type=float, default=20.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
@@ -218,7 +219,7 @@ def main() -> None:
         result["batcher"] = asyncio.run(batcher_cost(args.rounds, args.signals))
         print_delivery(result["sink"], result["batcher"])
     if args.only in (None, "fidelity"):
-        result["fidelity"] = asyncio.run(fidelity(args.fidelity_rate, args.fidelity_duration))
+        result["fidelity"] = asyncio.run(fidelity(args.fidelity_share, args.fidelity_duration, args.fidelity_rate))
         print_fidelity(result["fidelity"])
     if args.only in (None, "traffic"):
         result["traffic"] = asyncio.run(traffic_rate((500.0, 1000.0), 10.0))
