@@ -79,8 +79,8 @@ def print_memory(result: dict[str, Any]) -> None:
     print(
         f"memory at {result['rate']}/s: steady {steady['seconds']:.0f} s RSS {steady['rss_mb'][0]} -> "
         f"{steady['rss_mb'][-1]} MB (after warm-up: range {steady['range_after_warmup_mb']} MB, "
-        f"flat within 20 MB: {steady['flat_within_20_mb']}); delivery kept up: backlog at the end "
-        f"{steady['backlog_at_end']}, spilled {steady['spilled']}"
+        f"flat within 20 MB: {steady['flat_within_20_mb']}); at its end: backlog {steady['backlog_at_end']}, "
+        f"spilled {steady['spilled']} (0 and 0: delivery kept up)"
     )
     print(
         f"  backend down {outage['seconds']:.0f} s: RSS max {outage['max_mb']} MB, in memory {outage['in_memory']}, "

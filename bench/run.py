@@ -3,7 +3,8 @@
 ``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``
 (about 15 minutes: the memory section alone holds a load for 5 + 2 minutes).
 Overhead: checkouts per CPU-second of the serving process, fakesvc (the
-telemetry settings in ``VARIANTS``) against a bare aiohttp chain driven by the same client;
+telemetry settings in ``VARIANTS``), each run between two runs of a bare aiohttp chain driven
+by the same client and compared with their mean;
 CPU is counted from a warmed-up process (lazy imports, pools and caches are paid
 before) until every signal of the run has reached the sink.
 """
@@ -119,6 +120,11 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
 
 
 async def overhead(rounds: int, count: int, concurrency: int) -> dict[str, Any]:
+    """Each variant runs between two bare-chain runs and is compared with their mean.
+
+    This machine's speed drifts by tens of percent within minutes; a ratio to the bare runs
+    made just before and after a variant cancels most of that, a ratio of medians does not.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sink, sink_url = await start_sink(workdir)
@@ -126,20 +132,30 @@ async def overhead(rounds: int, count: int, concurrency: int) -> dict[str, Any]:
         plain_post_us: list[float] = []
         try:
             for _ in range(rounds):
-                for variant in runs:  # alternate, so drift hits every variant alike
-                    runs[variant].append(await overhead_run(variant, count, concurrency, sink_url, workdir))
+                before = await overhead_run("bare", count, concurrency, sink_url, workdir)
+                runs["bare"].append(before)
+                for variant in VARIANTS:
+                    run = await overhead_run(variant, count, concurrency, sink_url, workdir)
+                    after = await overhead_run("bare", count, concurrency, sink_url, workdir)
+                    bare_around = (before["checkouts_per_cpu_s"] + after["checkouts_per_cpu_s"]) / 2
+                    run["ratio_to_bare_around"] = run["checkouts_per_cpu_s"] / bare_around
+                    runs[variant].append(run)
+                    runs["bare"].append(after)
+                    before = after
                 plain_post_us.append(await plain_post_cpu_us(sink_url, 5000))
         finally:
             await sink.stop()
     bare = median([run["checkouts_per_cpu_s"] for run in runs["bare"]])
     figures: dict[str, Any] = {"bare_checkouts_per_cpu_s": round(bare, 1)}
     for name, variant in VARIANTS.items():
-        value = median([run["checkouts_per_cpu_s"] for run in runs[name]])
+        ratios = [run["ratio_to_bare_around"] for run in runs[name]]
+        ratio = median(ratios)
         figures[name] = {
-            "checkouts_per_cpu_s": round(value, 1),
-            "ratio_to_bare": round(value / bare, 3),
+            "checkouts_per_cpu_s": round(median([run["checkouts_per_cpu_s"] for run in runs[name]]), 1),
+            "ratio_to_bare": round(ratio, 3),
+            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
             "target_ratio": variant.target,
-            "met": None if variant.target is None else value / bare >= variant.target,
+            "met": None if variant.target is None else ratio >= variant.target,
         }
     figures["full_ceiling"] = clientsession_ceiling(
         bare, runs["full"][-1]["signals_per_checkout"], median(plain_post_us)
@@ -159,12 +175,16 @@ def clientsession_ceiling(bare_per_cpu_s: float, signals_per_checkout: float, po
 
 def print_overhead(result: dict[str, Any]) -> None:
     figures = result["figures"]
-    print(f"{'overhead (latency scale 0)':32} {'checkouts/CPU-s':>16} {'x bare':>8} {'target':>8}")
+    print(f"{'overhead (latency scale 0)':32} {'checkouts/CPU-s':>16} {'x bare':>8} {'(range)':>13} {'target':>8}")
     print(f"{'bare aiohttp chain (baseline)':32} {figures['bare_checkouts_per_cpu_s']:>16.1f} {1.0:>8.3f}")
     for name, variant in VARIANTS.items():
         fig = figures[name]
         target = "" if variant.target is None else f"{variant.target:>7.2f} {'ok' if fig['met'] else 'MISSED'}"
-        print(f"{variant.label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.3f} {target}")
+        low, high = fig["ratio_range"]
+        print(
+            f"{variant.label:32} {fig['checkouts_per_cpu_s']:>16.1f} {fig['ratio_to_bare']:>8.3f} "
+            f"{f'{low:.3f}-{high:.3f}':>13} {target}"
+        )
     ceiling = figures["full_ceiling"]
     print(
         f"  ceiling of full with one ClientSession POST per signal: {ceiling['ratio']:.2f} x bare "
@@ -197,7 +217,7 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
