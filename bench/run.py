@@ -45,7 +45,7 @@ VARIANTS = {
         0.20,
     ),
     "logs": Variant("fakesvc logs only", LOGS_ONLY, 0.30),
-    "logs_c16": Variant("  same, 16 POSTs in flight", {**LOGS_ONLY, "FAKESVC_BATCH_CONCURRENCY": "16"}),
+    "logs_c8": Variant("  same, 8 POSTs in flight", {**LOGS_ONLY, "FAKESVC_BATCH_CONCURRENCY": "8"}),
     "off": Variant("fakesvc remote off", {"FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}, 0.60),
 }
 

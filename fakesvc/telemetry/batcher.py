@@ -49,6 +49,10 @@ SPILL_INTERVAL_S = 0.25
 MAX_RETRY_AFTER_S = 60.0
 WATCHDOG_TICKS_PER_TIMEOUT = 4
 CONNECT_SHARE_OF_TIMEOUT = 0.5  # below 1: a connect that hangs fails before the watchdog cuts it
+# Delivery is bound by round trips, not CPU: 8 in flight carried ~2,500 signals/s to the embedded
+# sink, short of the 2,800/s of 200 checkouts/s; 16 keep up at no more CPU per signal. Still a
+# bound: the real ProdSentinel serves ~340/s whatever the concurrency (SPEC section 6).
+BATCH_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class BatcherConfig:
 
     prodsentinel_url: str = "http://localhost:8000"
     spill_dir: str = ".fakesvc-spill"
-    batch_concurrency: int = 8
+    batch_concurrency: int = BATCH_CONCURRENCY
     queue_max: int = 20_000
     max_attempts: int = 8
     max_age_s: float = 300.0
@@ -79,7 +83,11 @@ BATCHER_SETTINGS: tuple[Setting, ...] = (
         "FAKESVC_SPILL_DIR", "--spill-dir", ".fakesvc-spill", settings.text, "where the batcher spills and dead-letters"
     ),
     Setting(
-        "FAKESVC_BATCH_CONCURRENCY", "--batch-concurrency", 8, settings.positive_int, "POSTs in flight to the backend"
+        "FAKESVC_BATCH_CONCURRENCY",
+        "--batch-concurrency",
+        BATCH_CONCURRENCY,
+        settings.positive_int,
+        "POSTs in flight to the backend",
     ),
     Setting(
         "FAKESVC_QUEUE_MAX", "--queue-max", 20_000, settings.positive_int, "signals kept in memory before spilling"
