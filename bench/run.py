@@ -1,7 +1,7 @@
 """fakesvc's benchmarks, each beside a baseline measured in the same run.
 
 ``python bench/run.py`` prints the figures and writes ``bench/results/latest.json``
-(about 15 minutes: the memory section alone holds a load for 5 + 2 minutes).
+(about 20 minutes: the memory section alone holds a load for 5 + 2 minutes).
 Overhead: checkouts per CPU-second of the serving process, fakesvc (the
 telemetry settings in ``VARIANTS``), each run between two runs of a bare aiohttp chain driven
 by the same client and compared with their mean;
