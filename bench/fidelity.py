@@ -13,7 +13,6 @@ distribution itself; the event-loop lag comes from the supervisor's own monitor.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import closed_loop, cpu_seconds, start_sink, start_supervisor, start_traffic
+from harness import closed_loop, cpu_seconds, start_sink, start_supervisor, start_traffic, wait_delivered
 
 # ~300 ms a checkout with the default latencies: 96 in flight offer ~320/s, more than one core serves
 SATURATING_IN_FLIGHT = 96
@@ -38,15 +37,6 @@ def uniform_quantile(low: float, high: float, q: float) -> float:
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _wait_delivered(session: aiohttp.ClientSession, gateway: str) -> dict[str, Any]:
-    while True:
-        async with session.get(f"{gateway}/telemetry") as response:
-            stats: dict[str, Any] = await response.json()
-        if stats["backlog"] == 0:
-            return stats
-        await asyncio.sleep(0.1)
 
 
 async def _stored_spans(session: aiohttp.ClientSession, sink_url: str) -> dict[str, list[float]]:
@@ -86,12 +76,12 @@ async def saturating_rate() -> dict[str, float]:
 
     A process of its own, so the fidelity run's loop-lag window holds none of this overload.
     """
-    async with _fakesvc() as (pid, gateway, _, _), aiohttp.ClientSession() as session:
+    async with _fakesvc() as (pid, gateway, _, _):
         cpu_before = cpu_seconds(pid)
         load = await closed_loop(
             lambda i: f"{gateway}/checkout/saturate-{i}", SATURATING_CHECKOUTS, SATURATING_IN_FLIGHT
         )
-        await _wait_delivered(session, gateway)
+        await wait_delivered(gateway)
         cpu_per_checkout = (cpu_seconds(pid) - cpu_before) / SATURATING_CHECKOUTS
     return {
         "cpu_ms_per_checkout": round(cpu_per_checkout * 1000, 3),
@@ -108,7 +98,7 @@ async def fidelity(share: float, duration_s: float, rate: float | None = None) -
         report_path = workdir / "report.json"
         traffic = await start_traffic(gateway, rate, duration_s, "--mix", "success=1", "--report", str(report_path))
         await traffic.wait()
-        stats = await _wait_delivered(session, gateway)
+        stats = await wait_delivered(gateway)
         spans = await _stored_spans(session, sink_url)
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     hops = {}
@@ -135,8 +125,8 @@ async def fidelity(share: float, duration_s: float, rate: float | None = None) -
 def print_fidelity(result: dict[str, Any]) -> None:
     saturating = result["saturating"]
     print(
-        f"latency fidelity at {result['rate']}/s, achieved {result['achieved_rate']}/s (default latencies, full telemetry; saturating rate "
-        f"{saturating['rate']}/s: {saturating['cpu_ms_per_checkout']} ms CPU per checkout at "
+        f"latency fidelity at {result['rate']}/s, achieved {result['achieved_rate']}/s (default latencies, "
+        f"full telemetry; saturating rate {saturating['rate']}/s: {saturating['cpu_ms_per_checkout']} ms CPU per checkout at "
         f"{saturating['closed_loop_rate']}/s closed loop)"
     )
     print(f"{'hop work span':20} {'p50 ms':>8} {'configured':>10} {'p99 ms':>8} {'configured':>10} {'within 5%':>10}")

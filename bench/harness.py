@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -153,6 +154,19 @@ async def closed_loop(url_for: callable, count: int, concurrency: int) -> dict[s
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
     }
+
+
+async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Poll the process's batcher until nothing is left to send."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{gateway}/telemetry") as response:
+                stats = await response.json()
+            if not stats.get("remote") or stats.get("backlog", 0) == 0:
+                return stats
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"telemetry not delivered in {timeout_s} s: {stats}")
 
 
 def median(values: Sequence[float]) -> float:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,17 @@ from typing import Any
 import aiohttp
 from delivery import batcher_cost, plain_post_cpu_us, sink_throughput
 from fidelity import fidelity, print_fidelity
-from harness import ROOT, Server, closed_loop, cpu_seconds, free_port, median, start_sink, start_supervisor
+from harness import (
+    ROOT,
+    Server,
+    closed_loop,
+    cpu_seconds,
+    free_port,
+    median,
+    start_sink,
+    start_supervisor,
+    wait_delivered,
+)
 from memory import memory, print_memory
 from traffic_rate import print_traffic_rate, traffic_rate
 
@@ -48,19 +57,6 @@ VARIANTS = {
     "logs_c8": Variant("  same, 8 POSTs in flight", {**LOGS_ONLY, "FAKESVC_BATCH_CONCURRENCY": "8"}),
     "off": Variant("fakesvc remote off", {"FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}, 0.60),
 }
-
-
-async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]:
-    """Poll the process's batcher until nothing is left to send."""
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            async with session.get(f"{gateway}/telemetry") as response:
-                stats = await response.json()
-            if not stats.get("remote") or stats.get("backlog", 0) == 0:
-                return stats
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"telemetry not delivered in {timeout_s} s: {stats}")
 
 
 async def stored_in_sink(sink_url: str) -> int:
