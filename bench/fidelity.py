@@ -1,10 +1,11 @@
 """Latency fidelity: under load, do the simulated latencies stay what they are configured to be?
 
 The supervisor runs with the default latencies and full telemetry to a sink
-process. The saturating rate is measured first, on the same process: a closed-loop load
-with more checkouts in flight than it can serve fills its one core, and its CPU
-per checkout there (telemetry delivered) says how many checkouts a second that
-core takes. The traffic generator then drives it at half that rate;
+process. The saturating rate is measured first, on a supervisor of its own: a
+closed-loop load with more checkouts in flight than it can serve fills its one
+core, and its CPU per checkout there (telemetry delivered) says how many
+checkouts a second that core takes. The traffic generator then drives a fresh
+supervisor at half that rate;
 the work spans each hop records (``payment.authorize``: 100-400 ms,
 ``inventory.query``: 20-80 ms, uniform) are read back from the sink and their
 p50/p99 compared with the configured distribution's. The baseline is that
