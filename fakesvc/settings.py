@@ -89,6 +89,11 @@ def positive_float(raw: str) -> float:
     return value
 
 
+def optional_positive_float(raw: str) -> float | None:
+    """Empty means unset (no bound)."""
+    return None if raw.strip() == "" else positive_float(raw)
+
+
 def port(raw: str) -> int:
     try:
         value = int(raw)

@@ -1,35 +1,49 @@
-"""The batcher's own mechanics: Retry-After, timeouts, overflow to disk and replay after recovery, close."""
+"""The batcher's own mechanics: the retry policy, timeouts, the outbox across outages and restarts, close."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
+import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
+from fakesvc.settings import ConfigError
 from fakesvc.sink import SinkFaults
-from fakesvc.telemetry.batcher import Batcher, BatcherConfig, is_permanent
+from fakesvc.telemetry.batcher import Batcher, BatcherConfig
+from fakesvc.telemetry.outbox import read_dead_letters
+from fakesvc.telemetry.retry import is_permanent, retry_after_s
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
+
+QUICK = {"backoff_base_s": 0.005, "backoff_max_s": 0.05, "commit_interval_s": 0.005}
 
 
 def signal(i: int) -> dict[str, Any]:
     return log_signal("inventory-service", f"trace-{i}", "INFO", "Inventory check completed", {"i": i})
 
 
-async def test_a_burst_beyond_both_bounds_is_counted_as_dropped(tmp_path: Path) -> None:
-    batcher = Batcher(
-        BatcherConfig(prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path), queue_max=10)
-    )
-    for i in range(50):  # no await in between: nothing can reach the disk
-        batcher.emit(LOGS_PATH, signal(i))
-    stats = batcher.stats()
-    assert (stats["queued"], stats["in_memory"], stats["dropped"]) == (50, 20, 30)
+def waiting_rows(spill_dir: Path) -> list[tuple[int, int, int]]:
+    """(i, attempts, maybe_seen) of every signal waiting in the outboxes of ``spill_dir``."""
+    rows = []
+    for path in spill_dir.glob("outbox-*.db"):
+        with closing(sqlite3.connect(path)) as db:
+            for body, attempts, seen in db.execute("SELECT body, attempts, maybe_seen FROM signals WHERE state = 0"):
+                rows.append((int(body.split(b'"i":')[1].split(b"}")[0]), attempts, seen))
+    return sorted(rows)
+
+
+async def set_sink_faults(url: str, faults: dict[str, Any] | None) -> None:
+    async with aiohttp.ClientSession() as session:
+        request = session.put(f"{url}/sink/faults", json=faults) if faults else session.delete(f"{url}/sink/faults")
+        async with request as response:
+            assert response.status == 200
 
 
 def test_which_answers_are_permanent() -> None:
@@ -39,6 +53,23 @@ def test_which_answers_are_permanent() -> None:
         409,
         422,
     ]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("", None), ("2", 2.0), ("-5", 0.0), ("1e309", 60.0), ("nan", None), ("soon", None)],
+)
+def test_retry_after_is_read_safely(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header) == seconds
+
+
+async def test_a_burst_while_the_writer_cannot_run_is_bounded_and_counted(tmp_path: Path) -> None:
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), queue_max=10))
+    for i in range(50):  # no await in between: the writer never gets to commit
+        batcher.emit(LOGS_PATH, signal(i))
+    stats = batcher.stats()
+    assert (stats["queued"], stats["pending"], stats["dropped"], stats["backlog"]) == (50, 10, 40, 10)
+    assert batcher.ledger.balanced()
 
 
 async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> None:
@@ -54,28 +85,41 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
     app = web.Application()
     app.router.add_post(LOGS_PATH, busy_once)
     server = await aiohttp_server(app)
-    batcher = Batcher(
-        BatcherConfig(
-            prodsentinel_url=str(server.make_url("")).rstrip("/"),
-            spill_dir=str(tmp_path),
-            batch_concurrency=1,
-            backoff_base_s=0.001,
-        )
-    )
+    batcher = Batcher(BatcherConfig(str(server.make_url("")).rstrip("/"), str(tmp_path), batch_concurrency=1, **QUICK))
     await batcher.start()
     try:
         batcher.emit(LOGS_PATH, signal(1))
         assert await batcher.flush(10)
         assert batcher.stats()["sent"] == 1 and batcher.stats()["retried"] == 1
-        assert arrivals[1] - arrivals[0] >= 0.3  # the backoff alone would have been ~1 ms
+        assert arrivals[1] - arrivals[0] >= 0.3  # the backoff alone would have been ~5 ms
     finally:
         await batcher.close()
 
 
-async def test_a_post_past_its_timeout_is_cut_and_the_senders_carry_on(tmp_path: Path) -> None:
-    sink = await sink_on(free_port(), tmp_path / "s.db", SinkFaults(latency_ms=1500))
-    config = BatcherConfig(sink.url, str(tmp_path / "spill"), batch_concurrency=1, max_attempts=2)
-    batcher = Batcher(replace(config, request_timeout_s=0.2, backoff_base_s=0.001))
+async def test_the_backend_url_keeps_its_path_prefix(aiohttp_server: Any, tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"status": "accepted"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/prodsentinel/ingest/logs", accept)
+    server = await aiohttp_server(app)
+    batcher = Batcher(BatcherConfig(str(server.make_url("/prodsentinel/")), str(tmp_path), **QUICK))
+    await batcher.start()
+    try:
+        batcher.emit(LOGS_PATH, signal(1))
+        assert await batcher.flush(10)
+    finally:
+        await batcher.close()
+    assert seen == ["/prodsentinel/ingest/logs"]
+
+
+async def test_a_post_past_its_timeout_is_retried_marked_maybe_seen_and_expires_with_its_reason(tmp_path: Path) -> None:
+    sink = await sink_on(0, tmp_path / "s.db", SinkFaults(latency_ms=1500))
+    config = BatcherConfig(sink.url, str(tmp_path / "spill"), batch_concurrency=1, max_age_s=0.5, **QUICK)
+    batcher = Batcher(replace(config, request_timeout_s=0.2))
     await batcher.start()
     try:
         started = asyncio.get_running_loop().time()
@@ -84,115 +128,261 @@ async def test_a_post_past_its_timeout_is_cut_and_the_senders_carry_on(tmp_path:
         async def dead_lettered() -> bool:
             return batcher.stats()["dead_lettered"] == 1
 
-        await eventually(dead_lettered, what="the timed-out signal dead-lettered")
-        took_s = asyncio.get_running_loop().time() - started
-        assert 2 * 0.2 <= took_s < 1.5  # two attempts cut at their deadline, not at the sink's answer
-        assert batcher.stats()["retried"] == 1 and batcher.stats()["backend_up"] is False
-        async with aiohttp.ClientSession() as session:
-            async with session.delete(f"{sink.url}/sink/faults") as response:
-                assert response.status == 200
+        await eventually(dead_lettered, what="the timed-out signal expired")
+        assert asyncio.get_running_loop().time() - started >= 0.5  # transient: never dead before max_age_s
+        assert batcher.stats()["retried"] >= 1
+        await set_sink_faults(sink.url, None)
+
+        async def back_up() -> bool:
+            return batcher.stats()["backend_up"]
+
+        await eventually(back_up, what="the prober finding the sink answering again")
         batcher.emit(LOGS_PATH, signal(2))  # the one sender was cut, not lost
         assert await batcher.flush(10)
-        assert batcher.stats()["sent"] == 1 and batcher.stats()["backend_up"] is True
+        assert batcher.stats()["sent"] == 1
     finally:
         await batcher.close()
         await sink.stop()
-    records = [
-        json.loads(line)
-        for path in (tmp_path / "spill").glob("dead-letter-*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert [(r["signal"]["attributes"]["i"], r["attempts"], r["answer"]) for r in records] == [
-        (1, 2, {"status": None, "error": "timeout after 0.2 s"})
-    ]
+    [letter] = read_dead_letters(tmp_path / "spill")
+    assert letter["signal"]["attributes"]["i"] == 1 and letter["reason"] == "expired"
+    assert letter["answer"] == {"status": None, "error": "timeout after 0.2 s"}
+    assert letter["resent_uncertain"] is True and letter["attempts"] >= 2
 
 
-async def test_a_connection_never_made_goes_to_the_spill_not_the_dead_letters(tmp_path: Path) -> None:
+async def test_a_connection_never_made_is_kept_in_the_outbox_not_marked_seen(tmp_path: Path) -> None:
     with socket.socket() as listener, socket.socket() as queued:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)  # never accepts: once one connection waits in its queue, connects hang
         queued.connect(listener.getsockname())
         url = "http://{}:{}".format(*listener.getsockname())
-        config = BatcherConfig(url, str(tmp_path), batch_concurrency=1, max_attempts=2)
-        batcher = Batcher(replace(config, request_timeout_s=0.4, backoff_base_s=0.001))
+        batcher = Batcher(BatcherConfig(url, str(tmp_path), batch_concurrency=1, request_timeout_s=0.4, **QUICK))
         await batcher.start()
         try:
             batcher.emit(LOGS_PATH, signal(1))
 
-            async def spilled() -> bool:
-                return batcher.stats()["on_disk"] == 1
+            async def retried() -> bool:
+                return batcher.stats()["retried"] >= 1
 
-            await eventually(spilled, what="the unsent signal spilled")
+            await eventually(retried, what="the connect to time out")
         finally:
             summary = await batcher.close(deadline=0)
-    assert (summary["retried"], summary["dead_lettered"], summary["spilled"]) == (1, 0, 1)
+    assert (summary["dead_lettered"], summary["on_disk"], summary["backend_up"]) == (0, 1, False)
+    assert [(i, seen) for i, _, seen in waiting_rows(tmp_path)] == [(1, 0)]
 
 
-async def test_overflow_spills_to_disk_and_is_replayed_once_the_backend_is_back(tmp_path: Path) -> None:
+async def test_outage_then_recovery_with_no_new_traffic_delivers_everything_once(tmp_path: Path) -> None:
     port = free_port()
-    config = BatcherConfig(
-        prodsentinel_url=f"http://127.0.0.1:{port}",
-        spill_dir=str(tmp_path / "spill"),
-        queue_max=10,
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-        max_attempts=3,
-    )
+    config = BatcherConfig(f"http://127.0.0.1:{port}", str(tmp_path / "spill"), queue_max=10, **QUICK)
     batcher = Batcher(config)
     await batcher.start()
     sink = None
     try:
-        for chunk in range(5):  # bursts of 10: the queue holds 10, the rest goes to disk
-            for i in range(chunk * 10, chunk * 10 + 10):
-                batcher.emit(LOGS_PATH, signal(i))
-
-            async def written(target: int = chunk * 10) -> bool:
-                return batcher.stats()["on_disk"] >= target
-
-            await eventually(written, what="the overflow on disk")
+        for i in range(50):  # bursts of 10: the pending list holds queue_max until the next commit
+            batcher.emit(LOGS_PATH, signal(i))
+            assert batcher.ledger.balanced()
+            if i % 10 == 9:
+                await eventually(lambda: _durable(batcher), what="the burst written to the outbox")
         stats = batcher.stats()
-        assert stats["dropped"] == 0 and stats["on_disk"] + stats["in_memory"] == 50
-        assert batcher.stats()["backend_up"] is False
+        assert stats["dropped"] == 0 and stats["on_disk"] >= 40 and stats["backlog"] == 50
         sink = await sink_on(port, tmp_path / "s.db")
 
         async def all_stored() -> bool:
+            assert batcher.ledger.balanced()
             return sum((await sink_stats(sink.url))["stored"].values()) == 50
 
-        await eventually(all_stored, what="every signal stored")
-        stats = batcher.stats()
-        assert stats["replayed"] >= 40 and stats["backlog"] == 0 and stats["dead_lettered"] == 0
-        assert (await sink_stats(sink.url))["duplicates"] == 0
+        await eventually(all_stored, what="every signal stored without new traffic")
+        await eventually(lambda: _zero_backlog(batcher), what="backlog 0")
+        assert batcher.stats()["dead_lettered"] == 0 and (await sink_stats(sink.url))["duplicates"] == 0
     finally:
         await batcher.close()
         if sink is not None:
             await sink.stop()
+    assert not list((tmp_path / "spill").glob("outbox-*.db"))  # an empty outbox is removed at close
 
 
-async def test_close_with_the_backend_down_spills_everything_with_its_attempts(tmp_path: Path) -> None:
-    config = BatcherConfig(
-        prodsentinel_url=f"http://127.0.0.1:{free_port()}", spill_dir=str(tmp_path), backoff_base_s=0.01
-    )
-    batcher = Batcher(config)
+async def _zero_backlog(batcher: Batcher) -> bool:
+    return batcher.stats()["backlog"] == 0
+
+
+async def test_a_503_storm_longer_than_any_attempt_budget_dead_letters_nothing(tmp_path: Path) -> None:
+    sink = await sink_on(0, tmp_path / "s.db", SinkFaults(error_rate=1.0, error_status=503))
+    batcher = Batcher(BatcherConfig(sink.url, str(tmp_path / "spill"), **QUICK))
+    await batcher.start()
+    try:
+        for i in range(100):
+            batcher.emit(LOGS_PATH, signal(i))
+
+        async def many_retries() -> bool:
+            return batcher.stats()["retried"] >= 300  # far past the 8 attempts that used to dead-letter
+
+        await eventually(many_retries, what="the storm to go on")
+        assert batcher.stats()["dead_lettered"] == 0 and batcher.ledger.balanced()
+        await set_sink_faults(sink.url, None)
+        await eventually(lambda: _zero_backlog(batcher), what="everything delivered after the storm")
+        stats = batcher.stats()
+        assert (stats["sent"], stats["dead_lettered"]) == (100, 0)
+        assert sum((await sink_stats(sink.url))["stored"].values()) == 100
+    finally:
+        await batcher.close()
+        await sink.stop()
+
+
+async def test_emit_after_close_is_counted_as_dropped_and_close_is_idempotent(tmp_path: Path) -> None:
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
+    await batcher.start()
+    batcher.emit(LOGS_PATH, signal(1))
+    first = await batcher.close(deadline=0)
+    batcher.emit(LOGS_PATH, signal(2))
+    assert await batcher.close() is first
+    stats = batcher.stats()
+    assert (stats["queued"], stats["dropped"], stats["on_disk"]) == (2, 1, 1) and batcher.ledger.balanced()
+
+
+async def test_close_with_the_backend_down_stores_everything_with_its_attempts(tmp_path: Path) -> None:
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
     await batcher.start()
     for i in range(25):
         batcher.emit(LOGS_PATH, signal(i))
     summary = await batcher.close(deadline=0.2)
     assert summary["flushed"] is False and summary["sent"] == 0
-    assert summary["spilled"] == 25 and summary["on_disk"] == 25 and summary["backlog"] == 25
-    records = [json.loads(line) for path in tmp_path.glob("spill-*.jsonl") for line in path.read_text().splitlines()]
-    assert sorted(r["signal"]["attributes"]["i"] for r in records) == list(range(25))
-    assert all(r["path"] == LOGS_PATH and isinstance(r["attempts"], int) for r in records)
+    assert summary["on_disk"] == 25 == summary["backlog"] and summary["dropped"] == 0
+    rows = waiting_rows(tmp_path)
+    assert [i for i, _, _ in rows] == list(range(25))
+    assert sum(attempts for _, attempts, _ in rows) >= 1 and not any(seen for _, _, seen in rows)
 
 
-async def test_close_during_a_slow_post_spills_it_rather_than_calling_it_a_timeout(tmp_path: Path) -> None:
-    sink = await sink_on(free_port(), tmp_path / "s.db", SinkFaults(latency_ms=1500))
-    config = BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), request_timeout_s=1.0)
+async def test_close_during_a_slow_post_keeps_it_marked_maybe_seen(aiohttp_server: Any, tmp_path: Path) -> None:
+    arrived = asyncio.Semaphore(0)
+
+    async def stall(request: web.Request) -> web.Response:
+        await request.read()
+        arrived.release()
+        await asyncio.Event().wait()  # never answers: the POST is cut by close
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_post(LOGS_PATH, stall)
+    server = await aiohttp_server(app)
+    batcher = Batcher(BatcherConfig(str(server.make_url("")).rstrip("/"), str(tmp_path), request_timeout_s=30, **QUICK))
+    await batcher.start()
+    for i in range(3):
+        batcher.emit(LOGS_PATH, signal(i))
+    for _ in range(3):
+        await arrived.acquire()  # all three POSTs reached the backend, which may store them
+    summary = await batcher.close(deadline=0.1)
+    assert (summary["on_disk"], summary["dead_lettered"], summary["retried"]) == (3, 0, 0)
+    assert [(i, seen) for i, _, seen in waiting_rows(tmp_path)] == [(0, 1), (1, 1), (2, 1)]
+
+
+async def test_an_outbox_left_by_a_dead_process_is_adopted_and_resent_as_uncertain(tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    port = free_port()
+    down = Batcher(BatcherConfig(f"http://127.0.0.1:{port}", str(spill), **QUICK))
+    await down.start()
+    for i in range(20):
+        down.emit(LOGS_PATH, signal(i))
+    await down.close(deadline=0)
+    with closing(sqlite3.connect(next(spill.glob("outbox-*.db")))) as db:  # as if its owner died mid-POST
+        with db:
+            db.execute("UPDATE signals SET state = 1 WHERE rowid <= 5")
+    sink = await sink_on(port, tmp_path / "s.db")
+    heir = Batcher(BatcherConfig(sink.url, str(spill), **QUICK))
+    await heir.start()
+    try:
+        assert heir.stats()["adopted"] == 20
+        await eventually(lambda: _zero_backlog(heir), what="the adopted signals delivered")
+        stats = heir.stats()
+        assert (stats["queued"], stats["adopted"], stats["sent"], stats["resent_uncertain"]) == (0, 20, 20, 5)
+    finally:
+        await heir.close()
+        await sink.stop()
+
+
+async def test_a_live_outbox_is_not_adopted(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    owner = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
+    await owner.start()
+    try:
+        for i in range(5):
+            owner.emit(LOGS_PATH, signal(i))
+        await eventually(lambda: _durable(owner), what="the signals written")
+        other = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
+        await other.start()
+        assert other.stats()["adopted"] == 0
+        await other.close(deadline=0)
+    finally:
+        summary = await owner.close(deadline=0)
+    assert summary["backlog"] == 5 and len(waiting_rows(tmp_path)) == 5
+
+
+async def _durable(batcher: Batcher) -> bool:
+    return batcher.stats()["pending"] == 0
+
+
+@pytest.mark.parametrize("damage", ["garbage", "damaged pages"])
+async def test_a_corrupt_outbox_never_stops_a_start(tmp_path: Path, damage: str, capsys: Any) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    first = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
+    await first.start()
+    for i in range(2000):
+        first.emit(LOGS_PATH, signal(i))
+    await first.close(deadline=0)
+    [path] = tmp_path.glob("outbox-*.db")
+    data = bytearray(path.read_bytes())
+    if damage == "garbage":
+        data = bytearray(b"not a database at all" * 100)
+    else:
+        data[40 * 4096 : 42 * 4096] = b"\xff" * (2 * 4096)  # two pages of rows overwritten
+    path.write_bytes(bytes(data))
+    second = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
+    await second.start()
+    try:
+        stats = second.stats()
+        assert stats["quarantined"] == 1 and stats["adopted"] < 2000
+        if damage == "damaged pages":
+            assert stats["adopted"] > 1900  # the rows on intact pages are saved
+        assert second.ledger.balanced()
+    finally:
+        await second.close(deadline=0)
+    assert len(list(tmp_path.glob("quarantine-*"))) == 1
+    assert "did not read whole" in capsys.readouterr().err
+
+
+async def test_an_unwritable_spill_dir_is_one_clear_error_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a directory under a regular file cannot exist, even for root
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(blocker / "spill")))
+    with pytest.raises(ConfigError, match="FAKESVC_SPILL_DIR: cannot open an outbox in"):
+        await batcher.start()
+    await batcher.close()  # still safe
+
+
+async def test_a_full_outbox_counts_write_errors_keeps_delivering_and_bounds_memory(
+    tmp_path: Path, capsys: Any
+) -> None:
+    sink = await sink_on(0, tmp_path / "s.db", SinkFaults(error_rate=1.0, error_status=503))
+    config = BatcherConfig(sink.url, str(tmp_path / "spill"), queue_max=300, outbox_max_mb=0.1, **QUICK)
     batcher = Batcher(config)
     await batcher.start()
     try:
-        for i in range(3):
+        for i in range(1000):  # ~500 KB of signals into a 100 KB outbox, backend refusing
             batcher.emit(LOGS_PATH, signal(i))
-        summary = await batcher.close(deadline=0.2)  # before any POST is due (1 s)
+            if i % 100 == 99:
+                await eventually(lambda: _durable(batcher), what="the group committed or refused")
+
+        async def refused() -> bool:
+            return batcher.stats()["write_errors"] > 0
+
+        await eventually(refused, what="SQLITE_FULL")
+        stats = batcher.stats()
+        assert stats["outbox"]["write_error"] and "full" in stats["outbox"]["write_error"]
+        assert stats["dropped"] > 0 and stats["held"] <= 300 and batcher.ledger.balanced()
+        assert batcher.degraded is not None
+        await set_sink_faults(sink.url, None)
+        await eventually(lambda: _zero_backlog(batcher), what="what was kept delivered")
+        stats = batcher.stats()
+        assert stats["sent"] + stats["dropped"] == 1000 and stats["dead_lettered"] == 0
     finally:
+        await batcher.close()
         await sink.stop()
-    assert (summary["spilled"], summary["dead_lettered"], summary["retried"]) == (3, 0, 0)
+    assert capsys.readouterr().err.count("cannot write the outbox") == 1  # said once, not per commit

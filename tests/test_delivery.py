@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig
+from fakesvc.telemetry.outbox import read_dead_letters
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.conftest import start_chain
 from tests.telemetry_fixtures import (
@@ -129,7 +129,9 @@ async def test_c_a_sink_answering_30_percent_503_still_gets_every_signal(tmp_pat
 
 async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: Path) -> None:
     sink = await sink_on(0, tmp_path / "s.db")
-    batcher = Batcher(BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), backoff_base_s=0.01))
+    batcher = Batcher(
+        BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), commit_interval_s=0.005)
+    )
     await batcher.start()
     try:
         good = [log_signal("payment-service", f"t{i}", "INFO", "Payment authorized", {}) for i in range(30)]
@@ -145,22 +147,18 @@ async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: P
         summary = await batcher.close()
         await sink.stop()
     assert summary["dead_lettered"] == 6
-    lines = [
-        json.loads(line)
-        for path in (tmp_path / "spill").glob("dead-letter-*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert sorted(line["signal"]["trace_id"] for line in lines) == sorted(s["trace_id"] for s in bad)
-    assert all(line["answer"]["status"] == 422 and "detail" in line["answer"]["body"] for line in lines)
+    letters = read_dead_letters(tmp_path / "spill")
+    assert sorted(letter["signal"]["trace_id"] for letter in letters) == sorted(s["trace_id"] for s in bad)
+    assert all(letter["answer"]["status"] == 422 and "detail" in letter["answer"]["body"] for letter in letters)
+    assert {letter["reason"] for letter in letters} == {"rejected"}
 
 
 @pytest.mark.parametrize("duplicate_status", [202, 500])
 async def test_retries_of_requests_that_succeeded_are_survived(tmp_path: Path, duplicate_status: int) -> None:
-    """A 500 for a duplicate id (ProdSentinel's way) ends dead-lettered, not retried forever."""
+    """A 500 for a duplicate id (ProdSentinel's way) ends dead-lettered after FAKESVC_RETRY_500_S, not looped."""
     sink = await sink_on(0, tmp_path / "s.db", duplicate_status=duplicate_status)
-    batcher = Batcher(
-        BatcherConfig(prodsentinel_url=sink.url, spill_dir=str(tmp_path / "spill"), backoff_base_s=0.01, max_attempts=3)
-    )
+    config = BatcherConfig(sink.url, str(tmp_path / "spill"), retry_500_s=0.3, backoff_base_s=0.01, backoff_max_s=0.05)
+    batcher = Batcher(config)
     await batcher.start()
     try:
         signal = log_signal("api-gateway", "dup", "INFO", "Checkout initiated", {})
@@ -175,13 +173,18 @@ async def test_retries_of_requests_that_succeeded_are_survived(tmp_path: Path, d
         if duplicate_status == 202:
             assert stats["sent"] == 12 and stats["dead_lettered"] == 0
         else:  # the connection reset that follows ProdSentinel's 500 is retried like any other
-            assert stats["sent"] == 11 and stats["dead_lettered"] == 1
+            assert stats["sent"] == 11 and stats["dead_lettered"] == 1 and stats["retried"] >= 2
     finally:
         await batcher.close()
         await sink.stop()
+    if duplicate_status == 500:
+        [letter] = read_dead_letters(tmp_path / "spill")
+        assert letter["reason"] == "http_500" and letter["answer"]["status"] == 500
 
 
-async def test_e_sigterm_with_the_sink_down_spills_and_the_next_start_replays_once(tmp_path: Path) -> None:
+async def test_e_sigterm_with_the_sink_down_keeps_the_outbox_and_the_next_start_delivers_it_once(
+    tmp_path: Path,
+) -> None:
     """The real process: SIGTERM while the backend is gone, then a restart with it back."""
     import re
     import signal as signals
@@ -200,10 +203,10 @@ async def test_e_sigterm_with_the_sink_down_spills_and_the_next_start_replays_on
     finally:
         if first.process.returncode is None:
             first.process.kill()
-    summary = re.search(r"queued (\d+), sent (\d+), .*spilled (\d+)", rest)
+    summary = re.search(r"queued (\d+), sent (\d+), .*left in the outbox (\d+)", rest)
     assert summary, rest
-    queued, sent, spilled = map(int, summary.groups())
-    assert sent == 0 and spilled == queued > 0
+    queued, sent, left = map(int, summary.groups())
+    assert sent == 0 and left == queued > 0
     sink = await sink_on(port, db)
     second = await start_supervisor(tmp_path, **env)
     try:
@@ -212,13 +215,14 @@ async def test_e_sigterm_with_the_sink_down_spills_and_the_next_start_replays_on
         async def replayed() -> bool:
             return sum((await sink_stats(sink.url))["stored"].values()) >= queued
 
-        await eventually(replayed, what="the spill replayed")
+        await eventually(replayed, what="the outbox delivered")
         second.process.send_signal(signals.SIGTERM)
-        await asyncio.wait_for(second.process.stderr.read(), 30)
+        rest = (await asyncio.wait_for(second.process.stderr.read(), 30)).decode()
         assert await second.process.wait() == 0
+        assert f"(+{queued} adopted)" in rest
         sink_view = await sink_stats(sink.url)
         assert sum(sink_view["stored"].values()) == queued and sink_view["duplicates"] == 0
-        assert not list((tmp_path / "spill").glob("spill-*.jsonl"))
+        assert not list((tmp_path / "spill").glob("outbox-*.db"))
     finally:
         if second.process.returncode is None:
             second.process.kill()

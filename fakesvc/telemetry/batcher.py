@@ -1,74 +1,86 @@
-"""The telemetry batcher: one per process, one ClientSession, and every signal accounted for.
+"""The telemetry batcher: one per process, one ClientSession, every signal written ahead and accounted for.
 
-Shaped like OpenTelemetry's BatchSpanProcessor (a bounded queue, workers that
-wake when there is work, ``flush``/``close`` with deadlines, counters), but it
-loses nothing silently: what does not fit in memory spills to disk, what the
-backend refuses for good goes to a dead-letter file with the answer, what is
-left at shutdown is spilled, and the spill is replayed on the next start.
+Shaped like OpenTelemetry's BatchSpanProcessor (workers that wake when there
+is work, ``flush``/``close`` with deadlines, counters), but it loses nothing
+silently. A signal's life (``fakesvc.telemetry.ledger`` names its states):
+
+- ``emit()`` appends it to a list: the only work on the request path.
+- The writer (one thread, ``fakesvc.telemetry.outbox``) commits the list every
+  ``commit_interval_s`` as outbox rows: durable within ~50 ms. While memory
+  allows and the backend answers, the new rows are held and handed straight
+  to the senders; the rest wait on disk and are claimed in batches as memory
+  frees up (O(batch), never O(backlog)).
+- Senders POST one signal each (ProdSentinel takes one per POST), bounded in
+  number, over keep-alive connections. A delivered row is deleted, a dead one
+  kept with the answer (``fakesvc.telemetry.retry`` decides which), a transient
+  failure waits for its backoff without holding a sender.
+- When the backend is unreachable the senders pause and one prober asks
+  ``GET /ingest/health`` with backoff; when it answers, the backlog drains
+  without waiting for new traffic. Both changes are said once on stderr.
+- ``close()`` flushes within its deadline, puts what is left back on disk for
+  the next start (or any later process: outboxes of dead processes are adopted),
+  and returns only after the last transaction is committed.
 
 Timeouts: one watchdog task cuts POSTs that outlived ``request_timeout_s``
 (at most a quarter of it late), instead of a timer per POST: aiohttp's
 per-request timeout costs about 8 of the ~110 microseconds of CPU a POST
-costs here, and the sender's cost per signal is most of fakesvc's overhead.
-A new connection gets half that time (aiohttp's connect timeout, paid per
-connection, not per POST): a signal whose connection was never made was never
-seen, so it goes to the spill, while one cut after it was sent may be stored.
-
-Retries: transient failures (no connection, timeouts, 408, 429, 5xx) are
-retried with exponential backoff (aiohttp-retry's ``ExponentialRetry``
-schedule) and full jitter, honouring ``Retry-After``. The retry loop itself is
-ours, not aiohttp-retry's ``RetryClient``: a signal's attempts must survive a
-spill and a restart, a signal the backend never saw (connection refused) must
-go to the spill rather than the dead letters, and the per-call wrapper would
-sit on the hot path of every signal.
+costs here. A new connection gets half that time: a signal whose connection
+was never made was never seen; one cut after it was sent may have been stored,
+so it is marked ``maybe_seen`` and a later delivery counts ``resent_uncertain``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp_retry import ExponentialRetry
 from yarl import URL
 
 from fakesvc import __version__, settings
-from fakesvc.jsonfast import dumps_bytes
-from fakesvc.settings import Setting
-from fakesvc.telemetry.spill import Record, SpillStore
+from fakesvc.console import say
+from fakesvc.settings import ConfigError, Setting
+from fakesvc.telemetry.ledger import Ledger
+from fakesvc.telemetry.outbox import Changes, Held, Outbox, OutboxError
+from fakesvc.telemetry.retry import RetryPolicy, backend_unavailable, retry_after_s
 
 # Every POST carries the same headers, so the session sets them once; the answers are tiny
 # JSON, so no Accept / Accept-Encoding negotiation and no cookies: less work per signal.
 SESSION_HEADERS = {"Content-Type": "application/json", "User-Agent": f"fakesvc/{__version__}"}
 SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding")
-SPILL_INTERVAL_S = 0.25
-MAX_RETRY_AFTER_S = 60.0
+HEALTH_PATH = "/ingest/health"
 WATCHDOG_TICKS_PER_TIMEOUT = 4
 CONNECT_SHARE_OF_TIMEOUT = 0.5  # below 1: a connect that hangs fails before the watchdog cuts it
+OUTBOX_VIEW_EVERY_S = 1.0
 # Delivery is bound by round trips, not CPU: 8 in flight carried ~2,500 signals/s to the embedded
 # sink, short of the 2,800/s of 200 checkouts/s; 16 keep up at no more CPU per signal. Still a
 # bound: the real ProdSentinel serves ~340/s whatever the concurrency (SPEC section 6).
 BATCH_CONCURRENCY = 16
+NEVER_SEEN = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 @dataclass(frozen=True)
 class BatcherConfig:
-    """Where signals go and how hard the batcher tries."""
+    """Where signals go, how hard the batcher tries, and how much it keeps in memory."""
 
     prodsentinel_url: str = "http://localhost:8000"
     spill_dir: str = ".fakesvc-spill"
     batch_concurrency: int = BATCH_CONCURRENCY
     queue_max: int = 20_000
-    max_attempts: int = 8
-    max_age_s: float = 300.0
+    max_age_s: float = 600.0
+    retry_500_s: float = 60.0
+    outbox_max_mb: float | None = None
     request_timeout_s: float = 5.0
     flush_deadline_s: float = 5.0
     backoff_base_s: float = 0.05
-    backoff_max_s: float = 2.0
+    backoff_max_s: float = 30.0
+    commit_interval_s: float = 0.02
 
 
 BATCHER_SETTINGS: tuple[Setting, ...] = (
@@ -77,10 +89,10 @@ BATCHER_SETTINGS: tuple[Setting, ...] = (
         "--prodsentinel-url",
         "http://localhost:8000",
         settings.http_url,
-        "ingestion backend base URL",
+        "ingestion backend base URL (a path prefix is kept)",
     ),
     Setting(
-        "FAKESVC_SPILL_DIR", "--spill-dir", ".fakesvc-spill", settings.text, "where the batcher spills and dead-letters"
+        "FAKESVC_SPILL_DIR", "--spill-dir", ".fakesvc-spill", settings.text, "the durable outbox and its dead letters"
     ),
     Setting(
         "FAKESVC_BATCH_CONCURRENCY",
@@ -90,97 +102,101 @@ BATCHER_SETTINGS: tuple[Setting, ...] = (
         "POSTs in flight to the backend",
     ),
     Setting(
-        "FAKESVC_QUEUE_MAX", "--queue-max", 20_000, settings.positive_int, "signals kept in memory before spilling"
+        "FAKESVC_QUEUE_MAX",
+        "--queue-max",
+        20_000,
+        settings.positive_int,
+        "signals held in memory; the rest wait on disk",
+    ),
+    Setting(
+        "FAKESVC_MAX_AGE_S",
+        "--max-age-s",
+        600.0,
+        settings.positive_float,
+        "how long a transiently failing signal is retried",
+    ),
+    Setting(
+        "FAKESVC_RETRY_500_S",
+        "--retry-500-s",
+        60.0,
+        settings.non_negative_float,
+        "how long a signal answered 500 is retried",
+    ),
+    Setting(
+        "FAKESVC_OUTBOX_MAX_MB",
+        "--outbox-max-mb",
+        None,
+        settings.optional_positive_float,
+        "cap on the outbox file's size",
     ),
 )
 
 
-class _Item:
-    """A signal on its way, with what happened to it so far."""
-
-    __slots__ = ("path", "signal", "attempts", "reached", "first_seen", "last_answer")
-
-    def __init__(self, path: str, signal: dict[str, Any], attempts: int = 0, first_seen: float = 0.0) -> None:
-        self.path = path
-        self.signal = signal
-        self.attempts = attempts
-        self.reached = False  # did the backend ever see it (an answer or a timeout)?
-        self.first_seen = first_seen
-        self.last_answer: dict[str, Any] | None = None
-
-    def record(self) -> Record:
-        return {"path": self.path, "signal": self.signal, "attempts": self.attempts}
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def is_permanent(status: int) -> bool:
-    """4xx but 408 and 429 will never succeed; retrying them only loads the backend."""
-    return 400 <= status < 500 and status not in (408, 429)
-
-
 class Batcher:
-    """Queue signals without blocking; deliver them with bounded concurrency; account for all."""
+    """Write signals ahead without blocking; deliver them with bounded concurrency; account for all."""
 
     def __init__(self, config: BatcherConfig) -> None:
         self.config = config
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()  # a put wakes one sender, not all of them
-        self._in_flight: set[_Item] = set()
-        self._to_spill: list[Record] = []
-        self._to_dead_letter: list[Record] = []
-        self._store = SpillStore(config.spill_dir)
-        self._disk_wanted = asyncio.Event()
-        self._backoff = ExponentialRetry(start_timeout=config.backoff_base_s, max_timeout=config.backoff_max_s)
+        self.ledger = Ledger()
+        self._policy = RetryPolicy(config.max_age_s, config.retry_500_s, config.backoff_base_s, config.backoff_max_s)
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._changes = Changes()
+        self._held: set[Held] = set()  # every signal in memory: ready, in flight or waiting for a retry
+        self._ready: asyncio.Queue[Held] = asyncio.Queue()  # a put wakes one sender, not all of them
+        self._retry_timers: dict[Held, asyncio.TimerHandle] = {}
+        self._wake = asyncio.Event()  # the writer has work
+        self._up = asyncio.Event()  # the backend answers: senders may send
+        self._up.set()
+        self._outbox: Outbox | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._base_url = URL(config.prodsentinel_url)
+        self._base_url = config.prodsentinel_url.rstrip("/")
         self._urls: dict[str, URL] = {}  # built once per path, not parsed again for every POST
         self._deadlines: dict[asyncio.Task[Any], float] = {}  # sender -> when its POST times out
         self._expired: set[asyncio.Task[Any]] = set()  # senders the watchdog cancelled
         self._tasks: list[asyncio.Task[None]] = []
-        self._on_disk = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._closed = False
-        self._backend_up = True
-        self.counts = {
-            "queued": 0,
-            "sent": 0,
-            "retried": 0,
-            "spilled": 0,
-            "replayed": 0,
-            "dead_lettered": 0,
-            "dropped": 0,
-        }
+        self._stopping = False
+        self._summary: dict[str, Any] | None = None
+        self._disk_error: str | None = None
+        self._outbox_view: dict[str, Any] = {}
+        self._outbox_view_at = 0.0
 
     # -- the hot path -----------------------------------------------------------------
 
     def emit(self, path: str, signal: dict[str, Any]) -> None:
         """Queue one signal for ``path``; never blocks, never raises, never awaits."""
-        self.counts["queued"] += 1
-        if not self._closed and self._queue.qsize() < self.config.queue_max:
-            self._queue.put_nowait(_Item(path, signal))
-        elif len(self._to_spill) < self.config.queue_max:
-            self._to_spill.append({"path": path, "signal": signal, "attempts": 0})
-            if not self._disk_wanted.is_set():
-                self._disk_wanted.set()
-        else:
-            self.counts["dropped"] += 1  # memory and the spill buffer both full: counted, not silent
+        if self._closed or self.ledger.pending >= self.config.queue_max:
+            self.ledger.refused()  # counted, never silent
+            return
+        self._pending.append((path, signal))
+        self.ledger.emitted()
+        if not self._wake.is_set():
+            self._wake.set()
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the one session, replay what an earlier run spilled, start the workers."""
+        """Open this process's outbox, adopt those of dead processes, open the session, start the workers."""
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fakesvc-outbox")
+        max_bytes = None if self.config.outbox_max_mb is None else int(self.config.outbox_max_mb * 1024 * 1024)
+        try:
+            self._outbox = await loop.run_in_executor(
+                self._executor, partial(Outbox, Path(self.config.spill_dir), max_bytes=max_bytes)
+            )
+        except OutboxError as exc:
+            self._executor.shutdown(wait=False)
+            raise ConfigError(f"FAKESVC_SPILL_DIR: {exc}") from None
+        adoption = await loop.run_in_executor(self._executor, self._outbox.adopt_orphans)
+        self.ledger.adopted_rows(adoption.rows)
+        self.ledger.quarantined += len(adoption.quarantined)
+        for note in adoption.quarantined:
+            say(f"telemetry: outbox {note} did not read whole; set aside as quarantine-*")
+        if adoption.rows:
+            say(f"telemetry: adopted {adoption.rows} undelivered signals from {adoption.files} earlier outboxes")
         connector = aiohttp.TCPConnector(limit=self.config.batch_concurrency, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -191,122 +207,250 @@ class Batcher:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
-        await self._replay()
         self._tasks = [asyncio.ensure_future(self._send_loop()) for _ in range(self.config.batch_concurrency)]
-        self._tasks.append(asyncio.ensure_future(self._disk_loop()))
         self._tasks.append(asyncio.ensure_future(self._watchdog_loop()))
+        self._writer = asyncio.ensure_future(self._write_loop())
+        if self.ledger.stored:
+            self._wake.set()
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until everything in memory was delivered or refused; False if ``timeout`` ran out."""
+        """Wait until every signal was delivered or dead-lettered; False if ``timeout`` ran out.
+
+        Gives up at once while the backend is unreachable: nothing more can leave then.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self._queue.empty() or self._in_flight:
-            if loop.time() >= deadline:
+        while self.ledger.backlog:
+            if loop.time() >= deadline or not self._up.is_set():
                 return False
             await asyncio.sleep(0.01)
         return True
 
     async def close(self, deadline: float | None = None) -> dict[str, Any]:
-        """Flush within ``deadline`` seconds, spill the rest, close the session; return the summary."""
-        flushed = await self.flush(self.config.flush_deadline_s if deadline is None else deadline)
-        self._closed = True
-        for task in self._tasks:
+        """Flush within ``deadline`` seconds, put the rest back on disk, close; return the summary.
+
+        Idempotent, and the outbox's last transaction is committed before it returns,
+        even when a step before it fails.
+        """
+        if self._summary is not None:
+            return self._summary
+        flushed = False
+        try:
+            if self._outbox is not None:
+                flushed = await self.flush(self.config.flush_deadline_s if deadline is None else deadline)
+        finally:
+            self._closed = True
+            self._stopping = True
+            await self._stop_workers()
+            await self._release()
+            if self._session is not None:
+                await self._session.close()
+        self._summary = {**self.stats(), "flushed": flushed}
+        return self._summary
+
+    async def _stop_workers(self) -> None:
+        tasks = [*self._tasks, *([self._prober] if self._prober else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        while not self._queue.empty():
-            self._to_spill.append(self._queue.get_nowait().record())
-        await self._write_disk()
-        if self._session is not None:
-            await self._session.close()
-        return {**self.stats(), "flushed": flushed}
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        if self._writer is not None:
+            self._wake.set()
+            await asyncio.gather(self._writer, return_exceptions=True)  # ends after its current commit
+
+    async def _release(self) -> None:
+        """Commit what is pending, put every held signal back to wait on disk, close the file."""
+        if self._outbox is None or self._executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        outbox = self._outbox
+        await self._commit(hold_room=0)
+        held = list(self._held)
+        stored, error = await loop.run_in_executor(self._executor, outbox.release, held, self._take_changes())
+        self.ledger.released(stored, len(held) - stored)
+        self._held.clear()
+        if error is not None:
+            self._disk_failed(error)
+        await loop.run_in_executor(self._executor, outbox.close)
+        self._executor.shutdown(wait=True)
 
     def stats(self) -> dict[str, Any]:
-        """The counters, and where the signals not yet delivered are."""
-        in_memory = self._queue.qsize() + len(self._in_flight) + len(self._to_spill)
+        """The ledger, where the undelivered signals are, and the outbox."""
+        ledger = self.ledger
         return {
-            **self.counts,
-            "in_memory": in_memory,
-            "on_disk": self._on_disk,
-            "backlog": in_memory + self._on_disk,
+            **ledger.snapshot(),
+            "in_memory": ledger.pending + ledger.held,
+            "on_disk": ledger.stored,
             "backend": self.config.prodsentinel_url,
-            "backend_up": self._backend_up,
+            "backend_up": self._up.is_set(),
+            "outbox": {**self._outbox_view, "write_error": self._disk_error},
         }
+
+    @property
+    def degraded(self) -> str | None:
+        """Why signals are not durable right now (the outbox cannot be written), or None."""
+        return self._disk_error
+
+    # -- the writer ---------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        """Group commit: wake on work, let the group gather for one interval, commit it off the loop."""
+        failures = 0
+        while not self._stopping:
+            await self._wake.wait()
+            await asyncio.sleep(self.config.commit_interval_s * (2 ** min(failures, 8)))
+            if self._stopping:
+                return
+            self._wake.clear()
+            ok = await self._commit(hold_room=self.config.queue_max - self.ledger.held)
+            failures = 0 if ok else failures + 1
+            if not ok or self.ledger.pending or self._changes:
+                self._wake.set()  # retry the disk (with backoff) or take what came meanwhile
+
+    async def _commit(self, hold_room: int) -> bool:
+        """One group commit; moves the signals and their counts; False when the disk refused it."""
+        assert self._outbox is not None and self._executor is not None, "start() opens the outbox"
+        loop = asyncio.get_running_loop()
+        new, self._pending = self._pending, []
+        changes = self._take_changes()
+        up = self._up.is_set() and not self._stopping
+        hold = max(0, hold_room) if up else 0
+        claim = max(0, self.config.queue_max // 2 - self.ledger.held - len(new)) if up and self.ledger.stored else 0
+        result = await loop.run_in_executor(self._executor, self._outbox.commit, new, hold, changes, claim)
+        if result.changes_failed:
+            changes.merge(self._changes)
+            self._changes = changes  # tried again with the next commit
+        if result.unstored:
+            room = max(0, self.config.queue_max - self.ledger.held)
+            kept = result.unstored[:room]
+            self.ledger.kept_in_memory(len(kept), len(result.unstored) - len(kept))
+            self._hold(kept)
+        else:
+            self.ledger.committed(len(result.held), result.stored)
+            self._hold(result.held)
+            self.ledger.claimed(len(result.claimed))
+            self._hold(result.claimed)
+        if result.error is not None:
+            self._disk_failed(result.error)
+            return False
+        self._disk_error = None
+        await self._refresh_outbox_view()
+        return True
+
+    def _hold(self, signals: list[Held]) -> None:
+        for held in signals:
+            self._held.add(held)
+            if not self._stopping:
+                self._ready.put_nowait(held)
+
+    def _take_changes(self) -> Changes:
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    def _disk_failed(self, error: str) -> None:
+        """Counted every time, said once a process: a filling disk flaps between full and not."""
+        self.ledger.write_errors += 1
+        if self.ledger.write_errors == 1:
+            say(f"telemetry: cannot write the outbox in {self.config.spill_dir} ({error}); holding signals in memory")
+        self._disk_error = error
+
+    async def _refresh_outbox_view(self) -> None:
+        """The outbox's size and the age of its oldest record, for ``/telemetry`` (at most once a second)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._outbox_view_at < OUTBOX_VIEW_EVERY_S or self._outbox is None:
+            return
+        self._outbox_view_at = loop.time()
+        outbox = self._outbox
+
+        def look() -> dict[str, Any]:
+            oldest = outbox.oldest_at()
+            return {
+                "path": str(outbox.path),
+                "bytes": outbox.size_bytes(),
+                "oldest_age_s": None if oldest is None else round(time.time() - oldest, 3),
+            }
+
+        self._outbox_view = await loop.run_in_executor(self._executor, look)
 
     # -- delivery -----------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
         while True:
-            item = await self._queue.get()
-            self._in_flight.add(item)
-            try:
-                await self._deliver(item)
-            except asyncio.CancelledError:
-                self._to_spill.append(item.record())  # closing: spilled with the rest
-                raise
-            finally:
-                self._in_flight.discard(item)
+            held = await self._ready.get()
+            if not self._up.is_set():
+                await self._up.wait()
+            status, retry_after = await self._post(held)
+            self._settle(held, status, retry_after)
 
-    async def _deliver(self, item: _Item) -> None:
-        """Send one signal until it is delivered, refused for good, or out of attempts."""
-        loop_time = asyncio.get_running_loop().time
-        if not item.first_seen:
-            item.first_seen = loop_time()
-        while True:
-            status, retry_after = await self._post(item)
-            if status is not None and 200 <= status < 300:
-                self.counts["sent"] += 1
-                self._backend_up = True
-                return
-            item.attempts += 1
-            if status is not None and is_permanent(status):
-                self._dead_letter(item)
-                return
-            if item.attempts >= self.config.max_attempts or loop_time() - item.first_seen > self.config.max_age_s:
-                if item.reached:
-                    self._dead_letter(item)  # the backend keeps failing it (e.g. a duplicate id)
-                else:
-                    item.attempts = 0  # never reached the backend: keep it for a later replay
-                    self._to_spill.append(item.record())
-                return
-            self.counts["retried"] += 1
-            delay = self._backoff.get_timeout(item.attempts - 1) * random.uniform(0.5, 1.0)
-            await asyncio.sleep(retry_after if retry_after is not None else delay)
+    def _settle(self, held: Held, status: int | None, retry_after: float | None) -> None:
+        """Move a signal after an attempt: delivered, dead, or back to wait for its retry."""
+        if status is not None and 200 <= status < 300:
+            self._held.discard(held)
+            self.ledger.delivered(held.maybe_seen)
+            if held.row is not None:
+                self._changes.delivered.append(held.row)
+            self._wake_writer()
+            return
+        now = time.time()
+        if status is not None and status >= 500 and held.first_500_at is None:
+            held.first_500_at = now
+        held.attempts += 1
+        reason = self._policy.dead_reason(status, held.first_at, held.first_500_at, now)
+        if reason is not None:
+            self._held.discard(held)
+            self.ledger.dead()
+            self._changes.dead.append((held, reason))
+            self._wake_writer()
+            return
+        if backend_unavailable(status):
+            self._backend_down(held.answer)
+        self.ledger.retried += 1
+        if held.row is not None:
+            self._changes.retried.append(held)
+        delay = self._policy.delay_s(held.attempts, retry_after)
+        self._retry_timers[held] = asyncio.get_running_loop().call_later(delay, self._retry, held)
 
-    async def _post(self, item: _Item) -> tuple[int | None, float | None]:
+    def _retry(self, held: Held) -> None:
+        del self._retry_timers[held]
+        self._ready.put_nowait(held)
+
+    def _wake_writer(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def _post(self, held: Held) -> tuple[int | None, float | None]:
         """One POST; the status (None if there was no answer) and any ``Retry-After``."""
         assert self._session is not None, "start() opens the session"
         sender = asyncio.current_task()
         assert sender is not None, "senders are tasks"
         self._deadlines[sender] = asyncio.get_running_loop().time() + self.config.request_timeout_s
         try:
-            async with self._session.post(self._url(item.path), data=dumps_bytes(item.signal)) as response:
+            async with self._session.post(self._url(held.path), data=held.body) as response:
                 body = await response.read()
                 status = response.status
-                retry_after = _retry_after_s(response.headers.get("Retry-After")) if status >= 300 else None
+                retry_after = retry_after_s(response.headers.get("Retry-After")) if status >= 300 else None
         except asyncio.CancelledError:
+            held.maybe_seen = True  # cut by close or the watchdog: it may have been stored
             if not self._cut_by_watchdog(sender):
                 raise
-            item.reached = True  # it may have been stored: never replay it blindly
-            item.last_answer = {"status": None, "error": f"timeout after {self.config.request_timeout_s:g} s"}
-            self._backend_up = False
+            held.answer = {"status": None, "error": f"timeout after {self.config.request_timeout_s:g} s"}
             return None, None
         except aiohttp.ClientError as exc:
-            item.last_answer = {"status": None, "error": f"{type(exc).__name__}: {exc}"}
-            self._backend_up = False
+            held.maybe_seen = held.maybe_seen or not isinstance(exc, NEVER_SEEN)
+            held.answer = {"status": None, "error": f"{type(exc).__name__}: {exc}"}
             return None, None
         finally:
             del self._deadlines[sender]
         if status >= 300:
-            item.reached = True
-            item.last_answer = {"status": status, "body": body.decode("utf-8", "replace")[:2000]}
-        if retry_after is not None:
-            retry_after = min(retry_after, MAX_RETRY_AFTER_S)
+            held.answer = {"status": status, "body": body.decode("utf-8", "replace")[:2000]}
         return status, retry_after
 
     def _url(self, path: str) -> URL:
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = self._base_url.join(URL(path))
+            url = self._urls[path] = URL(self._base_url + path)  # keeps a path prefix, unlike URL.join
         return url
 
     async def _watchdog_loop(self) -> None:
@@ -327,48 +471,46 @@ class Batcher:
         self._expired.discard(sender)
         return sender.uncancel() == 0
 
-    def _dead_letter(self, item: _Item) -> None:
-        self.counts["dead_lettered"] += 1
-        self._to_dead_letter.append({**item.record(), "answer": item.last_answer, "at": time.time()})
+    # -- the backend's health -----------------------------------------------------------
 
-    # -- the disk side ------------------------------------------------------------------
+    def _backend_down(self, answer: dict[str, Any] | None) -> None:
+        """Pause the senders and start probing; said once on stderr."""
+        if not self._up.is_set() or self._stopping:
+            return
+        self._up.clear()
+        why = (answer or {}).get("error") or f"HTTP {(answer or {}).get('status')}"
+        say(f"telemetry: backend {self.config.prodsentinel_url} unreachable ({why}); signals wait in the outbox")
+        self._prober = asyncio.ensure_future(self._probe_until_up())
 
-    async def _disk_loop(self) -> None:
-        """Write spills and dead letters off the loop; replay the spill once the backend is back."""
+    async def _probe_until_up(self) -> None:
+        assert self._session is not None, "start() opens the session"
+        delay = self.config.backoff_base_s
+        url = URL(self._base_url + HEALTH_PATH)
         while True:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.config.backoff_max_s)
             try:
-                await asyncio.wait_for(self._disk_wanted.wait(), SPILL_INTERVAL_S)
-            except TimeoutError:
-                pass  # the periodic look: replay when the backend is back
-            self._disk_wanted.clear()
-            await self._write_disk()
-            if self._on_disk and self._backend_up and self._queue.qsize() < self.config.queue_max // 4:
-                await self._replay()
-
-    async def _write_disk(self) -> None:
-        spill, self._to_spill = self._to_spill, []
-        dead, self._to_dead_letter = self._to_dead_letter, []
-        if spill:
-            await asyncio.to_thread(self._store.spill, spill)
-            self.counts["spilled"] += len(spill)
-            self._on_disk += len(spill)
-        if dead:
-            await asyncio.to_thread(self._store.dead_letter, dead)
-
-    async def _replay(self) -> None:
-        room = self.config.queue_max // 2
-        records, self._on_disk = await asyncio.to_thread(self._store.take, room)
-        for record in records:
-            self._queue.put_nowait(_Item(record["path"], record["signal"], record.get("attempts", 0)))
-        self.counts["replayed"] += len(records)
+                async with self._session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s)
+                ) as r:
+                    await r.read()
+                    answered = r.status < 500 and r.status != 429  # 404: no health route, but it answers
+            except (aiohttp.ClientError, TimeoutError):
+                answered = False
+            if answered:
+                break
+        say(f"telemetry: backend {self.config.prodsentinel_url} is back; sending the backlog")
+        self._up.set()
+        self._wake_writer()  # claim what waits on disk
 
 
 def format_summary(stats: dict[str, Any]) -> str:
     """The shutdown summary: where every signal of this run ended."""
     if not stats.get("remote", True):
         return "telemetry: nothing was sent remotely"
+    adopted = " (+{adopted} adopted)".format(**stats) if stats.get("adopted") else ""
     return (
-        "telemetry to {backend}: queued {queued}, sent {sent}, retried {retried}, "
-        "spilled {spilled} (on disk now {on_disk}), replayed {replayed}, "
-        "dead-lettered {dead_lettered}, dropped {dropped}".format(**stats)
+        "telemetry to {backend}: queued {queued}{adopted_note}, sent {sent}, dead-lettered {dead_lettered}, "
+        "dropped {dropped}, left in the outbox {backlog}; retried {retried}, "
+        "resent_uncertain {resent_uncertain}".format(adopted_note=adopted, **stats)
     )
