@@ -88,8 +88,8 @@ async def start_sink(workdir: Path) -> tuple[Server, str]:
     return sink, f"http://127.0.0.1:{port}"
 
 
-async def start_supervisor(workdir: Path, sink_url: str, **env: str) -> tuple[Server, str]:
-    """``supervisor.py`` on free ports sending to ``sink_url``; and the gateway's URL."""
+async def start_supervisor(workdir: Path, sink_url: str, root: Path = ROOT, **env: str) -> tuple[Server, str]:
+    """``supervisor.py`` (of the tree at ``root``) on free ports sending to ``sink_url``; and the gateway's URL."""
     ports = [free_port() for _ in range(3)]
     environ = {
         "GATEWAY_PORT": str(ports[0]),
@@ -100,7 +100,7 @@ async def start_supervisor(workdir: Path, sink_url: str, **env: str) -> tuple[Se
         "FAKESVC_SPILL_DIR": str(workdir / "spill"),
         **env,
     }
-    supervisor = await Server.start(["supervisor.py"], environ, "listening on", ready_count=3)
+    supervisor = await Server.start([str(root / "supervisor.py")], environ, "listening on", ready_count=3)
     return supervisor, f"http://127.0.0.1:{ports[0]}"
 
 

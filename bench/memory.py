@@ -2,7 +2,7 @@
 
 Phase 1 drives the supervisor (default latencies, full telemetry to a sink
 process) at a steady rate and samples its RSS; phase 2 stops the sink while
-the load goes on, so the queue fills and the spill must take the rest.
+the load goes on, so memory fills and the outbox on disk must take the rest.
 """
 
 from __future__ import annotations
@@ -58,16 +58,16 @@ async def memory(rate: float, steady_s: float, outage_s: float) -> dict[str, Any
             "rss_mb": steady,
             "range_after_warmup_mb": round(max(warm) - min(warm), 1),
             "flat_within_20_mb": max(warm) - min(warm) <= 20,
-            # a flat RSS only counts if delivery kept up: a backlog here was spilled, not sent
+            # a flat RSS only counts if delivery kept up: a backlog here waits on disk, not sent
             "backlog_at_end": kept_up.get("backlog"),
-            "spilled": kept_up.get("spilled"),
+            "on_disk": kept_up.get("on_disk"),
         },
         "outage": {
             "seconds": outage_s,
             "rss_mb": outage,
             "max_mb": max(outage),
-            "spilled": telemetry.get("spilled", 0) - kept_up.get("spilled", 0),
             "on_disk": telemetry.get("on_disk"),
+            "outbox_mb": round(telemetry.get("outbox", {}).get("bytes", 0) / 1e6, 1),
             "in_memory": telemetry.get("in_memory"),
             "dropped": telemetry.get("dropped"),
         },
@@ -80,9 +80,9 @@ def print_memory(result: dict[str, Any]) -> None:
         f"memory at {result['rate']}/s: steady {steady['seconds']:.0f} s RSS {steady['rss_mb'][0]} -> "
         f"{steady['rss_mb'][-1]} MB (after warm-up: range {steady['range_after_warmup_mb']} MB, "
         f"flat within 20 MB: {steady['flat_within_20_mb']}); at its end: backlog {steady['backlog_at_end']}, "
-        f"spilled {steady['spilled']} (0 and 0: delivery kept up)"
+        f"on disk {steady['on_disk']} (0 and 0: delivery kept up)"
     )
     print(
         f"  backend down {outage['seconds']:.0f} s: RSS max {outage['max_mb']} MB, in memory {outage['in_memory']}, "
-        f"spilled {outage['spilled']} (on disk {outage['on_disk']}), dropped {outage['dropped']}"
+        f"on disk {outage['on_disk']} (outbox {outage['outbox_mb']} MB), dropped {outage['dropped']}"
     )

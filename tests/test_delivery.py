@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from fakesvc.sink import SinkFaults
@@ -186,7 +188,6 @@ async def test_e_sigterm_with_the_sink_down_keeps_the_outbox_and_the_next_start_
     tmp_path: Path,
 ) -> None:
     """The real process: SIGTERM while the backend is gone, then a restart with it back."""
-    import re
     import signal as signals
 
     from tests.test_supervisor_process import start_supervisor
@@ -227,3 +228,58 @@ async def test_e_sigterm_with_the_sink_down_keeps_the_outbox_and_the_next_start_
         if second.process.returncode is None:
             second.process.kill()
         await sink.stop()
+
+
+async def test_f_sigkill_under_load_loses_nothing_that_ended_a_second_before(tmp_path: Path) -> None:
+    """kill -9 mid-load, start again on the same outbox: every checkout that ended >1 s before is whole."""
+    import signal as signals
+
+    from tests.test_supervisor_process import start_supervisor
+
+    sink = await sink_on(0, tmp_path / "s.db")
+    env = {"FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink.url}
+    first = await start_supervisor(tmp_path, **env)
+    ended: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+    try:
+        await first.read_until("api-gateway listening on")
+        started, batch = loop.time(), 0
+        while loop.time() - started < 2.5:  # load right up to the kill
+            results = await checkouts(first.url("gateway"), [f"kill-{batch}-{i}" for i in range(10)])
+            ended += [(loop.time(), trace_id) for status, trace_id in results if status == 200]
+            batch += 1
+        first.process.send_signal(signals.SIGKILL)
+        killed_at = loop.time()
+        await first.process.wait()
+        second = await start_supervisor(tmp_path, **env)
+        try:
+            await second.read_until("api-gateway listening on")
+
+            async def drained() -> bool:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"{second.url('gateway')}/telemetry") as response:
+                        stats = await response.json()
+                return stats["backlog"] == 0 and stats["adopted"] > 0
+
+            await eventually(drained, what="the adopted outbox delivered")
+            second.process.send_signal(signals.SIGTERM)
+            rest = (await asyncio.wait_for(second.process.stderr.read(), 30)).decode()
+            assert await second.process.wait() == 0
+        finally:
+            if second.process.returncode is None:
+                second.process.kill()
+        stored = await stored_signals(sink.url)
+        sink_view = await sink_stats(sink.url)
+    finally:
+        if first.process.returncode is None:
+            first.process.kill()
+        await sink.stop()
+    per_trace: dict[str, int] = defaultdict(int)
+    for row in stored:
+        per_trace[row["trace_id"]] += 1
+    whole = max(per_trace.values())
+    settled = [trace_id for at, trace_id in ended if at < killed_at - 1.0]
+    assert len(settled) >= 20
+    assert [t for t in settled if per_trace[t] != whole] == []
+    resent = int(re.search(r"resent_uncertain (\d+)", rest).group(1))
+    assert sink_view["duplicates"] <= resent

@@ -62,6 +62,10 @@ OUTBOX_VIEW_EVERY_S = 1.0
 # sink, short of the 2,800/s of 200 checkouts/s; 16 keep up at no more CPU per signal. Still a
 # bound: the real ProdSentinel serves ~340/s whatever the concurrency (SPEC section 6).
 BATCH_CONCURRENCY = 16
+# Signals held in memory per sender (sending, ready, or waiting for a retry); the rest wait on disk.
+# Small on purpose: a row held when the process dies is resent as maybe seen (resent_uncertain),
+# and 16 per sender still refill the senders faster than any backend here takes them.
+HELD_PER_SENDER = 16
 NEVER_SEEN = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
@@ -142,6 +146,7 @@ class Batcher:
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._changes = Changes()
         self._held: set[Held] = set()  # every signal in memory: ready, in flight or waiting for a retry
+        self._hold_max = min(config.queue_max, config.batch_concurrency * HELD_PER_SENDER)
         self._ready: asyncio.Queue[Held] = asyncio.Queue()  # a put wakes one sender, not all of them
         self._retry_timers: dict[Held, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()  # the writer has work
@@ -266,7 +271,7 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         outbox = self._outbox
-        await self._commit(hold_room=0)
+        await self._commit(room=0)
         held = list(self._held)
         stored, error = await loop.run_in_executor(self._executor, outbox.release, held, self._take_changes())
         self.ledger.released(stored, len(held) - stored)
@@ -304,20 +309,23 @@ class Batcher:
             if self._stopping:
                 return
             self._wake.clear()
-            ok = await self._commit(hold_room=self.config.queue_max - self.ledger.held)
+            ok = await self._commit(room=self._hold_max - self.ledger.held)
             failures = 0 if ok else failures + 1
             if not ok or self.ledger.pending or self._changes:
                 self._wake.set()  # retry the disk (with backoff) or take what came meanwhile
 
-    async def _commit(self, hold_room: int) -> bool:
-        """One group commit; moves the signals and their counts; False when the disk refused it."""
+    async def _commit(self, room: int) -> bool:
+        """One group commit; moves the signals and their counts; False when the disk refused it.
+
+        ``room``: how many more signals may be held to send. Oldest first: while rows wait
+        on disk, new ones join them there and the oldest are claimed.
+        """
         assert self._outbox is not None and self._executor is not None, "start() opens the outbox"
         loop = asyncio.get_running_loop()
         new, self._pending = self._pending, []
         changes = self._take_changes()
-        up = self._up.is_set() and not self._stopping
-        hold = max(0, hold_room) if up else 0
-        claim = max(0, self.config.queue_max // 2 - self.ledger.held - len(new)) if up and self.ledger.stored else 0
+        room = max(0, room) if self._up.is_set() and not self._stopping else 0
+        hold, claim = (0, room) if self.ledger.stored else (room, 0)
         result = await loop.run_in_executor(self._executor, self._outbox.commit, new, hold, changes, claim)
         if result.changes_failed:
             changes.merge(self._changes)

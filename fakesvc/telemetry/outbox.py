@@ -34,6 +34,7 @@ from fakesvc.jsonfast import dumps_bytes
 
 WAITING, HELD, DEAD = 0, 1, 2
 OUTBOX_GLOB = "outbox-*.db"
+MAX_VARIABLES = 999  # SQLite's bound before 3.32; one statement per chunk, not one per row
 SALVAGE_PAGE = 500
 SALVAGE_MAX_FAILURES = 10_000
 PAGE_SIZE = 4096
@@ -263,8 +264,9 @@ class Outbox:
         first_id = self._next_id
         try:
             with self._db:
-                self._db.executemany(
-                    "INSERT INTO signals(id, path, body, state, first_at) VALUES (?, ?, ?, ?, ?)",
+                _insert(
+                    self._db,
+                    "id, path, body, state, first_at",
                     [
                         (first_id + i, path, body, HELD if i < hold else WAITING, first_at)
                         for i, (path, body, first_at) in enumerate(rows)
@@ -282,7 +284,7 @@ class Outbox:
         return result
 
     def _apply(self, changes: Changes) -> None:
-        self._db.executemany("DELETE FROM signals WHERE id = ?", [(row,) for row in changes.delivered])
+        _where_ids(self._db, "DELETE FROM signals", changes.delivered)
         self._db.executemany(
             "UPDATE signals SET attempts = ?, maybe_seen = ?, first_500_at = ?, answer = ? WHERE id = ?",
             [(*held.history(), held.row) for held in changes.retried if held.row is not None],
@@ -307,7 +309,7 @@ class Outbox:
             f" WHERE state = {WAITING} ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        self._db.executemany(f"UPDATE signals SET state = {HELD} WHERE id = ?", [(row[0],) for row in found])
+        _where_ids(self._db, f"UPDATE signals SET state = {HELD}", [row[0] for row in found])
         return [
             Held(row, path, body, first_at, attempts, bool(seen), first_500_at, json.loads(answer) if answer else None)
             for row, path, body, first_at, attempts, seen, first_500_at, answer in found
@@ -426,6 +428,25 @@ def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]
                 }
             )
     return letters
+
+
+def _insert(db: sqlite3.Connection, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows per INSERT: the thread hands the GIL back once per statement, and a busy loop
+    makes each hand-back cost up to the switch interval (5 ms), so one statement per row
+    would stall the commit for seconds under load."""
+    width = columns.count(",") + 1
+    size = MAX_VARIABLES // width
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        marks = ",".join(["(" + ",".join("?" * width) + ")"] * len(chunk))
+        db.execute(f"INSERT INTO signals({columns}) VALUES {marks}", [value for row in chunk for value in row])
+
+
+def _where_ids(db: sqlite3.Connection, statement: str, ids: list[int]) -> None:
+    """``statement WHERE id IN (...)``, a chunk of ids per statement (see ``_insert``)."""
+    for start in range(0, len(ids), MAX_VARIABLES):
+        chunk = ids[start : start + MAX_VARIABLES]
+        db.execute(f"{statement} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _describe(exc: sqlite3.Error) -> str:
