@@ -34,6 +34,7 @@ from harness import (
     wait_delivered,
 )
 from memory import memory, print_memory
+from outbox import BEFORE_OUTBOX, outbox_figures, print_outbox
 from traffic_rate import print_traffic_rate, traffic_rate
 
 
@@ -217,7 +218,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
-    parser.add_argument("--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory"), default=None)
+    parser.add_argument(
+        "--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory", "outbox"), default=None
+    )
+    parser.add_argument("--before", default=BEFORE_OUTBOX, help="revision the outbox's cost is measured against")
     parser.add_argument("--memory-rate", type=float, default=200.0)
     parser.add_argument("--memory-duration", type=float, default=300.0, help="seconds of steady load")
     parser.add_argument("--outage-duration", type=float, default=120.0, help="seconds with the backend down")
@@ -243,6 +247,9 @@ def main() -> None:
     if args.only in (None, "memory"):
         result["memory"] = asyncio.run(memory(args.memory_rate, args.memory_duration, args.outage_duration))
         print_memory(result["memory"])
+    if args.only in (None, "outbox"):
+        result["outbox"] = asyncio.run(outbox_figures(args.rounds, args.count, args.before))
+        print_outbox(result["outbox"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"written: {args.out}")

@@ -77,6 +77,9 @@ async def readyz(request: web.Request) -> web.Response:
     state = request.app[HOP_STATE]
     if not state.ready:
         return error_response(503, "not ready")
+    degraded = state.telemetry.degraded
+    if degraded is not None:  # still serving: only the telemetry's durability is at risk
+        return web.json_response({"status": "degraded", "service": state.spec.service, "reason": degraded})
     return web.json_response({"status": "ready", "service": state.spec.service})
 
 

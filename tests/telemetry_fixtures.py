@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,30 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def ledger_watched(telemetry: Telemetry) -> AsyncIterator[list[int]]:
+    """Check the batcher's identity (queued + adopted = sent + dead + dropped + backlog) at every
+    loop turn while the body runs; yields the list of turns checked, and fails if one broke it."""
+    assert telemetry.batcher is not None
+    ledger = telemetry.batcher.ledger
+    turns: list[int] = []
+    broken: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        while True:
+            if not ledger.balanced():
+                broken.append(ledger.snapshot())
+            turns.append(1)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield turns
+    finally:
+        watcher.cancel()
+    assert not broken, broken[:3]
 
 
 async def sink_stats(url: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.telemetry_fixtures import (
     checkouts,
     eventually,
     free_port,
+    ledger_watched,
     remote_telemetry,
     sink_on,
     sink_stats,
@@ -117,8 +118,10 @@ async def test_c_a_sink_answering_30_percent_503_still_gets_every_signal(tmp_pat
     await telemetry.start()
     chain = await start_chain(telemetry)
     try:
-        await checkouts(chain.gateway, [f"flaky-{i}" for i in range(60)])
-        await eventually(lambda: delivered(telemetry), what="backlog 0")
+        async with ledger_watched(telemetry) as turns:
+            await checkouts(chain.gateway, [f"flaky-{i}" for i in range(60)])
+            await eventually(lambda: delivered(telemetry), what="backlog 0")
+        assert len(turns) > 100
         stats, sink_view = telemetry.stats(), await sink_stats(sink.url)
         assert sink_view["errors_injected"] > 0 and stats["retried"] >= sink_view["errors_injected"]
         assert stats["dead_lettered"] == 0 and sink_view["duplicates"] == 0
@@ -283,3 +286,24 @@ async def test_f_sigkill_under_load_loses_nothing_that_ended_a_second_before(tmp
     assert [t for t in settled if per_trace[t] != whole] == []
     resent = int(re.search(r"resent_uncertain (\d+)", rest).group(1))
     assert sink_view["duplicates"] <= resent
+
+
+async def test_g_a_full_disk_mid_run_the_services_keep_answering_and_say_degraded(tmp_path: Path) -> None:
+    sink = await sink_on(0, tmp_path / "s.db", SinkFaults(error_rate=1.0, error_status=503))
+    telemetry = remote_telemetry(sink.url, tmp_path / "spill", outbox_max_mb=0.1, queue_max=500)
+    await telemetry.start()
+    chain = await start_chain(telemetry)
+    try:
+        for batch in range(6):  # ~1,400 signals of ~500 bytes into a 100 KB outbox, the backend refusing
+            statuses = await checkouts(chain.gateway, [f"full-{batch}-{i}" for i in range(20)])
+            assert {status for status, _ in statuses} == {200}
+        stats = telemetry.stats()
+        assert stats["write_errors"] > 0 and stats["dropped"] > 0 and telemetry.batcher.ledger.balanced()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{chain.gateway}/readyz") as response:
+                ready = await response.json()
+        assert response.status == 200 and ready["status"] == "degraded" and "full" in ready["reason"]
+    finally:
+        await chain.running.stop()
+        await telemetry.close(deadline_s=0)
+        await sink.stop()

@@ -404,15 +404,20 @@ def _rows_that_read(source: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
 
 
 def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every dead letter in the outboxes of ``directory`` (closed ones: a live owner's file is locked)."""
+    """Every dead letter in the outboxes of ``directory``; a live process's outbox is locked and skipped."""
     letters = []
     for path in sorted(Path(directory).glob(OUTBOX_GLOB)):
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+        except sqlite3.Error:
+            continue
         try:
             found = db.execute(
                 "SELECT path, body, attempts, maybe_seen, answer, reason, dead_at FROM signals"
                 f" WHERE state = {DEAD} ORDER BY id"
             ).fetchall()
+        except sqlite3.Error:
+            continue  # its owner is running (locked), or it is damaged: the next start salvages it
         finally:
             db.close()
         for route, body, attempts, seen, answer, reason, dead_at in found:
@@ -428,6 +433,19 @@ def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]
                 }
             )
     return letters
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m fakesvc.telemetry.outbox [DIR]``: the dead letters, one JSON object per line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fakesvc.telemetry.outbox", description=main.__doc__)
+    parser.add_argument(
+        "directory", nargs="?", default=".fakesvc-spill", help="FAKESVC_SPILL_DIR (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    for letter in read_dead_letters(args.directory):
+        print(json.dumps(letter))
 
 
 def _insert(db: sqlite3.Connection, columns: str, rows: list[tuple[Any, ...]]) -> None:
@@ -466,3 +484,7 @@ def _remove_database(path: Path) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         except OSError:
             pass  # Windows: still open elsewhere; the next start adopts it (it is empty)
+
+
+if __name__ == "__main__":
+    main()

@@ -123,6 +123,11 @@ class Telemetry:
         sending = {"remote": True, **self.batcher.stats()} if self.batcher is not None else {"remote": False}
         return {**sending, "loop_lag": self.loop_lag.stats()}
 
+    @property
+    def degraded(self) -> str | None:
+        """Why signals are not durable right now (the outbox cannot be written), or None."""
+        return self.batcher.degraded if self.batcher is not None else None
+
     async def start(self) -> None:
         self.loop_lag.start()
         if self.batcher is not None:
