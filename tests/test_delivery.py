@@ -91,14 +91,10 @@ async def test_b_the_sink_down_mid_load_checkouts_still_served_then_every_signal
         await sink.stop()
         loop = asyncio.get_running_loop()
         outage_started, during = loop.time(), 0
-        slowest = 0.0
         while loop.time() - outage_started < 3.0:  # several seconds of load against a dead backend
-            batch_started = loop.time()
             statuses = await checkouts(chain.gateway, [f"during-{during + i}" for i in range(20)])
-            slowest = max(slowest, loop.time() - batch_started)
             assert {s for s, _ in statuses} == {200}
             during += 20
-        assert slowest < 1.0  # 20 checkouts at latency scale 0: the dead backend costs them nothing
         assert telemetry.stats()["backend_up"] is False
         sink = await sink_on(port, db)
         await eventually(lambda: delivered(telemetry), what="backlog 0 after the outage")
