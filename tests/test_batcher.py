@@ -386,3 +386,19 @@ async def test_a_full_outbox_counts_write_errors_keeps_delivering_and_bounds_mem
         await batcher.close()
         await sink.stop()
     assert capsys.readouterr().err.count("cannot write the outbox") == 1  # said once, not per commit
+
+
+async def test_a_signal_that_will_not_encode_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
+    await batcher.start()
+    try:
+        loop: dict[str, Any] = {}
+        loop["self"] = loop  # a cycle: JSON cannot encode it
+        batcher.emit(LOGS_PATH, {**signal(0), "attributes": loop})
+        await eventually(lambda: _durable(batcher), what="the group refused")
+        batcher.emit(LOGS_PATH, signal(1))
+        await eventually(lambda: _durable(batcher), what="the next group written")
+        stats = batcher.stats()
+        assert (stats["dropped"], stats["write_errors"], stats["backlog"]) == (1, 1, 1) and batcher.ledger.balanced()
+    finally:
+        await batcher.close(deadline=0)

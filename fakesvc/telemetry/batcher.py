@@ -246,10 +246,12 @@ class Batcher:
         finally:
             self._closed = True
             self._stopping = True
-            await self._stop_workers()
-            await self._release()
-            if self._session is not None:
-                await self._session.close()
+            try:
+                await self._stop_workers()
+                await self._release()
+            finally:
+                if self._session is not None:
+                    await self._session.close()
         self._summary = {**self.stats(), "flushed": flushed}
         return self._summary
 
@@ -326,7 +328,14 @@ class Batcher:
         changes = self._take_changes()
         room = max(0, room) if self._up.is_set() and not self._stopping else 0
         hold, claim = (0, room) if self.ledger.stored else (room, 0)
-        result = await loop.run_in_executor(self._executor, self._outbox.commit, new, hold, changes, claim)
+        try:
+            result = await loop.run_in_executor(self._executor, self._outbox.commit, new, hold, changes, claim)
+        except Exception as exc:  # not the disk (that is in the result): a signal that will not encode
+            self.ledger.kept_in_memory(0, len(new))
+            changes.merge(self._changes)
+            self._changes = changes
+            self._disk_failed(f"{type(exc).__name__}: {exc}")
+            return False
         if result.changes_failed:
             changes.merge(self._changes)
             self._changes = changes  # tried again with the next commit
