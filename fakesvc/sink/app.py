@@ -8,7 +8,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fakesvc.http_errors import json_errors
 from fakesvc.jsonfast import dumps_str, loads
@@ -39,6 +41,7 @@ class SinkState:
 
 
 STATE = web.AppKey("sink_state", SinkState)
+_log = structlog.get_logger("fakesvc.sink")
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -166,6 +169,7 @@ async def stats(request: web.Request) -> web.Response:
             "rejected": state.counts["rejected"],
             "errors_injected": state.counts["errors_injected"],
             "dropped_outage": state.counts["dropped_outage"],
+            "client_disconnects": state.counts["client_disconnects"],
             "stored": await state.store.counts(),
             "uptime_s": round(uptime, 3),
             "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
@@ -194,9 +198,25 @@ async def delete_faults(request: web.Request) -> web.Response:
     return _json(SinkFaults().to_json())
 
 
+@web.middleware
+async def client_disconnects(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client that hangs up mid-request (a sender's watchdog did) is routine, not an error.
+
+    Reading the body of a request whose connection is gone raises
+    ``ConnectionResetError``; without this, the error middleware would log it
+    as an unhandled ERROR with a traceback, into the stdout an analyser reads.
+    """
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        request.app[STATE].counts["client_disconnects"] += 1
+        _log.debug("Client disconnected before the answer", path=request.path)
+        return web.Response(status=499)  # never sent: the connection is gone
+
+
 def create_app(config: SinkConfig) -> web.Application:
     """The sink application; its SQLite store opens and closes with it."""
-    app = web.Application(middlewares=[json_errors(_error)], client_max_size=MAX_SIGNAL_BYTES)
+    app = web.Application(middlewares=[json_errors(_error), client_disconnects], client_max_size=MAX_SIGNAL_BYTES)
     state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
     app[STATE] = state
     for path in ENDPOINTS:
