@@ -21,6 +21,7 @@ from fakesvc.faults import (
     parse_rules,
     profile_rules,
 )
+from fakesvc.http_errors import json_errors
 from fakesvc.settings import ConfigError
 
 ROUTE = "/inventory/{item_id}"
@@ -152,9 +153,9 @@ def test_injected_faults_are_remembered_per_trace_within_a_bound() -> None:
     assert len(chaos._injected) == INJECTED_TRACES
 
 
-def control_app(chaos: Chaos, token: str | None = None, host: str = "127.0.0.1") -> web.Application:
-    app = web.Application()
-    app.router.add_routes(chaos_routes(chaos, admin_token=token, bind_host=host))
+def control_app(chaos: Chaos) -> web.Application:
+    app = web.Application(middlewares=[json_errors()])
+    app.router.add_routes(chaos_routes(chaos, admin_token=None))
     return app
 
 
@@ -174,22 +175,6 @@ async def test_control_api_replaces_reads_and_clears_rules(aiohttp_client: Any) 
     assert (await client.delete("/chaos")).status == 200 and chaos.rules == ()
     chaos.record("t1", [Fault("inventory-service", "drop", 0, None, "", "", 0.0)])
     assert (await (await client.get("/chaos/injected/t1")).json())["faults"][0]["kind"] == "drop"
-
-
-async def test_a_token_guards_changes(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(control_app(Chaos("api-gateway"), token="s3cret"))
-    body = {"rules": [{"kind": "drop"}]}
-    assert (await client.put("/chaos", json=body)).status == 401
-    assert (await client.put("/chaos", json=body, headers={"Authorization": "Bearer wrong"})).status == 401
-    assert (await client.put("/chaos", json=body, headers={"Authorization": "Bearer s3cret"})).status == 200
-    assert (await client.delete("/chaos", headers={"X-Admin-Token": "s3cret"})).status == 200
-    assert (await client.get("/chaos")).status == 200  # reading needs no token
-
-
-async def test_off_loopback_without_a_token_changes_are_refused(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(control_app(Chaos("api-gateway"), host="0.0.0.0"))
-    response = await client.put("/chaos", json={"rules": []})
-    assert response.status == 403 and "FAKESVC_ADMIN_TOKEN" in (await response.json())["detail"]
 
 
 def test_rule_files_in_json_and_toml(tmp_path: Path) -> None:

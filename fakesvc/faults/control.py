@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from fakesvc.faults.access import check_caller
 from fakesvc.faults.chaos import Chaos
 from fakesvc.faults.rules import RuleError, parse_rules, rules_by_service
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def refusal(request: web.Request, admin_token: str | None, bind_host: str) -> web.Response | None:
-    """Why a rule change is refused (401/403), or None when it may go ahead."""
-    if admin_token is None:
-        if _is_loopback(bind_host):
-            return None
-        return web.json_response(
-            {"detail": "fault control is off: set FAKESVC_ADMIN_TOKEN to change rules off loopback"},
-            status=403,
-        )
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    offered = offered or request.headers.get("X-Admin-Token", "")
-    if hmac.compare_digest(offered.encode(), admin_token.encode()):
-        return None
-    return web.json_response({"detail": "a valid admin token is required"}, status=401)
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -48,25 +22,20 @@ def chaos_routes(
     chaos: Chaos,
     *,
     admin_token: str | None,
-    bind_host: str,
     downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> list[web.RouteDef]:
     """``GET/PUT/DELETE /chaos``, ``GET /chaos/windows`` and ``GET /chaos/injected/{trace_id}``.
 
-    Changing rules needs ``Authorization: Bearer <token>`` when a token is set,
-    and is refused outright off loopback without one. ``/chaos/windows`` adds
-    the windows of the services downstream, so the gateway answers for the chain.
+    Reading needs nothing; changing rules needs a caller :func:`check_caller`
+    lets through. ``/chaos/windows`` adds the windows of the services
+    downstream, so the gateway answers for the chain.
     """
-
-    def refused(request: web.Request) -> web.Response | None:
-        return refusal(request, admin_token, bind_host)
 
     async def get_rules(_request: web.Request) -> web.Response:
         return web.json_response(chaos.snapshot())
 
     async def put_rules(request: web.Request) -> web.Response:
-        if (denied := refused(request)) is not None:
-            return denied
+        check_caller(request, admin_token)
         try:
             payload = await _json_body(request)
         except ValueError:
@@ -81,8 +50,7 @@ def chaos_routes(
         return web.json_response(chaos.snapshot())
 
     async def delete_rules(request: web.Request) -> web.Response:
-        if (denied := refused(request)) is not None:
-            return denied
+        check_caller(request, admin_token)
         chaos.clear()
         return web.json_response(chaos.snapshot())
 
@@ -105,9 +73,7 @@ def chaos_routes(
     ]
 
 
-def services_routes(
-    chaos_by_service: dict[str, Chaos], *, admin_token: str | None, bind_host: str
-) -> list[web.RouteDef]:
+def services_routes(chaos_by_service: dict[str, Chaos], *, admin_token: str | None) -> list[web.RouteDef]:
     """``GET/PUT /chaos/services``: every service's rules in one call, for the supervisor.
 
     The body of a PUT is keyed by service like a rules file; every service's
@@ -118,8 +84,7 @@ def services_routes(
         return web.json_response({name: chaos.snapshot() for name, chaos in chaos_by_service.items()})
 
     async def put_all(request: web.Request) -> web.Response:
-        if (denied := refusal(request, admin_token, bind_host)) is not None:
-            return denied
+        check_caller(request, admin_token)
         try:
             document = await _json_body(request)
         except ValueError:

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from fakesvc.faults.access import check_caller
 from fakesvc.http_errors import json_errors
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.sink.faults import FaultState, SinkFaultError, SinkFaults, parse_faults
@@ -29,6 +30,7 @@ class SinkConfig:
     db_path: str = "fakesvc-signals.db"
     faults: SinkFaults = field(default_factory=SinkFaults)
     duplicate_status: int = 202  # 500 mimics the real backend: an error, and the connection dropped
+    admin_token: str | None = None  # FAKESVC_ADMIN_TOKEN: guards /sink/faults as it guards /chaos
 
 
 @dataclass
@@ -184,6 +186,7 @@ async def get_faults(request: web.Request) -> web.Response:
 
 async def put_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    check_caller(request, state.config.admin_token)
     try:
         faults = parse_faults(loads(await request.read()))
     except ValueError as exc:  # bad JSON or a SinkFaultError
@@ -194,7 +197,9 @@ async def put_faults(request: web.Request) -> web.Response:
 
 
 async def delete_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.set(SinkFaults())
+    state = request.app[STATE]
+    check_caller(request, state.config.admin_token)
+    state.faults.set(SinkFaults())
     return _json(SinkFaults().to_json())
 
 
