@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,9 @@ from fakesvc import gateway
 from fakesvc.faults import Chaos, ChaosConfig, parse_rules, services_routes
 from fakesvc.faults.access import is_loopback
 from fakesvc.runner import RunningServices
-from fakesvc.service import HOP_STATE
+from fakesvc.service import HOP_STATE, MAX_BODY_BYTES
 from fakesvc.sink import SinkConfig, SinkFaults, create_app
+from fakesvc.sink.app import MAX_SIGNAL_BYTES
 from fakesvc.telemetry.logs import configure_logging
 from supervisor import supervise
 from tests.conftest import FAST, recording_telemetry
@@ -174,6 +176,87 @@ async def test_an_undecodable_authorization_header_is_a_401_without_an_error_log
 )
 def test_loopback_is_decided_from_the_address(remote: str | None, loopback: bool) -> None:
     assert is_loopback(remote) is loopback
+
+
+BAD_NUMBERS = ("NaN", "Infinity", "-Infinity", "1e309", "1e300", "-1", "true", "10" + "0" * 40)
+
+
+def service_rule(key: str, value: str) -> tuple[str, str, str]:
+    kind = {"latency_ms": "latency", "hang_s": "hang", "status": "error"}.get(key, "drop")
+    extra = "" if key == "latency_ms" else ', "latency_ms": 1'
+    return "/chaos", f'{{"rules": [{{"kind": "{kind}"{extra}, "{key}": {value}}}]}}', f"rules[0].{key}"
+
+
+# (app, path, raw body, the key the answer must name)
+BAD_BODIES = (
+    [
+        ("service",) + service_rule(key, value)
+        for key in ("probability", "latency_ms", "hang_s")
+        for value in BAD_NUMBERS
+    ]
+    + [("service",) + service_rule(key, value) for key in ("start_s", "duration_s") for value in BAD_NUMBERS]
+    + [("service",) + service_rule("status", value) for value in ("NaN", "true", "200", "500.5", "1e309")]
+    + [
+        ("service", "/chaos", '{"rules": [{"kind": "latency", "latency_ms": [NaN, 5]}]}', "rules[0].latency_ms[0]"),
+        ("service", "/chaos", '{"rules": [{"kind": "latency", "latency_ms": [5, 1e309]}]}', "rules[0].latency_ms[1]"),
+        ("service", "/chaos", '{"rules": [{"kind": "error", "message": "%s"}]}' % ("x" * 1025), "rules[0].message"),
+        ("service", "/chaos", '{"rules": [{"kind": "error", "exception": "%s"}]}' % ("E" * 65), "rules[0].exception"),
+        ("service", "/chaos", '{"rules": [{"kind": "drop", "route": "/nope"}]}', "rules[0].route"),
+        ("service", "/chaos", json.dumps({"rules": [{"kind": "drop"}] * 101}), "rules: at most 100"),
+        ("service", "/chaos", '{"rules": [], "extra": NaN}', 'body: must be {"rules"'),
+        (
+            "service",
+            "/chaos/services",
+            '{"inventory-service": [{"kind": "hang", "hang_s": Infinity}]}',
+            "body[inventory-service][0].hang_s",
+        ),
+        (
+            "service",
+            "/chaos/services",
+            '{"inventory-service": [{"kind": "drop", "route": "/checkout/{order_id}"}]}',
+            "body[inventory-service][0].route",
+        ),
+    ]
+    + [
+        ("sink", "/sink/faults", f'{{"{key}": {value}}}', key)
+        for key in ("latency_ms", "error_rate")
+        for value in BAD_NUMBERS
+    ]
+    + [("sink", "/sink/faults", f'{{"retry_after_s": {value}}}', "retry_after_s") for value in BAD_NUMBERS]
+    + [("sink", "/sink/faults", f'{{"error_status": {value}}}', "error_status") for value in ("NaN", "true", "200")]
+    + [("sink", "/sink/faults", f'{{"seed": {value}}}', "seed") for value in ("NaN", "1.5", "1" + "0" * 30)]
+    + [
+        ("sink", "/sink/faults", '{"outages": [{"start_s": NaN, "duration_s": 1}]}', "outages[0].start_s"),
+        ("sink", "/sink/faults", '{"outages": [{"start_s": 0, "duration_s": 1e300}]}', "outages[0].duration_s"),
+        ("sink", "/sink/faults", json.dumps({"outages": [{"start_s": 0, "duration_s": 1}] * 101}), "outages"),
+    ]
+)
+
+
+@pytest.mark.parametrize(("app", "path", "body", "key"), BAD_BODIES)
+async def test_a_bad_value_is_a_400_naming_its_key_and_nothing_changes(
+    aiohttp_client: Any, app: str, path: str, body: str, key: str
+) -> None:
+    client = await client_for(aiohttp_client, app)
+    before = await state(client, app)
+    response = await client.put(path, data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await response.json())["detail"].startswith(key)
+    assert await state(client, app) == before  # the old faults stay, and reading them still works
+    if app == "service":
+        assert (await client.get("/chaos")).status == 200 and (await client.get("/chaos/windows")).status == 200
+
+
+@pytest.mark.parametrize("path", ["/chaos", "/chaos/services", "/sink/faults"])
+async def test_deep_nesting_is_a_400_and_a_body_too_large_a_json_413(aiohttp_client: Any, path: str) -> None:
+    app = "sink" if path.startswith("/sink") else "service"
+    client = await client_for(aiohttp_client, app)
+    response = await client.put(path, data="[" * 30_000 + "]" * 30_000)
+    assert response.status == 400 and "nested too deeply" in (await response.json())["detail"]
+    limit = MAX_SIGNAL_BYTES if app == "sink" else MAX_BODY_BYTES
+    response = await client.put(path, data=b" " * (limit + 1))
+    assert response.status == 413 and response.content_type == "application/json"
+    assert (await response.json())["detail"]
 
 
 async def test_under_the_supervisor_one_token_guards_the_services_and_the_embedded_sink(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ applies the answer.
 
 from fakesvc.faults.chaos import INJECTED_TRACES, Chaos, Fault
 from fakesvc.faults.control import chaos_routes, services_routes
+from fakesvc.faults.inputs import InputError
 from fakesvc.faults.profiles import (
     CHAOS_SETTINGS,
     PROFILE_NAMES,
@@ -21,6 +22,7 @@ from fakesvc.faults.rules import KINDS, Rule, RuleError, parse_rules
 __all__ = [
     "CHAOS_SETTINGS",
     "INJECTED_TRACES",
+    "InputError",
     "KINDS",
     "PROFILE_NAMES",
     "Chaos",

@@ -1,21 +1,26 @@
-"""The fault-control API: ``/chaos`` on every service, ``/chaos/services`` on the supervisor's gateway."""
+"""The fault-control API: ``/chaos`` on every service, ``/chaos/services`` on the supervisor's gateway.
+
+A change is checked whole before anything changes: who asks (:mod:`.access`),
+then the body and every value in it (:mod:`.inputs`, :mod:`.rules`). A refused
+change leaves the old rules in force.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from fakesvc import BUSINESS_ROUTES
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.chaos import Chaos
-from fakesvc.faults.rules import RuleError, parse_rules, rules_by_service
+from fakesvc.faults.inputs import InputError, read_json
+from fakesvc.faults.rules import parse_rules, rules_by_service
 
 
-async def _json_body(request: web.Request) -> Any:
-    """The request's JSON body; ValueError when it is not JSON."""
-    return json.loads(await request.read())
+def _bad_input(exc: InputError) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=str(exc))
 
 
 def chaos_routes(
@@ -30,6 +35,7 @@ def chaos_routes(
     lets through. ``/chaos/windows`` adds the windows of the services
     downstream, so the gateway answers for the chain.
     """
+    routes = (BUSINESS_ROUTES[chaos.service],) if chaos.service in BUSINESS_ROUTES else None
 
     async def get_rules(_request: web.Request) -> web.Response:
         return web.json_response(chaos.snapshot())
@@ -37,15 +43,12 @@ def chaos_routes(
     async def put_rules(request: web.Request) -> web.Response:
         check_caller(request, admin_token)
         try:
-            payload = await _json_body(request)
-        except ValueError:
-            return web.json_response({"detail": 'body must be JSON: {"rules": [...]}'}, status=400)
-        if not isinstance(payload, dict) or "rules" not in payload:
-            return web.json_response({"detail": 'body must be {"rules": [...]}'}, status=400)
-        try:
-            rules = parse_rules(payload["rules"])
-        except RuleError as exc:
-            return web.json_response({"detail": str(exc)}, status=400)
+            payload = await read_json(request)
+            if not isinstance(payload, dict) or set(payload) != {"rules"}:
+                raise InputError('body: must be {"rules": [...]}')
+            rules = parse_rules(payload["rules"], routes=routes)
+        except InputError as exc:
+            raise _bad_input(exc) from None
         chaos.set_rules(rules)
         return web.json_response(chaos.snapshot())
 
@@ -86,16 +89,12 @@ def services_routes(chaos_by_service: dict[str, Chaos], *, admin_token: str | No
     async def put_all(request: web.Request) -> web.Response:
         check_caller(request, admin_token)
         try:
-            document = await _json_body(request)
-        except ValueError:
-            return web.json_response({"detail": "body must be JSON keyed by service"}, status=400)
-        try:
-            rules = rules_by_service(document, "body")
+            rules = rules_by_service(await read_json(request), "body")
             unknown = sorted(set(rules) - set(chaos_by_service))
             if unknown:
-                raise RuleError(f"body: {unknown[0]} does not run in this process")
-        except RuleError as exc:
-            return web.json_response({"detail": str(exc)}, status=400)
+                raise InputError(f"body: {unknown[0]} does not run in this process")
+        except InputError as exc:
+            raise _bad_input(exc) from None
         for name, service_rules in rules.items():
             chaos_by_service[name].set_rules(service_rules)
         return await get_all(request)

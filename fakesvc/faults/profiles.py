@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc import settings
+from fakesvc.faults.inputs import InputError
 from fakesvc.faults.rules import Rule, RuleError, rules_by_service
 from fakesvc.settings import ConfigError, Setting
 
@@ -97,6 +98,6 @@ def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None) -> 
         rules = dict(profile_rules(values["chaos_profile"]))
         if values["chaos"]:
             rules.update(load_chaos_file(values["chaos"]))
-    except RuleError as exc:
+    except InputError as exc:
         raise ConfigError(f"--chaos: {exc}") from None
     return ChaosConfig(rules, values["admin_token"] or None)

@@ -13,9 +13,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from fakesvc.faults.access import check_caller
+from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.http_errors import json_errors
 from fakesvc.jsonfast import dumps_str, loads
-from fakesvc.sink.faults import FaultState, SinkFaultError, SinkFaults, parse_faults
+from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
 from fakesvc.sink.store import SignalStore
 from fakesvc.sink.validation import validate
 
@@ -188,10 +189,9 @@ async def put_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_caller(request, state.config.admin_token)
     try:
-        faults = parse_faults(loads(await request.read()))
-    except ValueError as exc:  # bad JSON or a SinkFaultError
-        detail = str(exc) if isinstance(exc, SinkFaultError) else "body must be JSON"
-        return _json({"detail": detail}, 400)
+        faults = parse_faults(await read_json(request))
+    except InputError as exc:
+        return _error(400, str(exc))
     state.faults.set(faults)
     return _json(faults.to_json())
 
