@@ -84,10 +84,12 @@ class ChaosConfig:
     admin_token: str | None = None
 
 
+# Declared once: the services and the sink (``python -m fakesvc.sink``) read the same token.
+ADMIN_TOKEN = Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes")
 CHAOS_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON or TOML), keyed by service"),
     Setting("FAKESVC_CHAOS_PROFILE", "--chaos-profile", "none", settings.choice(*PROFILE_NAMES), "named fault profile"),
-    Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes"),
+    ADMIN_TOKEN,
 )
 
 
