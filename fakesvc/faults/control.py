@@ -19,10 +19,6 @@ from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.faults.rules import parse_rules, rules_by_service
 
 
-def _bad_input(exc: InputError) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=str(exc))
-
-
 def chaos_routes(
     chaos: Chaos,
     *,
@@ -48,7 +44,7 @@ def chaos_routes(
                 raise InputError('body: must be {"rules": [...]}')
             rules = parse_rules(payload["rules"], routes=routes)
         except InputError as exc:
-            raise _bad_input(exc) from None
+            raise web.HTTPBadRequest(text=str(exc)) from None
         chaos.set_rules(rules)
         return web.json_response(chaos.snapshot())
 
@@ -94,7 +90,7 @@ def services_routes(chaos_by_service: dict[str, Chaos], *, admin_token: str | No
             if unknown:
                 raise InputError(f"body: {unknown[0]} does not run in this process")
         except InputError as exc:
-            raise _bad_input(exc) from None
+            raise web.HTTPBadRequest(text=str(exc)) from None
         for name, service_rules in rules.items():
             chaos_by_service[name].set_rules(service_rules)
         return await get_all(request)
