@@ -56,7 +56,9 @@ async def supervise(
     server = None
     if telemetry.config.remote and telemetry.config.batcher is not None:
         backend_url = telemetry.config.batcher.prodsentinel_url
-        server = await start_backend(sink["sink"], backend_url, sink["sink_db"], url_configured=url_configured)
+        server = await start_backend(
+            sink["sink"], backend_url, sink["sink_db"], url_configured=url_configured, admin_token=chaos.admin_token
+        )
         if server is not None:
             say(
                 f"embedded sink listening on {server.url} (SQLite {sink['sink_db']}); "

@@ -32,8 +32,13 @@ async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
     return True
 
 
-async def start_backend(mode: str, backend_url: str, db_path: str, *, url_configured: bool) -> SinkServer | None:
-    """Start the embedded sink when ``mode`` says so; return it, or None when signals go elsewhere."""
+async def start_backend(
+    mode: str, backend_url: str, db_path: str, *, url_configured: bool, admin_token: str | None = None
+) -> SinkServer | None:
+    """Start the embedded sink when ``mode`` says so; return it, or None when signals go elsewhere.
+
+    ``admin_token`` guards the sink's fault routes as it guards the services' ``/chaos``.
+    """
     url = URL(backend_url)
     if mode == "off":
         return None
@@ -42,6 +47,6 @@ async def start_backend(mode: str, backend_url: str, db_path: str, *, url_config
     host = "127.0.0.1" if url.host in ("localhost", None) else url.host
     port = url.port or 8000
     try:
-        return await start_sink(SinkConfig(host=host, port=port, db_path=db_path))
+        return await start_sink(SinkConfig(host=host, port=port, db_path=db_path, admin_token=admin_token))
     except OSError as exc:
         raise ConfigError(f"FAKESVC_SINK: cannot start the embedded sink on {host}:{port} ({exc.strerror})") from None

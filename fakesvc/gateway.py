@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from fakesvc import BUSINESS_ROUTES
 from fakesvc.config import ServiceConfig
 from fakesvc.hop import Downstream, HopContext, HopError, HopSpec, UpstreamFailure, upstream_error_code
 from fakesvc.service import AppFactory, app_factory
@@ -27,7 +28,7 @@ def hop_spec(config: ServiceConfig) -> HopSpec:
         service=SERVICE,
         code_prefix="GATEWAY",
         method="POST",
-        route="/checkout/{order_id}",
+        route=BUSINESS_ROUTES[SERVICE],
         key="order_id",
         completed="Checkout completed",
         failed="Checkout failed",

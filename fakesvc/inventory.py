@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 
+from fakesvc import BUSINESS_ROUTES
 from fakesvc.config import ServiceConfig
 from fakesvc.hop import HopContext, HopSpec
 from fakesvc.scenarios import HANG, scenario_fault
@@ -41,7 +42,7 @@ def hop_spec(_config: ServiceConfig) -> HopSpec:
         service=SERVICE,
         code_prefix="INVENTORY",
         method="GET",
-        route="/inventory/{item_id}",
+        route=BUSINESS_ROUTES[SERVICE],
         key="item_id",
         completed="Inventory check completed",
         failed="Inventory check failed",

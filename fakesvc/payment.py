@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from fakesvc import BUSINESS_ROUTES
 from fakesvc.config import ServiceConfig
 from fakesvc.hop import Downstream, HopContext, HopError, HopSpec, UpstreamFailure, upstream_error_code
 from fakesvc.scenarios import DECLINED, scenario_fault
@@ -48,7 +49,7 @@ def hop_spec(config: ServiceConfig) -> HopSpec:
         service=SERVICE,
         code_prefix="PAYMENT",
         method="POST",
-        route="/pay/{order_id}",
+        route=BUSINESS_ROUTES[SERVICE],
         key="order_id",
         completed="Payment authorized",
         failed="Payment failed",

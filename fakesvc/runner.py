@@ -76,9 +76,7 @@ async def start_services(
         for name in order:
             app = FACTORIES[name](config, telemetry, chaos=chaos_by_service[name], admin_token=chaos.admin_token)
             if name == gateway.SERVICE and len(order) > 1:
-                app.router.add_routes(
-                    services_routes(chaos_by_service, admin_token=chaos.admin_token, bind_host=config.host)
-                )
+                app.router.add_routes(services_routes(chaos_by_service, admin_token=chaos.admin_token))
             runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace_s, access_log=None)
             await runner.setup()
             running.runners[name] = runner

@@ -159,7 +159,6 @@ def build_app(
         chaos_routes(
             state.chaos,
             admin_token=admin_token,
-            bind_host=config.host,
             downstream_windows=(lambda: downstream_windows(state)) if spec.downstream else None,
         )
     )

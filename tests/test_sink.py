@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import sqlite3
 import uuid
 from pathlib import Path
@@ -12,8 +15,9 @@ import aiohttp
 import pytest
 
 from fakesvc.sink import Outage, SinkConfig, SinkFaults, create_app
+from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.signals import log_signal, metric_signal, span_signal
-from tests.telemetry_fixtures import free_port, sink_on
+from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
 
 
 def good_log(**changes: Any) -> dict[str, Any]:
@@ -204,3 +208,35 @@ async def test_stop_and_restart_on_the_same_port_keeps_the_data(tmp_path: Path) 
         assert (await session.post(f"{sink.url}/ingest/logs", json=signal)).status == 202
         assert (await (await session.get(f"{sink.url}/stats")).json())["duplicates"] == 1
     await sink.stop()
+
+
+@pytest.mark.parametrize("latency_ms", [0, 50])
+async def test_a_client_that_hangs_up_mid_request_leaves_no_error_in_the_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, latency_ms: float
+) -> None:
+    """A sender's watchdog cuts POSTs: the sink counts them, and logs no ERROR and no traceback."""
+    stream = io.StringIO()
+    configure_logging(stream)
+    caplog.set_level(logging.DEBUG)
+    sink = await sink_on(0, tmp_path / "cut.db", SinkFaults(latency_ms=latency_ms))
+    body = json.dumps(good_log()).encode()
+    host, port = sink.url.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    # half a body (the handler waits for the rest), or all of it (the handler is in the added latency)
+    sent = body[: len(body) // 2] if latency_ms == 0 else body
+    writer.write(f"POST /ingest/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + sent)
+    await writer.drain()
+    writer.close()
+
+    def errors() -> list[str]:
+        lines = [line for line in stream.getvalue().splitlines() if '"ERROR"' in line or "Traceback" in line]
+        return lines + [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+    async def handled() -> bool:
+        return bool(errors()) or (await sink_stats(sink.url))["client_disconnects"] == 1
+
+    try:
+        await eventually(handled, timeout_s=10, what="the cut request to be handled")
+        assert errors() == []
+    finally:
+        await sink.stop()

@@ -8,7 +8,9 @@ applies the answer.
 
 from fakesvc.faults.chaos import INJECTED_TRACES, Chaos, Fault
 from fakesvc.faults.control import chaos_routes, services_routes
+from fakesvc.faults.inputs import InputError
 from fakesvc.faults.profiles import (
+    ADMIN_TOKEN,
     CHAOS_SETTINGS,
     PROFILE_NAMES,
     ChaosConfig,
@@ -19,8 +21,10 @@ from fakesvc.faults.profiles import (
 from fakesvc.faults.rules import KINDS, Rule, RuleError, parse_rules
 
 __all__ = [
+    "ADMIN_TOKEN",
     "CHAOS_SETTINGS",
     "INJECTED_TRACES",
+    "InputError",
     "KINDS",
     "PROFILE_NAMES",
     "Chaos",

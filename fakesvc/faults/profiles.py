@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc import settings
+from fakesvc.faults.inputs import InputError
 from fakesvc.faults.rules import Rule, RuleError, rules_by_service
 from fakesvc.settings import ConfigError, Setting
 
@@ -83,10 +84,12 @@ class ChaosConfig:
     admin_token: str | None = None
 
 
+# Declared once: the services and the sink (``python -m fakesvc.sink``) read the same token.
+ADMIN_TOKEN = Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes")
 CHAOS_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON or TOML), keyed by service"),
     Setting("FAKESVC_CHAOS_PROFILE", "--chaos-profile", "none", settings.choice(*PROFILE_NAMES), "named fault profile"),
-    Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes"),
+    ADMIN_TOKEN,
 )
 
 
@@ -97,6 +100,6 @@ def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None) -> 
         rules = dict(profile_rules(values["chaos_profile"]))
         if values["chaos"]:
             rules.update(load_chaos_file(values["chaos"]))
-    except RuleError as exc:
+    except InputError as exc:
         raise ConfigError(f"--chaos: {exc}") from None
     return ChaosConfig(rules, values["admin_token"] or None)

@@ -6,11 +6,12 @@ so an operator's ``PUT /chaos`` or rules file says exactly what to fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fakesvc import SERVICE_NAMES
+from fakesvc import BUSINESS_ROUTES, SERVICE_NAMES
+from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
 
 KINDS = ("error", "latency", "hang", "drop")
 _RULE_KEYS = {
@@ -27,8 +28,16 @@ _RULE_KEYS = {
 }
 
 
-class RuleError(ValueError):
-    """A rule, a rule file or a profile that cannot be used, and where."""
+# The bounds of every value a rule holds (the README lists them): nothing unbounded reaches a timer.
+MAX_RULES = 100
+MAX_HANG_S = 3600.0
+MAX_MESSAGE_CHARS = 1024
+MAX_EXCEPTION_CHARS = 64
+MAX_ROUTE_CHARS = 256
+
+
+class RuleError(InputError):
+    """A rule's shape, a rule file or a profile that cannot be used, and where (a bad value is an InputError)."""
 
 
 @dataclass(frozen=True)
@@ -75,22 +84,7 @@ class Rule:
         return "drop connection"
 
 
-def _number(where: str, value: Any, *, low: float = 0.0, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RuleError(f"{where}: must be a number")
-    if value < low or (high is not None and value > high) or value != value:
-        bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        raise RuleError(f"{where}: must be {bound}")
-    return float(value)
-
-
-def _text(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise RuleError(f"{where}: must be a non-empty string")
-    return value
-
-
-def _rule(where: str, raw: Any) -> Rule:
+def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be an object")
     unknown = sorted(set(raw) - _RULE_KEYS)
@@ -101,54 +95,63 @@ def _rule(where: str, raw: Any) -> Rule:
         raise RuleError(f"{where}.kind: must be one of {', '.join(KINDS)}")
     values: dict[str, Any] = {"kind": kind}
     if "probability" in raw:
-        values["probability"] = _number(f"{where}.probability", raw["probability"], high=1.0)
+        values["probability"] = number(f"{where}.probability", raw["probability"], low=0, high=1)
     if "route" in raw:
-        route = _text(f"{where}.route", raw["route"])
-        if not route.startswith("/"):
-            raise RuleError(f"{where}.route: must be a path pattern starting with /")
-        values["route"] = route
+        values["route"] = _route(f"{where}.route", raw["route"], routes)
     if "status" in raw:
-        status = raw["status"]
-        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-            raise RuleError(f"{where}.status: must be an HTTP status from 400 to 599")
-        values["status"] = status
+        values["status"] = whole_number(f"{where}.status", raw["status"], low=400, high=599)
     if "message" in raw:
-        values["message"] = _text(f"{where}.message", raw["message"])
+        values["message"] = text(f"{where}.message", raw["message"], max_chars=MAX_MESSAGE_CHARS)
     if "exception" in raw:
-        name = _text(f"{where}.exception", raw["exception"])
+        name = text(f"{where}.exception", raw["exception"], max_chars=MAX_EXCEPTION_CHARS)
         if not name.isidentifier():
             raise RuleError(f"{where}.exception: must be an exception class name")
         values["exception"] = name
     if "latency_ms" in raw:
-        latency = raw["latency_ms"]
-        if isinstance(latency, list):
-            if len(latency) != 2:
-                raise RuleError(f"{where}.latency_ms: a range is [min, max]")
-            low = _number(f"{where}.latency_ms[0]", latency[0])
-            high = _number(f"{where}.latency_ms[1]", latency[1])
-            if high < low:
-                raise RuleError(f"{where}.latency_ms: max must be >= min")
-        else:
-            low = high = _number(f"{where}.latency_ms", latency)
-        values["latency_ms"] = (low, high)
+        values["latency_ms"] = _latency(f"{where}.latency_ms", raw["latency_ms"])
     elif kind == "latency":
         raise RuleError(f"{where}.latency_ms: a latency rule needs latency_ms (a number or [min, max])")
-    if "hang_s" in raw:
-        values["hang_s"] = _number(f"{where}.hang_s", raw["hang_s"], high=3600)
-    if "start_s" in raw:
-        values["start_s"] = _number(f"{where}.start_s", raw["start_s"])
-    if "duration_s" in raw:
-        values["duration_s"] = _number(f"{where}.duration_s", raw["duration_s"])
+    for key, high in (("hang_s", MAX_HANG_S), ("start_s", MAX_WINDOW_S), ("duration_s", MAX_WINDOW_S)):
+        if key in raw:
+            values[key] = number(f"{where}.{key}", raw[key], low=0, high=high)
     return Rule(**values)
 
 
-def parse_rules(payload: Any, where: str = "rules") -> tuple[Rule, ...]:
-    """Rules from JSON: a list of rule objects, or ``{"rules": [...]}``; strict."""
+def _route(where: str, value: Any, routes: Collection[str] | None) -> str:
+    route = text(where, value, max_chars=MAX_ROUTE_CHARS)
+    if not route.startswith("/"):
+        raise RuleError(f"{where}: must be a path pattern starting with /")
+    if routes is not None and route not in routes:
+        raise RuleError(f"{where}: the service serves no route {route!r} (use {', '.join(sorted(routes))})")
+    return route
+
+
+def _latency(where: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, list):
+        delay = number(where, value, low=0, high=MAX_DELAY_MS)
+        return delay, delay
+    if len(value) != 2:
+        raise RuleError(f"{where}: a range is [min, max]")
+    low = number(f"{where}[0]", value[0], low=0, high=MAX_DELAY_MS)
+    high = number(f"{where}[1]", value[1], low=0, high=MAX_DELAY_MS)
+    if high < low:
+        raise RuleError(f"{where}: max must be >= min")
+    return low, high
+
+
+def parse_rules(payload: Any, where: str = "rules", routes: Collection[str] | None = None) -> tuple[Rule, ...]:
+    """Rules from JSON: a list of rule objects, or ``{"rules": [...]}``; strict, and whole or nothing.
+
+    ``routes``, when known, are the routes the service serves: a rule naming
+    another route could never fire, so it is refused.
+    """
     if isinstance(payload, dict) and set(payload) == {"rules"}:
         payload = payload["rules"]
     if not isinstance(payload, list):
         raise RuleError(f'{where}: must be a list of rules or {{"rules": [...]}}')
-    return tuple(_rule(f"{where}[{index}]", raw) for index, raw in enumerate(payload))
+    if len(payload) > MAX_RULES:
+        raise RuleError(f"{where}: at most {MAX_RULES} rules")
+    return tuple(_rule(f"{where}[{index}]", raw, routes) for index, raw in enumerate(payload))
 
 
 def rules_by_service(document: Any, where: str) -> dict[str, tuple[Rule, ...]]:
@@ -159,5 +162,5 @@ def rules_by_service(document: Any, where: str) -> dict[str, tuple[Rule, ...]]:
     for service, rules in document.items():
         if service not in SERVICE_NAMES:
             raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(SERVICE_NAMES)})")
-        out[service] = parse_rules(rules, f"{where}[{service}]")
+        out[service] = parse_rules(rules, f"{where}[{service}]", (BUSINESS_ROUTES[service],))
     return out

@@ -8,11 +8,15 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from fakesvc.faults.access import check_caller
+from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.http_errors import json_errors
 from fakesvc.jsonfast import dumps_str, loads
-from fakesvc.sink.faults import FaultState, SinkFaultError, SinkFaults, parse_faults
+from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
 from fakesvc.sink.store import SignalStore
 from fakesvc.sink.validation import validate
 
@@ -27,6 +31,7 @@ class SinkConfig:
     db_path: str = "fakesvc-signals.db"
     faults: SinkFaults = field(default_factory=SinkFaults)
     duplicate_status: int = 202  # 500 mimics the real backend: an error, and the connection dropped
+    admin_token: str | None = None  # FAKESVC_ADMIN_TOKEN: guards /sink/faults as it guards /chaos
 
 
 @dataclass
@@ -39,6 +44,7 @@ class SinkState:
 
 
 STATE = web.AppKey("sink_state", SinkState)
+_log = structlog.get_logger("fakesvc.sink")
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -166,6 +172,7 @@ async def stats(request: web.Request) -> web.Response:
             "rejected": state.counts["rejected"],
             "errors_injected": state.counts["errors_injected"],
             "dropped_outage": state.counts["dropped_outage"],
+            "client_disconnects": state.counts["client_disconnects"],
             "stored": await state.store.counts(),
             "uptime_s": round(uptime, 3),
             "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
@@ -180,23 +187,41 @@ async def get_faults(request: web.Request) -> web.Response:
 
 async def put_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    check_caller(request, state.config.admin_token)
     try:
-        faults = parse_faults(loads(await request.read()))
-    except ValueError as exc:  # bad JSON or a SinkFaultError
-        detail = str(exc) if isinstance(exc, SinkFaultError) else "body must be JSON"
-        return _json({"detail": detail}, 400)
+        faults = parse_faults(await read_json(request))
+    except InputError as exc:
+        return _error(400, str(exc))
     state.faults.set(faults)
     return _json(faults.to_json())
 
 
 async def delete_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.set(SinkFaults())
+    state = request.app[STATE]
+    check_caller(request, state.config.admin_token)
+    state.faults.set(SinkFaults())
     return _json(SinkFaults().to_json())
+
+
+@web.middleware
+async def client_disconnects(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client that hangs up mid-request (a sender's watchdog did) is routine, not an error.
+
+    Reading the body of a request whose connection is gone raises
+    ``ConnectionResetError``; without this, the error middleware would log it
+    as an unhandled ERROR with a traceback, into the stdout an analyser reads.
+    """
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        request.app[STATE].counts["client_disconnects"] += 1
+        _log.debug("Client disconnected before the answer", path=request.path)
+        return web.Response(status=499)  # never sent: the connection is gone
 
 
 def create_app(config: SinkConfig) -> web.Application:
     """The sink application; its SQLite store opens and closes with it."""
-    app = web.Application(middlewares=[json_errors(_error)], client_max_size=MAX_SIGNAL_BYTES)
+    app = web.Application(middlewares=[json_errors(_error), client_disconnects], client_max_size=MAX_SIGNAL_BYTES)
     state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
     app[STATE] = state
     for path in ENDPOINTS:

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-class SinkFaultError(ValueError):
-    """Fault settings that cannot be used, and why."""
+from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, whole_number
 
 
 @dataclass(frozen=True)
@@ -40,54 +38,47 @@ class SinkFaults:
 
 
 _KEYS = {"error_rate", "error_status", "latency_ms", "outages", "retry_after_s", "seed"}
+# Bounds of their own (the shared ones are in fakesvc.faults.inputs; the README lists all).
+MAX_RETRY_AFTER_S = 3600.0
+MAX_OUTAGES = 100
+MAX_SEED = 2**63
 
 
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise SinkFaultError(f"{name}: must be a number >= 0")
-    return float(value)
+def _outage(where: str, raw: Any) -> Outage:
+    if not isinstance(raw, dict) or set(raw) != {"start_s", "duration_s"}:
+        raise InputError(f'{where}: must be {{"start_s": ..., "duration_s": ...}}')
+    return Outage(
+        number(f"{where}.start_s", raw["start_s"], low=0, high=MAX_WINDOW_S),
+        number(f"{where}.duration_s", raw["duration_s"], low=0, high=MAX_WINDOW_S),
+    )
 
 
 def parse_faults(payload: Any) -> SinkFaults:
-    """Faults from a JSON object such as ``{"error_rate": 0.3, "outages": [{"start_s": 0, "duration_s": 5}]}``."""
+    """Faults from a JSON object such as ``{"error_rate": 0.3, "outages": [{"start_s": 0, "duration_s": 5}]}``.
+
+    Strict and whole: :class:`InputError` naming the key, before anything changes.
+    """
     if not isinstance(payload, dict):
-        raise SinkFaultError("body must be a JSON object")
+        raise InputError("body: must be a JSON object")
     unknown = sorted(set(payload) - _KEYS)
     if unknown:
-        raise SinkFaultError(f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
+        raise InputError(f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
     values: dict[str, Any] = {}
     if "error_rate" in payload:
-        values["error_rate"] = _non_negative("error_rate", payload["error_rate"])
-        if values["error_rate"] > 1:
-            raise SinkFaultError("error_rate: must be between 0 and 1")
+        values["error_rate"] = number("error_rate", payload["error_rate"], low=0, high=1)
     if "error_status" in payload:
-        status = payload["error_status"]
-        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-            raise SinkFaultError("error_status: must be an HTTP status from 400 to 599")
-        values["error_status"] = status
+        values["error_status"] = whole_number("error_status", payload["error_status"], low=400, high=599)
     if "latency_ms" in payload:
-        values["latency_ms"] = _non_negative("latency_ms", payload["latency_ms"])
+        values["latency_ms"] = number("latency_ms", payload["latency_ms"], low=0, high=MAX_DELAY_MS)
     if payload.get("retry_after_s") is not None:
-        values["retry_after_s"] = _non_negative("retry_after_s", payload["retry_after_s"])
+        values["retry_after_s"] = number("retry_after_s", payload["retry_after_s"], low=0, high=MAX_RETRY_AFTER_S)
     if payload.get("seed") is not None:
-        if isinstance(payload["seed"], bool) or not isinstance(payload["seed"], int):
-            raise SinkFaultError("seed: must be a whole number")
-        values["seed"] = payload["seed"]
+        values["seed"] = whole_number("seed", payload["seed"], low=-MAX_SEED, high=MAX_SEED)
     if "outages" in payload:
         outages = payload["outages"]
-        if not isinstance(outages, list):
-            raise SinkFaultError("outages: must be a list of {start_s, duration_s}")
-        parsed = []
-        for index, outage in enumerate(outages):
-            if not isinstance(outage, dict) or set(outage) != {"start_s", "duration_s"}:
-                raise SinkFaultError(f'outages[{index}]: must be {{"start_s": ..., "duration_s": ...}}')
-            parsed.append(
-                Outage(
-                    _non_negative(f"outages[{index}].start_s", outage["start_s"]),
-                    _non_negative(f"outages[{index}].duration_s", outage["duration_s"]),
-                )
-            )
-        values["outages"] = tuple(parsed)
+        if not isinstance(outages, list) or len(outages) > MAX_OUTAGES:
+            raise InputError(f"outages: must be a list of at most {MAX_OUTAGES} {{start_s, duration_s}}")
+        values["outages"] = tuple(_outage(f"outages[{index}]", raw) for index, raw in enumerate(outages))
     return SinkFaults(**values)
 
 
@@ -97,8 +88,8 @@ def parse_outage(raw: str) -> Outage:
     try:
         if not sep:
             raise ValueError
-        return Outage(_non_negative("start", float(start)), _non_negative("duration", float(duration)))
-    except (ValueError, SinkFaultError):
+        return _outage("outage", {"start_s": float(start), "duration_s": float(duration)})
+    except ValueError:  # not numbers, or an InputError
         raise ValueError("must be START:DURATION in seconds, e.g. 10:5") from None
 
 
