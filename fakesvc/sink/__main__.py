@@ -8,6 +8,7 @@ import signal
 import sys
 
 from fakesvc import settings
+from fakesvc.faults import ADMIN_TOKEN
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
@@ -33,6 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
         "answer to a repeated signal_id (500 mimics ProdSentinel)",
     ),
     Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, "seed of the error rate"),
+    ADMIN_TOKEN,
 )
 
 
@@ -59,7 +61,9 @@ def main() -> None:
     faults = SinkFaults(
         values["error_rate"], values["error_status"], values["latency_ms"], outages, None, values["seed"]
     )
-    config = SinkConfig(values["host"], values["port"], values["db"], faults, values["duplicate_status"])
+    config = SinkConfig(
+        values["host"], values["port"], values["db"], faults, values["duplicate_status"], values["admin_token"] or None
+    )
     asyncio.run(serve(config))
 
 
