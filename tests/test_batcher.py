@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 from contextlib import closing
@@ -402,3 +403,15 @@ async def test_a_signal_that_will_not_encode_is_counted_and_the_writer_goes_on(t
         assert (stats["dropped"], stats["write_errors"], stats["backlog"]) == (1, 1, 1) and batcher.ledger.balanced()
     finally:
         await batcher.close(deadline=0)
+
+
+async def test_spill_files_of_the_version_before_the_outbox_are_adopted(tmp_path: Path) -> None:
+    lines = [json.dumps({"path": LOGS_PATH, "signal": signal(i), "attempts": 2}) for i in range(5)]
+    (tmp_path / "spill-20261125T120000-99-0.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (tmp_path / "claimed-98-spill-20261125T110000-98-0.jsonl").write_text("\n".join(lines[3:]) + '\n{"path": "/ing')
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
+    await batcher.start()
+    stats = await batcher.close(deadline=0)
+    assert (stats["adopted"], stats["quarantined"], stats["on_disk"]) == (5, 1, 5)
+    assert [(i, attempts) for i, attempts, _ in waiting_rows(tmp_path)] == [(i, 2) for i in range(5)]
+    assert not list(tmp_path.glob("*.jsonl"))

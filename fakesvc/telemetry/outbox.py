@@ -34,6 +34,8 @@ from fakesvc.jsonfast import dumps_bytes
 
 WAITING, HELD, DEAD = 0, 1, 2
 OUTBOX_GLOB = "outbox-*.db"
+LEGACY_SPILL_GLOB = "spill-*.jsonl"  # fakesvc before the outbox spilled here
+LEGACY_CLAIMED_GLOB = "claimed-*.jsonl"  # and renamed a file it was replaying, stranding it on a crash
 MAX_VARIABLES = 999  # SQLite's bound before 3.32; one statement per chunk, not one per row
 SALVAGE_PAGE = 500
 SALVAGE_MAX_FAILURES = 10_000
@@ -166,7 +168,42 @@ class Outbox:
                 _remove_database(path)
             result.rows += rows
             result.files += 1
+        for path in sorted({*self.directory.glob(LEGACY_SPILL_GLOB), *self.directory.glob(LEGACY_CLAIMED_GLOB)}):
+            rows, unreadable = self._adopt_legacy_spill(path)
+            if unreadable:
+                result.quarantined.append(f"{path.name} ({unreadable} unreadable lines skipped; {rows} saved)")
+            result.rows += rows
+            result.files += 1
         return result
+
+    def _adopt_legacy_spill(self, path: Path) -> tuple[int, int]:
+        """A spill file of fakesvc before the outbox (JSON lines): its records become waiting rows."""
+        claimed = path.with_name(f"adopting-{os.getpid()}-{path.name}")
+        try:
+            path.rename(claimed)  # atomic: no other process adopts it too
+            lines = claimed.read_bytes().splitlines()
+            first_at = claimed.stat().st_mtime
+        except OSError:
+            return 0, 0
+        rows, unreadable = [], 0
+        for line in lines:
+            try:
+                record = json.loads(line)
+                rows.append((record["path"], dumps_bytes(record["signal"]), int(record.get("attempts", 0))))
+            except (ValueError, KeyError, TypeError):
+                unreadable += 1  # a line cut by a crash or a full disk
+        with self._db:
+            _insert(
+                self._db,
+                "id, path, body, state, first_at, attempts",
+                [
+                    (self._next_id + i, route, body, WAITING, first_at, tries)
+                    for i, (route, body, tries) in enumerate(rows)
+                ],
+            )
+        self._next_id += len(rows)
+        claimed.unlink()
+        return len(rows), unreadable
 
     def _adopt(self, path: Path) -> int:
         try:
