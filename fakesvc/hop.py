@@ -14,7 +14,7 @@ import builtins
 import contextlib
 import random
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +22,16 @@ import aiohttp
 import structlog
 from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import StatusCode
 
 from fakesvc.config import ServiceConfig
 from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
+from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.faults import Chaos, Fault
 from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.telemetry.pipeline import Telemetry
 
-FAULTS_HEADER = "x-fakesvc-faults"
 SLOW_HOP_MS = 1000.0
 LATENCY_METRIC = "request_latency"
 
@@ -140,7 +139,7 @@ class HopState:
 class HopContext:
     """One request's view of its hop: the key, the logger, the faults seen so far."""
 
-    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "own_faults", "slow")
+    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "faults_trimmed", "own_faults", "slow")
 
     def __init__(self, state: HopState, request: web.Request, key: str, trace_id: str) -> None:
         self.state = state
@@ -149,6 +148,7 @@ class HopContext:
         self.trace_id = trace_id
         self.log = _log.bind(**{state.spec.key: key})
         self.faults: list[dict[str, Any]] = []  # this hop's and its downstream's, for the caller
+        self.faults_trimmed = False  # the downstream left some out: the caller must ask /chaos/injected
         self.own_faults: list[Fault] = []  # this hop's, for /chaos/injected
         self.slow = False  # set by a step that knows it was slow (a query that hung)
 
@@ -188,7 +188,7 @@ class HopContext:
                 headers={REQUEST_ID_HEADER: self.trace_id},
                 timeout=timeout,
             ) as response:
-                self._merge_faults(response.headers.get(FAULTS_HEADER))
+                self._merge_faults(response.headers)
                 body = await response.read()
                 status = response.status
         except TimeoutError:
@@ -205,26 +205,16 @@ class HopContext:
             raise UpstreamFailure(downstream.service, "status", f"answered {status}: {detail}", status)
         return payload
 
-    def _merge_faults(self, header: str | None) -> None:
-        if header:
-            faults = _json_list(header)
-            self.faults.extend(fault for fault in faults if isinstance(fault, dict))
+    def _merge_faults(self, headers: Mapping[str, str]) -> None:
+        faults, trimmed = decode_faults(headers)
+        self.faults.extend(faults)
+        self.faults_trimmed = self.faults_trimmed or trimmed
 
     async def _ask_injected(self, downstream: Downstream) -> None:
         """A downstream that hung or dropped us could not say what it injected: ask it."""
         session = self.state.session
         assert session is not None, "only a hop with a downstream calls"
-        try:
-            with suppress_http_instrumentation():
-                async with session.get(
-                    f"{downstream.base_url}/chaos/injected/{self.trace_id}",
-                    timeout=aiohttp.ClientTimeout(total=1.0),
-                ) as response:
-                    if response.status == 200:
-                        payload = _json_object(await response.read())
-                        self.faults.extend(payload.get("faults", []))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc), harness=True)
+        self.faults.extend(await fetch_injected(session, downstream.base_url, self.trace_id) or [])
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -233,14 +223,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _json_list(text: str) -> list[Any]:
-    try:
-        value = loads(text)
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
 
 
 def _exception_type(name: str) -> type[Exception]:
@@ -275,9 +257,14 @@ def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
 
 
 async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
-    """Apply this hop's injected faults; return False when the connection was dropped."""
-    ctx.inject(*faults)
+    """Apply this hop's injected faults in order; return False when the connection was dropped.
+
+    Each is recorded as it is applied (before a hang starts, so a caller that
+    gives up can still ask), and only if it is: faults after an error or a drop
+    never happen, so the truth does not list them.
+    """
     for fault in faults:
+        ctx.inject(fault)
         if fault.kind in ("latency", "hang"):
             await asyncio.sleep(fault.delay_s)
         elif fault.kind == "drop":
@@ -330,7 +317,10 @@ def _elapsed_ms(started: float) -> float:
 
 def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
     if ctx.faults:
-        response.headers[FAULTS_HEADER] = dumps_str(ctx.faults)
+        value, trimmed = encode_faults(ctx.faults)
+        response.headers[FAULTS_HEADER] = value
+        if trimmed or ctx.faults_trimmed:
+            response.headers[TRIMMED_HEADER] = f"/chaos/injected/{ctx.trace_id}"  # where the whole list is
     return response
 
 

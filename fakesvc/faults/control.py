@@ -50,12 +50,14 @@ def chaos_routes(
     admin_token: str | None,
     bind_host: str,
     downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+    downstream_injected: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> list[web.RouteDef]:
     """``GET/PUT/DELETE /chaos``, ``GET /chaos/windows`` and ``GET /chaos/injected/{trace_id}``.
 
     Changing rules needs ``Authorization: Bearer <token>`` when a token is set,
     and is refused outright off loopback without one. ``/chaos/windows`` adds
-    the windows of the services downstream, so the gateway answers for the chain.
+    the windows of the services downstream, so the gateway answers for the chain;
+    ``/chaos/injected`` adds their faults in the trace the same way.
     """
 
     def refused(request: web.Request) -> web.Response | None:
@@ -94,7 +96,10 @@ def chaos_routes(
 
     async def get_injected(request: web.Request) -> web.Response:
         trace_id = request.match_info["trace_id"]
-        return web.json_response({"trace_id": trace_id, "faults": chaos.injected(trace_id)})
+        faults = chaos.injected(trace_id)
+        if downstream_injected is not None:
+            faults += await downstream_injected(trace_id)
+        return web.json_response({"trace_id": trace_id, "faults": faults})
 
     return [
         web.get("/chaos", get_rules),
