@@ -34,6 +34,9 @@ from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
 LATENCY_METRIC = "request_latency"
+# An order or item id travels on in the next hop's URL: bounded so the encoded URL stays far
+# below aiohttp's 8,190-byte request line (one character encodes to at most 12).
+MAX_KEY_CHARS = 256
 
 _ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -281,6 +284,21 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     return True
 
 
+def key_problem(name: str, value: str) -> str | None:
+    """Why ``value`` cannot be an order or item id (None when it can): checked once, at each hop's edge.
+
+    ``.`` and ``..`` would be read as path steps in the next hop's URL (answered 404 there);
+    control characters and unbounded lengths have no business in an id.
+    """
+    if value in (".", ".."):
+        return f"{name} must not be '.' or '..': a URL reads them as a path step"
+    if len(value) > MAX_KEY_CHARS:
+        return f"{name} must be at most {MAX_KEY_CHARS} characters"
+    if any(char < " " or char == "\x7f" for char in value):
+        return f"{name} must not contain control characters"
+    return None
+
+
 def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler of a service's business route, built around its step."""
     spec = state.spec
@@ -288,7 +306,11 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
     async def handle(request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         trace_id = current_trace_id.get() or ""
-        ctx = HopContext(state, request, request.match_info[spec.key], trace_id)
+        key = request.match_info[spec.key]
+        problem = key_problem(spec.key, key)
+        if problem is not None:  # the caller's mistake, not an incident: answered, not logged
+            return error_response(400, problem, error_code=error_code(spec.code_prefix, 400))
+        ctx = HopContext(state, request, key, trace_id)
         try:
             injected = state.chaos.decide(spec.route, trace_id)
             if injected and not await _apply_faults(ctx, injected):

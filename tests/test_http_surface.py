@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.conftest import Chain
 
@@ -55,3 +56,42 @@ async def test_scenario_errors_are_json_too(chain: Chain) -> None:
             body = await response.json()
             assert response.status == 200 and body["item_id"] == "sku-1"
             assert isinstance(body["available"], bool) and body["latency_ms"] >= 0
+
+
+BAD_KEYS = [
+    pytest.param("%2e", "must not be '.' or '..'", id="dot"),
+    pytest.param("%2e%2e", "must not be '.' or '..'", id="dot-dot"),
+    # 3,000 bytes here, 9,000 once the next hop's URL encodes each "!": past aiohttp's 8,190-byte line
+    pytest.param("!" * 3000, "at most 256 characters", id="long-enough-to-break-the-next-url"),
+    pytest.param("a%00b", "control characters", id="nul"),
+    pytest.param("a%0d%0ab", "control characters", id="crlf"),
+]
+
+
+@pytest.mark.parametrize(("raw", "problem"), BAD_KEYS)
+@pytest.mark.parametrize(
+    ("service", "method", "route", "key"),
+    [
+        ("api-gateway", "POST", "/checkout/", "order_id"),
+        ("payment-service", "POST", "/pay/", "order_id"),
+        ("inventory-service", "GET", "/inventory/", "item_id"),
+    ],
+)
+async def test_ids_that_would_break_the_next_hops_url_are_a_json_400_and_no_error_log(
+    chain: Chain, service: str, method: str, route: str, key: str, raw: str, problem: str
+) -> None:
+    url = URL(chain.urls[service] + route + raw, encoded=True)  # sent as is: no client-side normalising
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url) as response:
+            assert response.status == 400 and response.content_type == "application/json"
+            body = await response.json()
+    assert body["detail"].startswith(key) and problem in body["detail"]
+    assert body["error_code"].endswith("_BAD_REQUEST")
+    assert chain.logs(request_id=body["trace_id"]) == []  # no hop ran: nothing to log, nothing sent on
+
+
+@pytest.mark.parametrize("order_id", ["a%2Fb", "..%2Fpay", "caf%C3%A9", "%20", "a."])
+async def test_ids_with_encoded_slashes_dots_and_unicode_still_check_out(chain: Chain, order_id: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(URL(f"{chain.gateway}/checkout/{order_id}", encoded=True)) as response:
+            assert response.status == 200, await response.text()
