@@ -28,12 +28,15 @@ from fakesvc.config import ServiceConfig
 from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.faults import Chaos, Fault
+from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
 LATENCY_METRIC = "request_latency"
+ENDING_KINDS = ("error", "drop")  # a fault after one of these never happens
+CLIENT_CLOSED = 499  # the status a hop records when its caller gave up (nginx's "client closed request")
 # An order or item id travels on in the next hop's URL: bounded so the encoded URL stays far
 # below aiohttp's 8,190-byte request line (one character encodes to at most 12).
 MAX_KEY_CHARS = 256
@@ -262,12 +265,14 @@ def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
 async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     """Apply this hop's injected faults in order; return False when the connection was dropped.
 
-    Each is recorded as it is applied (before a hang starts, so a caller that
-    gives up can still ask), and only if it is: faults after an error or a drop
-    never happen, so the truth does not list them.
+    They are recorded before the first is applied (so a caller that gives up
+    during a hang can still ask), but only those that will be: faults after an
+    error or a drop never happen, so the truth does not list them.
     """
+    ending = next((i for i, fault in enumerate(faults) if fault.kind in ENDING_KINDS), len(faults) - 1)
+    faults = faults[: ending + 1]
+    ctx.inject(*faults)
     for fault in faults:
-        ctx.inject(fault)
         if fault.kind in ("latency", "hang"):
             await asyncio.sleep(fault.delay_s)
         elif fault.kind == "drop":
@@ -324,6 +329,9 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
             return _with_faults(
                 error_response(err.status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
             )
+        except asyncio.CancelledError:
+            _record_cancelled(ctx, _elapsed_ms(started))
+            raise
         latency_ms = _elapsed_ms(started)
         body.setdefault("latency_ms", round(latency_ms, 3))
         _record_success(ctx, latency_ms)
@@ -363,6 +371,22 @@ def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
     span.record_exception(cause)
     span.set_status(StatusCode.ERROR, err.detail)
     ctx.log.error(err.event or ctx.state.spec.failed, latency_ms=round(latency_ms, 3), **evidence)
+
+
+def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
+    """The caller gave up (or the service is stopping): still leave what this hop was doing.
+
+    The slow-dependency evidence (a hung query's WARNING, the latency metric an
+    analyser thresholds) must not vanish because the caller stopped waiting.
+    """
+    spec = ctx.state.spec
+    slow = ctx.slow or any(fault.kind in DELAY_KINDS for fault in ctx.own_faults)
+    code = spec.slow_code if slow else f"{spec.code_prefix}_CANCELLED"
+    trace.get_current_span().set_status(StatusCode.ERROR, "cancelled: the caller gave up")
+    ctx.log.warning(
+        spec.failed, latency_ms=round(latency_ms, 3), error_code=code, status=CLIENT_CLOSED, cancelled=True, slow=slow
+    )
+    _measure(ctx, latency_ms, CLIENT_CLOSED)
 
 
 def _finish_dropped(ctx: HopContext, started: float) -> None:
