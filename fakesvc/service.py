@@ -25,7 +25,7 @@ from fakesvc.correlation import correlation_middleware
 from fakesvc.fault_report import fetch_injected
 from fakesvc.faults import Chaos, chaos_routes
 from fakesvc.hop import HopSpec, HopState, hop_handler
-from fakesvc.http_errors import error_response, json_errors
+from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.in_flight import InFlight
 from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
@@ -127,6 +127,7 @@ def build_app(
     altogether: they cost ~100 us a request even when nothing is recorded,
     and the checkout's trace id still travels in ``x-request-id``.
     """
+    quiet_parser_errors()
     in_flight = InFlight()
     middlewares = [correlation_middleware(spec.service), json_errors()]
     trace_configs = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import aiohttp
 import pytest
 from yarl import URL
@@ -95,3 +98,39 @@ async def test_ids_with_encoded_slashes_dots_and_unicode_still_check_out(chain: 
     async with aiohttp.ClientSession() as session:
         async with session.post(URL(f"{chain.gateway}/checkout/{order_id}", encoded=True)) as response:
             assert response.status == 200, await response.text()
+
+
+async def raw_exchange(base_url: str, request: bytes) -> bytes:
+    """Send bytes as they are (no client would send these) and read the answer until the server closes."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+UNPARSABLE = [
+    pytest.param(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", id="header-over-8190-bytes"
+    ),
+    pytest.param(b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n", id="malformed-request-line"),
+    pytest.param(b"FO(O /healthz HTTP/1.1\r\nHost: x\r\n\r\n", id="bad-method"),
+]
+
+
+@pytest.mark.parametrize("request_bytes", UNPARSABLE)
+async def test_requests_the_parser_rejects_are_a_400_and_no_traceback_in_any_log(
+    chain: Chain, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    answer = await raw_exchange(chain.urls["inventory-service"], request_bytes)
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+    # aiohttp answers these itself, before any application code: its public API leaves the body text/plain
+    server_records = [record for record in caplog.records if record.name == "aiohttp.server"]
+    assert all(record.levelno < logging.WARNING and not record.exc_info for record in server_records)
+    assert "Traceback" not in caplog.text
+    async with aiohttp.ClientSession() as session:  # and the service carries on
+        async with session.get(f"{chain.urls['inventory-service']}/healthz") as response:
+            assert response.status == 200
