@@ -64,7 +64,7 @@ def decode_faults(headers: Mapping[str, str]) -> tuple[list[dict[str, Any]], boo
     if raw:
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             value = []
         if isinstance(value, list):
             records = [record for record in value if isinstance(record, dict)]

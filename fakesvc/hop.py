@@ -273,7 +273,7 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     faults = faults[: ending + 1]
     ctx.inject(*faults)
     for fault in faults:
-        if fault.kind in ("latency", "hang"):
+        if fault.kind in DELAY_KINDS:
             await asyncio.sleep(fault.delay_s)
         elif fault.kind == "drop":
             transport = ctx.request.transport
@@ -346,7 +346,7 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
-    if ctx.faults:
+    if ctx.faults or ctx.faults_trimmed:
         value, trimmed = encode_faults(ctx.faults)
         response.headers[FAULTS_HEADER] = value
         if trimmed or ctx.faults_trimmed:

@@ -23,6 +23,7 @@ with timeouts far from the baseline.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -64,8 +65,16 @@ class _Answer:
     cause: str | None
 
 
+def _delay(fault: dict[str, Any]) -> float:
+    """A record's added delay in ms; anything but a finite non-negative number counts as none."""
+    value = fault.get("delay_ms")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return 0.0
+    return float(value)
+
+
 def _delay_ms(faults: Sequence[dict[str, Any]]) -> float:
-    return sum(float(f.get("delay_ms") or 0.0) for f in faults)
+    return sum(_delay(fault) for fault in faults)
 
 
 def _slowest(services: Sequence[str], by_service: dict[str, list[dict[str, Any]]]) -> str | None:
@@ -82,10 +91,11 @@ def _answer(index: int, by_service: dict[str, list[dict[str, Any]]], timeouts: T
     delay = 0.0
     for fault in by_service[service]:
         if fault.get("kind") == "error":
-            return _Answer(int(fault.get("status") or FAILED), delay, service)
+            status = fault.get("status")
+            return _Answer(status if isinstance(status, int) and 400 <= status <= 599 else FAILED, delay, service)
         if fault.get("kind") == "drop":
             return _Answer(None, delay, service)
-        delay += float(fault.get("delay_ms") or 0.0)
+        delay += _delay(fault)
     if index + 1 == len(CHAIN):
         return _Answer(200, delay, None)
     below = _answer(index + 1, by_service, timeouts)
