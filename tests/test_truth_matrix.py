@@ -21,8 +21,8 @@ from fakesvc.traffic import TrafficConfig, run_traffic
 from fakesvc.traffic.truth import Timeouts
 from tests.conftest import FAST, Chain, recording_telemetry, start_chain
 
-CONFIG = replace(FAST, inventory_timeout_s=0.3, payment_timeout_s=0.8)
-TIMEOUTS = Timeouts(CONFIG.inventory_timeout_s, CONFIG.payment_timeout_s, checkout_s=1.5)
+CONFIG = replace(FAST, inventory_timeout_s=0.5, payment_timeout_s=1.0)
+TIMEOUTS = Timeouts(CONFIG.inventory_timeout_s, CONFIG.payment_timeout_s, checkout_s=1.8)
 CALLER_WAIT_S = {
     "api-gateway": TIMEOUTS.checkout_s,
     "payment-service": TIMEOUTS.payment_s,
@@ -103,7 +103,10 @@ PAIRS = [
         id="latency at the gateway + error at inventory",
     ),
     pytest.param(
-        {"payment-service": [{"kind": "latency", "latency_ms": 20}], "inventory-service": [{"kind": "hang"}]},
+        {
+            "payment-service": [{"kind": "latency", "latency_ms": 20}],
+            "inventory-service": [{"kind": "hang", "hang_s": CONFIG.inventory_timeout_s + OVER_S}],
+        },
         500,
         "inventory-service",
         [("payment-service", "latency"), ("inventory-service", "hang")],
@@ -134,8 +137,8 @@ PAIRS = [
         # each within its own caller's timeout, together past the gateway's: the gateway asks payment, which
         # answers for inventory too
         {
-            "payment-service": [{"kind": "latency", "latency_ms": 600}],
-            "inventory-service": [{"kind": "latency", "latency_ms": 250}],
+            "payment-service": [{"kind": "latency", "latency_ms": 550}],
+            "inventory-service": [{"kind": "latency", "latency_ms": 470}],
         },
         500,
         "payment-service",
