@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from yarl import URL
 
 FAULTS_HEADER = "x-fakesvc-faults"
 TRIMMED_HEADER = "x-fakesvc-faults-trimmed"
@@ -76,7 +77,9 @@ async def fetch_injected(session: aiohttp.ClientSession, base_url: str, trace_id
 
     None when it does not answer: the caller then knows only what it saw itself.
     """
-    url = f"{base_url}/chaos/injected/{quote(trace_id, safe='')}"
+    # A trace id of "." or ".." is valid: sent as is (the client would normalise it away) and with
+    # its dots encoded, so no server or proxy on the way reads it as a path step.
+    url = URL(f"{base_url}/chaos/injected/{quote(trace_id, safe='').replace('.', '%2E')}", encoded=True)
     try:
         with suppress_http_instrumentation():  # the harness's own call: no span in the checkout's trace
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_S)) as response:
@@ -87,5 +90,5 @@ async def fetch_injected(session: aiohttp.ClientSession, base_url: str, trace_id
         error = f"HTTP {response.status} without a fault list"
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    _log.warning("Fault lookup failed", url=url, error=error, harness=True)
+    _log.warning("Fault lookup failed", url=str(url), error=error, harness=True)
     return None

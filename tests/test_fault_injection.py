@@ -145,3 +145,13 @@ async def test_an_8_kb_error_message_keeps_the_header_bounded_and_the_truth_whol
     assert line["status"] == line["expected_status"] == 500
     (fault,) = line["faults"]
     assert message in fault["detail"] and fault["status"] == 503
+
+
+async def test_a_dot_dot_trace_id_still_learns_what_a_dropping_downstream_injected(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "drop"}]))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.gateway}/checkout/success", headers={"x-request-id": ".."}) as response:
+            assert response.status == 500 and response.headers["x-request-id"] == ".."
+            faults = json.loads(response.headers["x-fakesvc-faults"])
+    assert [(f["service"], f["kind"]) for f in faults] == [("inventory-service", "drop")]
+    assert not chain.logs(event="Fault lookup failed")
