@@ -14,7 +14,7 @@ import builtins
 import contextlib
 import random
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,19 +22,24 @@ import aiohttp
 import structlog
 from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import StatusCode
 
 from fakesvc.config import ServiceConfig
 from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
+from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.faults import Chaos, Fault
+from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.telemetry.pipeline import Telemetry
 
-FAULTS_HEADER = "x-fakesvc-faults"
 SLOW_HOP_MS = 1000.0
 LATENCY_METRIC = "request_latency"
+ENDING_KINDS = ("error", "drop")  # a fault after one of these never happens
+CLIENT_CLOSED = 499  # the status a hop records when its caller gave up (nginx's "client closed request")
+# An order or item id travels on in the next hop's URL: bounded so the encoded URL stays far
+# below aiohttp's 8,190-byte request line (one character encodes to at most 12).
+MAX_KEY_CHARS = 256
 
 _ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -140,7 +145,7 @@ class HopState:
 class HopContext:
     """One request's view of its hop: the key, the logger, the faults seen so far."""
 
-    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "own_faults", "slow")
+    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "faults_trimmed", "own_faults", "slow")
 
     def __init__(self, state: HopState, request: web.Request, key: str, trace_id: str) -> None:
         self.state = state
@@ -149,6 +154,7 @@ class HopContext:
         self.trace_id = trace_id
         self.log = _log.bind(**{state.spec.key: key})
         self.faults: list[dict[str, Any]] = []  # this hop's and its downstream's, for the caller
+        self.faults_trimmed = False  # the downstream left some out: the caller must ask /chaos/injected
         self.own_faults: list[Fault] = []  # this hop's, for /chaos/injected
         self.slow = False  # set by a step that knows it was slow (a query that hung)
 
@@ -188,7 +194,7 @@ class HopContext:
                 headers={REQUEST_ID_HEADER: self.trace_id},
                 timeout=timeout,
             ) as response:
-                self._merge_faults(response.headers.get(FAULTS_HEADER))
+                self._merge_faults(response.headers)
                 body = await response.read()
                 status = response.status
         except TimeoutError:
@@ -205,26 +211,16 @@ class HopContext:
             raise UpstreamFailure(downstream.service, "status", f"answered {status}: {detail}", status)
         return payload
 
-    def _merge_faults(self, header: str | None) -> None:
-        if header:
-            faults = _json_list(header)
-            self.faults.extend(fault for fault in faults if isinstance(fault, dict))
+    def _merge_faults(self, headers: Mapping[str, str]) -> None:
+        faults, trimmed = decode_faults(headers)
+        self.faults.extend(faults)
+        self.faults_trimmed = self.faults_trimmed or trimmed
 
     async def _ask_injected(self, downstream: Downstream) -> None:
         """A downstream that hung or dropped us could not say what it injected: ask it."""
         session = self.state.session
         assert session is not None, "only a hop with a downstream calls"
-        try:
-            with suppress_http_instrumentation():
-                async with session.get(
-                    f"{downstream.base_url}/chaos/injected/{self.trace_id}",
-                    timeout=aiohttp.ClientTimeout(total=1.0),
-                ) as response:
-                    if response.status == 200:
-                        payload = _json_object(await response.read())
-                        self.faults.extend(payload.get("faults", []))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self.log.warning("Fault lookup failed", upstream_service=downstream.service, error=str(exc), harness=True)
+        self.faults.extend(await fetch_injected(session, downstream.base_url, self.trace_id) or [])
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -233,14 +229,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _json_list(text: str) -> list[Any]:
-    try:
-        value = loads(text)
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
 
 
 def _exception_type(name: str) -> type[Exception]:
@@ -275,10 +263,17 @@ def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
 
 
 async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
-    """Apply this hop's injected faults; return False when the connection was dropped."""
+    """Apply this hop's injected faults in order; return False when the connection was dropped.
+
+    They are recorded before the first is applied (so a caller that gives up
+    during a hang can still ask), but only those that will be: faults after an
+    error or a drop never happen, so the truth does not list them.
+    """
+    ending = next((i for i, fault in enumerate(faults) if fault.kind in ENDING_KINDS), len(faults) - 1)
+    faults = faults[: ending + 1]
     ctx.inject(*faults)
     for fault in faults:
-        if fault.kind in ("latency", "hang"):
+        if fault.kind in DELAY_KINDS:
             await asyncio.sleep(fault.delay_s)
         elif fault.kind == "drop":
             transport = ctx.request.transport
@@ -294,6 +289,21 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     return True
 
 
+def key_problem(name: str, value: str) -> str | None:
+    """Why ``value`` cannot be an order or item id (None when it can): checked once, at each hop's edge.
+
+    ``.`` and ``..`` would be read as path steps in the next hop's URL (answered 404 there);
+    control characters and unbounded lengths have no business in an id.
+    """
+    if value in (".", ".."):
+        return f"{name} must not be '.' or '..': a URL reads them as a path step"
+    if len(value) > MAX_KEY_CHARS:
+        return f"{name} must be at most {MAX_KEY_CHARS} characters"
+    if any(char < " " or char == "\x7f" for char in value):
+        return f"{name} must not contain control characters"
+    return None
+
+
 def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler of a service's business route, built around its step."""
     spec = state.spec
@@ -301,7 +311,11 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
     async def handle(request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         trace_id = current_trace_id.get() or ""
-        ctx = HopContext(state, request, request.match_info[spec.key], trace_id)
+        key = request.match_info[spec.key]
+        problem = key_problem(spec.key, key)
+        if problem is not None:  # the caller's mistake, not an incident: answered, not logged
+            return error_response(400, problem, error_code=error_code(spec.code_prefix, 400))
+        ctx = HopContext(state, request, key, trace_id)
         try:
             injected = state.chaos.decide(spec.route, trace_id)
             if injected and not await _apply_faults(ctx, injected):
@@ -315,6 +329,9 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
             return _with_faults(
                 error_response(err.status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
             )
+        except asyncio.CancelledError:
+            _record_cancelled(ctx, _elapsed_ms(started))
+            raise
         latency_ms = _elapsed_ms(started)
         body.setdefault("latency_ms", round(latency_ms, 3))
         _record_success(ctx, latency_ms)
@@ -329,8 +346,11 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
-    if ctx.faults:
-        response.headers[FAULTS_HEADER] = dumps_str(ctx.faults)
+    if ctx.faults or ctx.faults_trimmed:
+        value, trimmed = encode_faults(ctx.faults)
+        response.headers[FAULTS_HEADER] = value
+        if trimmed or ctx.faults_trimmed:
+            response.headers[TRIMMED_HEADER] = f"/chaos/injected/{ctx.trace_id}"  # where the whole list is
     return response
 
 
@@ -351,6 +371,22 @@ def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
     span.record_exception(cause)
     span.set_status(StatusCode.ERROR, err.detail)
     ctx.log.error(err.event or ctx.state.spec.failed, latency_ms=round(latency_ms, 3), **evidence)
+
+
+def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
+    """The caller gave up (or the service is stopping): still leave what this hop was doing.
+
+    The slow-dependency evidence (a hung query's WARNING, the latency metric an
+    analyser thresholds) must not vanish because the caller stopped waiting.
+    """
+    spec = ctx.state.spec
+    slow = ctx.slow or any(fault.kind in DELAY_KINDS for fault in ctx.own_faults)
+    code = spec.slow_code if slow else f"{spec.code_prefix}_CANCELLED"
+    trace.get_current_span().set_status(StatusCode.ERROR, "cancelled: the caller gave up")
+    ctx.log.warning(
+        spec.failed, latency_ms=round(latency_ms, 3), error_code=code, status=CLIENT_CLOSED, cancelled=True, slow=slow
+    )
+    _measure(ctx, latency_ms, CLIENT_CLOSED)
 
 
 def _finish_dropped(ctx: HopContext, started: float) -> None:

@@ -1,11 +1,22 @@
-"""Every error answer is JSON ``{"detail": ..., "trace_id": ...}``: never HTML, never a traceback."""
+"""Every error answer is JSON ``{"detail": ..., "trace_id": ...}``: never HTML, never a traceback.
+
+One exception the public API leaves us: a request aiohttp's HTTP parser rejects
+(a header over 8,190 bytes, a bad method, a malformed request line) is answered
+by ``RequestHandler.handle_error`` before any application code runs: a plain-text
+400 quoting the offending bytes, which no middleware or signal can reshape
+without aiohttp's private internals. What we can do is keep it out of the logs:
+see :func:`quiet_parser_errors`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 from aiohttp.typedefs import Handler, Middleware
 
 from fakesvc.correlation import current_trace_id
@@ -45,3 +56,27 @@ def json_errors(render: Callable[[int, object], web.Response] = error_response) 
             return render(500, "Internal server error")
 
     return middleware
+
+
+class ParserErrorFilter(logging.Filter):
+    """Turn aiohttp's traceback for a request its parser rejected into one DEBUG line without a trace.
+
+    The client got its 400; the traceback (on stderr, once per bad request) says
+    nothing about the service and would drown what the services did.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "Rejected a malformed request from %s: %s"
+            record.args = (remote, type(error).__name__)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_parser_errors() -> None:
+    """Install :class:`ParserErrorFilter` on aiohttp's public ``aiohttp.server`` logger (once per process)."""
+    if not any(isinstance(existing, ParserErrorFilter) for existing in server_logger.filters):
+        server_logger.addFilter(ParserErrorFilter())

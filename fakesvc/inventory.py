@@ -29,7 +29,7 @@ async def check_stock(ctx: HopContext) -> dict[str, object]:
     with ctx.span("inventory.query", **{"db.system": "postgresql", "db.operation": "SELECT"}):
         if HANG in ctx.key:
             hang_s = ctx.config.hang_s
-            ctx.inject(scenario_fault(SERVICE, HANG, "hang", f"query hangs {hang_s:g} s"))
+            ctx.inject(scenario_fault(SERVICE, HANG, "hang", f"query hangs {hang_s:g} s", delay_s=hang_s))
             ctx.slow = True
             await asyncio.sleep(hang_s)
         else:

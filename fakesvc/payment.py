@@ -16,6 +16,7 @@ from fakesvc.service import AppFactory, app_factory
 
 SERVICE = "payment-service"
 LATENCY_MS = (100.0, 400.0)
+DECLINED_STATUS = 500
 
 
 def charge(order_id: str) -> None:
@@ -31,8 +32,8 @@ async def pay(ctx: HopContext) -> dict[str, object]:
         try:
             charge(ctx.key)
         except ValueError as exc:
-            ctx.inject(scenario_fault(SERVICE, DECLINED, "error", f"ValueError: {exc}"))
-            raise HopError(500, str(exc), error_code="PAYMENT_DECLINED", cause=exc) from exc
+            ctx.inject(scenario_fault(SERVICE, DECLINED, "error", f"ValueError: {exc}", status=DECLINED_STATUS))
+            raise HopError(DECLINED_STATUS, str(exc), error_code="PAYMENT_DECLINED", cause=exc) from exc
     try:
         stock = await ctx.call("GET", f"/inventory/{quote(ctx.key, safe='')}")
     except UpstreamFailure as exc:

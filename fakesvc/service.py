@@ -22,9 +22,10 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from fakesvc.config import ServiceConfig
 from fakesvc.correlation import correlation_middleware
+from fakesvc.fault_report import fetch_injected
 from fakesvc.faults import Chaos, chaos_routes
 from fakesvc.hop import HopSpec, HopState, hop_handler
-from fakesvc.http_errors import error_response, json_errors
+from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.in_flight import InFlight
 from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
@@ -129,6 +130,7 @@ def build_app(
     altogether: they cost ~100 us a request even when nothing is recorded,
     and the checkout's trace id still travels in ``x-request-id``.
     """
+    quiet_parser_errors()
     in_flight = InFlight()
     middlewares = [correlation_middleware(spec.service), json_errors()]
     trace_configs = []
@@ -160,6 +162,7 @@ def build_app(
             state.chaos,
             admin_token=admin_token,
             downstream_windows=(lambda: downstream_windows(state)) if spec.downstream else None,
+            downstream_injected=(lambda trace_id: downstream_injected(state, trace_id)) if spec.downstream else None,
         )
     )
 
@@ -199,6 +202,12 @@ async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
         )
         return []
     return windows if isinstance(windows, list) else []
+
+
+async def downstream_injected(state: HopState, trace_id: str) -> list[dict[str, Any]]:
+    """What the services behind this one injected into a trace (empty if they do not answer)."""
+    assert state.session is not None and state.spec.downstream is not None
+    return await fetch_injected(state.session, state.spec.downstream.base_url, trace_id) or []
 
 
 async def _not_ready(app: web.Application) -> None:

@@ -70,7 +70,15 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
             async with session.post(f"{gateway}/checkout/after-rule") as response:
                 assert response.status == 500
                 faults = json.loads(response.headers["x-fakesvc-faults"])
-            assert faults == [{"service": "inventory-service", "kind": "drop", "detail": "connection dropped (rule 0)"}]
+            assert faults == [
+                {
+                    "service": "inventory-service",
+                    "kind": "drop",
+                    "detail": "connection dropped (rule 0)",
+                    "status": None,
+                    "delay_ms": None,
+                }
+            ]
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:

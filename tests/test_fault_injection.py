@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aiohttp
 
-from fakesvc.faults import parse_rules
+from fakesvc.fault_report import HEADER_BUDGET_BYTES
+from fakesvc.faults import Rule, parse_rules
+from fakesvc.traffic import TrafficConfig, run_traffic
 from tests.conftest import Chain
 
 
@@ -103,3 +106,52 @@ async def test_the_supervisor_gateway_sets_every_services_rules_in_one_call(chai
         assert chain.chaos("inventory-service").rules[0].kind == "error"  # nothing changed
     status, _, faults = await checkout(chain)
     assert status == 500 and {f["service"] for f in faults} == {"inventory-service", "payment-service"}
+
+
+async def answer_of(chain: Chain, order_id: str = "success") -> tuple[int, dict, dict[str, str]]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.gateway}/checkout/{order_id}") as response:
+            return response.status, await response.json(), dict(response.headers)
+
+
+async def truth_of_one_checkout(chain: Chain, tmp_path: Path) -> dict:
+    truth = tmp_path / "truth.jsonl"
+    await run_traffic(
+        TrafficConfig(target=chain.gateway, rate=10, count=1, mix={"success": 1}, truth_path=str(truth), progress=False)
+    )
+    return json.loads(truth.read_text())
+
+
+async def test_300_rules_keep_the_faults_header_bounded_and_the_truth_whole(chain: Chain, tmp_path: Path) -> None:
+    chain.chaos("inventory-service").set_rules([Rule("latency", latency_ms=(0.0, 0.0))] * 300)
+    status, body, headers = await answer_of(chain)
+    assert status == 200, body
+    assert len(headers["x-fakesvc-faults"]) <= HEADER_BUDGET_BYTES
+    assert headers["x-fakesvc-faults-trimmed"] == f"/chaos/injected/{body['trace_id']}"
+    line = await truth_of_one_checkout(chain, tmp_path)
+    assert line["status"] == line["expected_status"] == 200
+    assert len(line["faults"]) == 300 and line["root_cause_service"] == "inventory-service"
+
+
+async def test_an_8_kb_error_message_keeps_the_header_bounded_and_the_truth_whole(chain: Chain, tmp_path: Path) -> None:
+    message = "Inventory DB unavailable " + "x" * 8192
+    chain.chaos("inventory-service").set_rules([Rule("error", status=503, message=message)])
+    status, body, headers = await answer_of(chain)
+    assert status == 500
+    assert len(headers["x-fakesvc-faults"]) <= HEADER_BUDGET_BYTES and "x-fakesvc-faults-trimmed" in headers
+    payment = chain.logs(event="Payment failed", request_id=body["trace_id"])[0]
+    assert payment["error_code"] == "PAYMENT_UPSTREAM_ERROR" and payment["upstream_status"] == 503
+    line = await truth_of_one_checkout(chain, tmp_path)
+    assert line["status"] == line["expected_status"] == 500
+    (fault,) = line["faults"]
+    assert message in fault["detail"] and fault["status"] == 503
+
+
+async def test_a_dot_dot_trace_id_still_learns_what_a_dropping_downstream_injected(chain: Chain) -> None:
+    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "drop"}]))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.gateway}/checkout/success", headers={"x-request-id": ".."}) as response:
+            assert response.status == 500 and response.headers["x-request-id"] == ".."
+            faults = json.loads(response.headers["x-fakesvc-faults"])
+    assert [(f["service"], f["kind"]) for f in faults] == [("inventory-service", "drop")]
+    assert not chain.logs(event="Fault lookup failed")

@@ -75,10 +75,11 @@ async def test_timeout_is_a_500_after_payment_504_and_inventory_logs_its_slow_qu
     assert timeout[0]["level"] == "ERROR" and timeout[0]["error_code"] == "PAYMENT_TIMEOUT"
     assert timeout[0]["status"] == 504 and timeout[0]["upstream_service"] == "inventory-service"
     assert chain.logs(event="Checkout failed", request_id=trace_id)[0]["upstream_status"] == 504
-    # The hang is bounded: inventory finishes on its own and leaves evidence of the slow query.
-    slow = await chain.wait_for_log(event="Inventory check completed", request_id=trace_id)
-    assert slow["level"] == "WARNING" and slow["error_code"] == "SLOW_QUERY"
-    assert slow["latency_ms"] >= 500
+    # The hang ends (on its own, or cancelled once payment gave up, with aiohttp's handler_cancellation)
+    # and inventory leaves evidence of the slow query either way.
+    slow = await chain.wait_for_log(service="inventory-service", error_code="SLOW_QUERY", request_id=trace_id)
+    assert slow["level"] == "WARNING" and slow["event"].startswith("Inventory check")
+    assert slow["latency_ms"] >= FAST.inventory_timeout_s * 1000 / 2  # it hung (at least until payment gave up)
     assert '"inventory-service"' in headers["x-fakesvc-faults"] and '"hang"' in headers["x-fakesvc-faults"]
 
 

@@ -15,8 +15,8 @@ from fakesvc.faults import parse_rules
 from fakesvc.settings import ConfigError
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, format_summary, run_traffic, traffic_config_from_args
 from fakesvc.traffic.plan import plan
-from fakesvc.traffic.truth import Timeouts, expected_status, root_cause_service
-from tests.conftest import Chain
+from fakesvc.traffic.truth import Timeouts, judge
+from tests.conftest import FAST, Chain
 
 TRUTH_KEYS = [
     "trace_id",
@@ -41,6 +41,7 @@ def config(chain: Chain, tmp_path: Path, **changes: object) -> TrafficConfig:
         truth_path=str(tmp_path / "truth.jsonl"),
         report_path=str(tmp_path / "report.json"),
         progress=False,
+        timeouts=Timeouts(FAST.inventory_timeout_s, FAST.payment_timeout_s),
     )
     return replace(base, **changes)
 
@@ -120,26 +121,47 @@ async def test_rule_faults_and_fault_windows_reach_the_truth_and_the_report(chai
     chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "drop", "start_s": 3600, "duration_s": 60}]))
     report = await run_traffic(config(chain, tmp_path, count=10, mix={"success": 1}))
     for line in truth_lines(tmp_path / "truth.jsonl"):
-        assert line["faults"] == [{"service": "payment-service", "kind": "latency", "detail": "latency 20 ms (rule 0)"}]
+        assert line["faults"] == [
+            {
+                "service": "payment-service",
+                "kind": "latency",
+                "detail": "latency 20 ms (rule 0)",
+                "status": None,
+                "delay_ms": 20.0,
+            }
+        ]
         assert line["root_cause_service"] == "payment-service" and line["expected_status"] == 200 == line["status"]
     assert [(w["service"], w["kind"]) for w in report["fault_windows"]] == [("inventory-service", "drop")]
 
 
-def test_root_cause_and_expected_status_rules() -> None:
-    inv_error = {"service": "inventory-service", "kind": "error", "detail": "error 503 X: y (rule 0)"}
-    pay_latency = {"service": "payment-service", "kind": "latency", "detail": "latency 900 ms (rule 0)"}
-    gw_latency = {"service": "api-gateway", "kind": "latency", "detail": "latency 50 ms (rule 0)"}
-    gw_error = {"service": "api-gateway", "kind": "error", "detail": "error 429 RuntimeError: slow down (rule 1)"}
-    assert root_cause_service([]) is None
-    assert root_cause_service([pay_latency, inv_error]) == "inventory-service"
-    assert root_cause_service([gw_latency, pay_latency]) == "payment-service"
-    assert expected_status("success", [pay_latency]) == 200
-    assert expected_status("success", [inv_error]) == 500
-    assert expected_status("success", [gw_error]) == 429
-    assert expected_status("fail-pay", []) == 500
-    slow_inventory = {"service": "inventory-service", "kind": "latency", "detail": "latency 2500 ms (rule 0)"}
-    assert expected_status("success", [slow_inventory]) == 500  # past payment's 2 s
-    assert expected_status("success", [slow_inventory], Timeouts(inventory_s=3.0)) == 200
+def fault(service: str, kind: str, *, status: int | None = None, delay_ms: float | None = None) -> dict:
+    """A structured fault record whose prose ``detail`` says nothing: the verdict must not read it."""
+    return {"service": service, "kind": kind, "detail": "", "status": status, "delay_ms": delay_ms}
+
+
+def test_the_verdict_replays_the_chain_from_structured_records() -> None:
+    inv_error = fault("inventory-service", "error", status=503)
+    pay_latency = fault("payment-service", "latency", delay_ms=900)
+    gw_latency = fault("api-gateway", "latency", delay_ms=50)
+    gw_error = fault("api-gateway", "error", status=429)
+    assert judge([]) == (200, None)
+    assert judge([pay_latency, inv_error]).root_cause_service == "inventory-service"
+    assert judge([gw_latency, pay_latency]) == judge([pay_latency]) and judge([pay_latency]).expected_status == 200
+    assert judge([gw_latency, pay_latency]).root_cause_service == "payment-service"
+    assert judge([inv_error]).expected_status == 500
+    assert judge([gw_error]).expected_status == 429 and judge([gw_error]).root_cause_service == "api-gateway"
+    slow_inventory = fault("inventory-service", "latency", delay_ms=2500)
+    assert judge([slow_inventory]).expected_status == 500  # past payment's 2 s
+    assert judge([slow_inventory], Timeouts(inventory_s=3.0)).expected_status == 200
+    short_hang = fault("payment-service", "hang", delay_ms=200)
+    assert judge([short_hang]).expected_status == 200  # a hang within its caller's patience is harmless
+    gateway_hang = fault("api-gateway", "hang", delay_ms=5000)
+    assert judge([gateway_hang]).expected_status == 200
+    assert judge([gateway_hang], Timeouts(checkout_s=4.0)) == (None, "api-gateway")  # the generator gave up
+    assert judge([fault("api-gateway", "drop")]) == (None, "api-gateway")
+    # a slow payment plus a slow (but not too slow) inventory together outlast the gateway's patience
+    nested = [fault("payment-service", "latency", delay_ms=4000), fault("inventory-service", "latency", delay_ms=1500)]
+    assert judge(nested).expected_status == 500 and judge(nested).root_cause_service == "payment-service"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from typing import Any
 from fakesvc.faults.rules import Rule
 
 INJECTED_TRACES = 10_000
+DELAY_KINDS = ("latency", "hang")
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,23 @@ class Fault:
     delay_s: float
 
     def truth(self) -> dict[str, Any]:
-        """The ground-truth entry: which service, which kind, and a short human detail."""
+        """The ground-truth record: structured fields to compute with, and a human ``detail`` to read.
+
+        ``status`` is the answer an ``error`` gives, ``delay_ms`` the time a
+        ``latency`` or ``hang`` adds (null for the other kinds): the truth is
+        computed from these, never parsed back from ``detail``.
+        """
+        delay_ms = round(self.delay_s * 1000, 3) if self.kind in DELAY_KINDS else None
         if self.rule < 0:
             detail = self.message
         elif self.kind == "error":
             detail = f"error {self.status} {self.exception}: {self.message} (rule {self.rule})"
-        elif self.kind in ("latency", "hang"):
-            detail = f"{self.kind} {self.delay_s * 1000:.0f} ms (rule {self.rule})"
+        elif delay_ms is not None:
+            detail = f"{self.kind} {delay_ms:.0f} ms (rule {self.rule})"
         else:
             detail = f"connection dropped (rule {self.rule})"
-        return {"service": self.service, "kind": self.kind, "detail": detail}
+        status = self.status if self.kind == "error" else None
+        return {"service": self.service, "kind": self.kind, "detail": detail, "status": status, "delay_ms": delay_ms}
 
 
 def _unit(seed: int, service: str, index: int, key: str, salt: str) -> float:

@@ -24,12 +24,14 @@ def chaos_routes(
     *,
     admin_token: str | None,
     downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+    downstream_injected: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> list[web.RouteDef]:
     """``GET/PUT/DELETE /chaos``, ``GET /chaos/windows`` and ``GET /chaos/injected/{trace_id}``.
 
     Reading needs nothing; changing rules needs a caller :func:`check_caller`
     lets through. ``/chaos/windows`` adds the windows of the services
-    downstream, so the gateway answers for the chain.
+    downstream, so the gateway answers for the chain; ``/chaos/injected`` adds
+    their faults in the trace the same way.
     """
     routes = (BUSINESS_ROUTES[chaos.service],) if chaos.service in BUSINESS_ROUTES else None
 
@@ -61,7 +63,10 @@ def chaos_routes(
 
     async def get_injected(request: web.Request) -> web.Response:
         trace_id = request.match_info["trace_id"]
-        return web.json_response({"trace_id": trace_id, "faults": chaos.injected(trace_id)})
+        faults = chaos.injected(trace_id)
+        if downstream_injected is not None:
+            faults += await downstream_injected(trace_id)
+        return web.json_response({"trace_id": trace_id, "faults": faults})
 
     return [
         web.get("/chaos", get_rules),

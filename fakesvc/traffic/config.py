@@ -21,9 +21,8 @@ class TrafficConfig:
     truth_path: str | None = None
     report_path: str | None = None
     max_in_flight: int = 1000
-    request_timeout_s: float = 30.0
     progress: bool = True
-    timeouts: Timeouts = field(default_factory=Timeouts)
+    timeouts: Timeouts = field(default_factory=Timeouts)  # the services' and the generator's (checkout_s)
 
     @property
     def total(self) -> int:

@@ -19,12 +19,11 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.fault_report import decode_faults, fetch_injected
+from fakesvc.jsonfast import dumps_str
 from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.truth import expected_status, faults_for, root_cause_service
-
-FAULTS_HEADER = "x-fakesvc-faults"
+from fakesvc.traffic.truth import judge
 
 
 def _iso(epoch_s: float) -> str:
@@ -58,7 +57,7 @@ class Run:
         checkout: Checkout,
         status: int | None,
         error: str | None,
-        faults: list[dict[str, Any]] | None,
+        faults: list[dict[str, Any]],
         trace_id: str,
         latency_ms: float,
         start: float,
@@ -67,17 +66,16 @@ class Run:
         self.completed += 1
         self.outcomes[(checkout.scenario, str(status) if status is not None else "error")] += 1
         self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
-        faults = faults_for(checkout.scenario, faults)
-        expected = expected_status(checkout.scenario, faults, self.config.timeouts)
-        if status != expected:
+        verdict = judge(faults, self.config.timeouts)
+        if status != verdict.expected_status:
             self.mismatches += 1
         line = {
             "trace_id": trace_id,
             "order_id": checkout.order_id,
             "scenario": checkout.scenario,
             "faults": faults,
-            "root_cause_service": root_cause_service(faults),
-            "expected_status": expected,
+            "root_cause_service": verdict.root_cause_service,
+            "expected_status": verdict.expected_status,
             "status": status,
             "latency_ms": round(latency_ms, 3),
             "start": _iso(start),
@@ -93,26 +91,35 @@ class Run:
 
 
 async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, scheduled: float, offset: float) -> None:
-    """One checkout; latency counts from ``scheduled`` (loop time)."""
+    """One checkout; latency counts from ``scheduled`` (loop time).
+
+    Like a service whose downstream failed it, the generator asks the gateway
+    what was injected when it got no answer (a drop, its own timeout) or a
+    trimmed fault header, so the truth is whole.
+    """
     loop = asyncio.get_running_loop()
     status: int | None = None
     error: str | None = None
-    faults: list[dict[str, Any]] | None = None
+    faults: list[dict[str, Any]] = []
+    complete = False
     trace_id = checkout.trace_id
     try:
-        async with session.post(
-            f"{run.config.target}/checkout/{checkout.order_id}", headers={"x-request-id": checkout.trace_id}
-        ) as response:
-            await response.read()
-            status = response.status
-            trace_id = response.headers.get("x-request-id", trace_id)
-            header = response.headers.get(FAULTS_HEADER)
-            faults = loads(header) if header else []
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        try:
+            async with session.post(
+                f"{run.config.target}/checkout/{checkout.order_id}", headers={"x-request-id": checkout.trace_id}
+            ) as response:
+                await response.read()
+                status = response.status
+                trace_id = response.headers.get("x-request-id", trace_id)
+                faults, trimmed = decode_faults(response.headers)
+                complete = not trimmed
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        end = loop.time()
+        if not complete:
+            faults = await fetch_injected(session, run.config.target, trace_id) or faults
     finally:
         run.in_flight -= 1
-    end = loop.time()
     run.record(checkout, status, error, faults, trace_id, (end - scheduled) * 1000, scheduled + offset, end + offset)
 
 
@@ -170,7 +177,7 @@ async def run_traffic(config: TrafficConfig, *, progress_stream: TextIO = sys.st
     run = Run(config)
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=config.max_in_flight)
-    timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
+    timeout = aiohttp.ClientTimeout(total=config.timeouts.checkout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = loop.time()
         offset = time.time() - started

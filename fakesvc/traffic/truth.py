@@ -1,85 +1,120 @@
 """Ground truth: what was injected into a checkout, where the root cause is, what it should answer.
 
-Rules, documented once here:
-- root cause: none when nothing was injected; otherwise the service of the
-  decisive fault: ``error``/``hang``/``drop`` beat ``latency``; among equals the
-  most downstream service wins (inventory, then payment, then the gateway); among
-  latency-only faults, the largest added latency.
-- expected status: ``fail-pay`` and ``timeout`` answer 500; an error, hang or
-  drop in payment or inventory makes the gateway answer 500; an error in the
-  gateway answers its rule's status; added latency makes a 500 only when it
-  outlasts the caller's timeout (inventory's against payment's
-  ``FAKESVC_INVENTORY_TIMEOUT_S``, payment's against the gateway's
-  ``FAKESVC_PAYMENT_TIMEOUT_S``); otherwise 200.
+The verdict replays the chain (gateway -> payment -> inventory) from the
+structured fault records the services reported, never from their prose
+``detail``. Each service applies its faults in order: ``latency`` and ``hang``
+add their ``delay_ms``, an ``error`` answers its ``status``, a ``drop`` cuts
+the connection; then it calls the next service and waits at most its timeout.
+
+- expected status: what the gateway answers the traffic generator. 200 when
+  nothing failed; an error at the gateway answers its own status; a failure
+  below it (an error, a drop, or a service slower than its caller's timeout)
+  makes it 500; ``None`` (no answer) when the gateway drops the connection or
+  takes longer than the generator's own timeout. So a hang shorter than its
+  caller's timeout is as harmless as a latency of the same length.
+- root cause: ``None`` when nothing was injected; for a failure, the service
+  whose error or drop failed it, or, for a timeout, the slowest service behind
+  the caller that gave up; otherwise the service with the largest added delay.
+  Ties go to the most downstream service.
+
+The baseline simulated latency is not replayed: score at latency scale 0, or
+with timeouts far from the baseline.
 """
 
 from __future__ import annotations
 
-import re
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+CHAIN = ("api-gateway", "payment-service", "inventory-service")  # each calls the next
+FAILED = 500  # what a caller answers when the service behind it failed
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """How long each caller waits for its downstream, in seconds (the services' settings)."""
+    """How long each caller waits for the service it calls, in seconds (the services' settings)."""
 
     inventory_s: float = 2.0  # payment waiting for inventory
     payment_s: float = 5.0  # the gateway waiting for payment
+    checkout_s: float = 30.0  # the traffic generator waiting for the gateway
 
-    def outlasted_by(self, fault: dict[str, Any]) -> bool:
-        limit = {"inventory-service": self.inventory_s, "payment-service": self.payment_s}.get(fault.get("service", ""))
-        return limit is not None and _latency_ms(fault) >= limit * 1000
+    def caller_wait_ms(self, service: str) -> float:
+        """How long the caller of ``service`` waits for it."""
+        seconds = {"inventory-service": self.inventory_s, "payment-service": self.payment_s}
+        return seconds.get(service, self.checkout_s) * 1000
 
 
 DEFAULT_TIMEOUTS = Timeouts()
 
-DOWNSTREAM_ORDER = {"inventory-service": 2, "payment-service": 1, "api-gateway": 0}
-SCENARIO_FAULTS = {
-    "fail-pay": {
-        "service": "payment-service",
-        "kind": "error",
-        "detail": "scenario fail-pay: Payment declined by issuer",
-    },
-    "timeout": {
-        "service": "inventory-service",
-        "kind": "hang",
-        "detail": "scenario timeout: the inventory query hangs",
-    },
-}
-_LATENCY_MS = re.compile(r"(\d+(?:\.\d+)?) ms")
-_STATUS = re.compile(r"^error (\d{3}) ")
+
+class Verdict(NamedTuple):
+    """What a checkout with these faults should answer, and which service is to blame."""
+
+    expected_status: int | None
+    root_cause_service: str | None
 
 
-def _latency_ms(fault: dict[str, Any]) -> float:
-    match = _LATENCY_MS.search(str(fault.get("detail", "")))
-    return float(match.group(1)) if match else 0.0
+@dataclass(frozen=True)
+class _Answer:
+    """How one service answered its caller: status (None: no answer), time taken, and the culprit."""
+
+    status: int | None
+    elapsed_ms: float
+    cause: str | None
 
 
-def root_cause_service(faults: list[dict[str, Any]]) -> str | None:
-    if not faults:
+def _delay(fault: dict[str, Any]) -> float:
+    """A record's added delay in ms; anything but a finite non-negative number counts as none."""
+    value = fault.get("delay_ms")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return 0.0
+    return float(value)
+
+
+def _delay_ms(faults: Sequence[dict[str, Any]]) -> float:
+    return sum(_delay(fault) for fault in faults)
+
+
+def _slowest(services: Sequence[str], by_service: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The service among ``services`` that added the most delay (ties: the most downstream)."""
+    faulted = [s for s in services if by_service[s]]
+    if not faulted:
         return None
-    severe = [f for f in faults if f.get("kind") != "latency"]
-    if severe:
-        return max(severe, key=lambda f: DOWNSTREAM_ORDER.get(f.get("service", ""), -1))["service"]
-    return max(faults, key=_latency_ms)["service"]
+    return max(faulted, key=lambda s: (_delay_ms(by_service[s]), CHAIN.index(s)))
 
 
-def expected_status(scenario: str, faults: list[dict[str, Any]], timeouts: Timeouts | None = None) -> int:
-    if scenario in SCENARIO_FAULTS:
-        return 500
+def _answer(index: int, by_service: dict[str, list[dict[str, Any]]], timeouts: Timeouts) -> _Answer:
+    """Replay the chain from ``CHAIN[index]`` down: its faults in order, then its downstream call."""
+    service = CHAIN[index]
+    delay = 0.0
+    for fault in by_service[service]:
+        if fault.get("kind") == "error":
+            status = fault.get("status")
+            return _Answer(status if isinstance(status, int) and 400 <= status <= 599 else FAILED, delay, service)
+        if fault.get("kind") == "drop":
+            return _Answer(None, delay, service)
+        delay += _delay(fault)
+    if index + 1 == len(CHAIN):
+        return _Answer(200, delay, None)
+    below = _answer(index + 1, by_service, timeouts)
+    wait_ms = timeouts.caller_wait_ms(CHAIN[index + 1])
+    if below.elapsed_ms >= wait_ms:
+        return _Answer(FAILED, delay + wait_ms, _slowest(CHAIN[index + 1 :], by_service))
+    if below.status != 200:
+        return _Answer(FAILED, delay + below.elapsed_ms, below.cause)
+    return _Answer(200, delay + below.elapsed_ms, None)
+
+
+def judge(faults: Sequence[dict[str, Any]], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Verdict:
+    """The expected status and the root cause of a checkout that got ``faults`` (see the module doc)."""
+    by_service: dict[str, list[dict[str, Any]]] = {service: [] for service in CHAIN}
     for fault in faults:
-        if fault.get("service") == "api-gateway" and fault.get("kind") == "error":
-            match = _STATUS.match(str(fault.get("detail", "")))
-            return int(match.group(1)) if match else 500
-    timeouts = timeouts or DEFAULT_TIMEOUTS
-    if any(f.get("kind") != "latency" or timeouts.outlasted_by(f) for f in faults):
-        return 500
-    return 200
-
-
-def faults_for(scenario: str, reported: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The faults the services reported, or, with no report, what the scenario implies."""
-    if reported is not None:
-        return reported
-    return [SCENARIO_FAULTS[scenario]] if scenario in SCENARIO_FAULTS else []
+        by_service.setdefault(fault.get("service", ""), []).append(fault)
+    gateway = _answer(0, by_service, timeouts)
+    if gateway.elapsed_ms >= timeouts.caller_wait_ms(CHAIN[0]):
+        return Verdict(None, _slowest(CHAIN, by_service))
+    if gateway.status == 200:
+        return Verdict(200, _slowest(CHAIN, by_service))
+    return Verdict(gateway.status, gateway.cause)
