@@ -51,6 +51,9 @@ def json_errors(render: Callable[[int, object], web.Response] = error_response) 
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
             return response
+        except ConnectionResetError:  # the client hung up mid-request: one INFO line, no traceback
+            _log.info("Client disconnected before the answer", path=request.path)
+            raise
         except Exception as exc:  # a bug in a handler: log its traceback, answer JSON
             _log.exception("Unhandled error", path=request.path, error_type=type(exc).__name__)
             return render(500, "Internal server error")

@@ -134,3 +134,14 @@ async def test_requests_the_parser_rejects_are_a_400_and_no_traceback_in_any_log
     async with aiohttp.ClientSession() as session:  # and the service carries on
         async with session.get(f"{chain.urls['inventory-service']}/healthz") as response:
             assert response.status == 200
+
+
+async def test_a_client_hanging_up_mid_request_is_one_info_line_not_an_error(chain: Chain) -> None:
+    host, port = chain.urls["payment-service"].removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b'PUT /chaos HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"rules": [')  # half a body
+    await writer.drain()
+    writer.close()
+    await chain.wait_for_log(event="Client disconnected before the answer", path="/chaos")
+    assert [line for line in chain.logs() if line["level"] in ("ERROR", "CRITICAL")] == []
+    assert "Traceback" not in chain.log_stream.getvalue()
