@@ -186,7 +186,7 @@ async def test_e_sigterm_with_the_sink_down_spills_and_the_next_start_replays_on
     import re
     import signal as signals
 
-    from tests.test_supervisor_process import start_supervisor
+    from tests.processes import start_supervisor
 
     port, db = free_port(), tmp_path / "s.db"
     env = {"FAKESVC_SINK": "off", "PRODSENTINEL_URL": f"http://127.0.0.1:{port}"}
