@@ -18,6 +18,7 @@ from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
 from fakesvc.gc_tuning import tune_gc
+from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
 from fakesvc.stop_signals import stop_on_signals
@@ -85,7 +86,15 @@ async def start_services(
                 app.router.add_routes(
                     services_routes(chaos_by_service, admin_token=chaos.admin_token, bind_host=config.host)
                 )
-            runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace_s, access_log=None)
+            runner = web.AppRunner(
+                app,
+                shutdown_timeout=config.shutdown_grace_s,
+                access_log=None,
+                # idle keep-alive and partial requests alike: the timer runs until a whole request arrives
+                keepalive_timeout=config.idle_timeout_s,
+                lingering_time=config.idle_timeout_s,  # the unread rest of a body after the answer
+                handler_cancellation=config.handler_cancellation,
+            )
             await runner.setup()
             running.runners[name] = runner
             site = web.TCPSite(runner, config.host, port_of(config, name))  # SO_REUSEADDR on POSIX only
@@ -147,6 +156,7 @@ async def serve(
     work: Work = until_stopped,
 ) -> None:
     """Start ``services``, do ``work`` (by default: wait for a signal), stop them, flush the telemetry."""
+    install_resource_error_log(asyncio.get_running_loop())
     with stop_on_signals() as stop:
         await telemetry.start()
         try:
