@@ -17,6 +17,8 @@ from tests.telemetry_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"(\S+) listening on (http://[^\s;]+)")
+# The simulated latencies as shipped (payment 100-400 ms), and timeouts that never cut them.
+REAL_LATENCY = {"FAKESVC_LATENCY_SCALE": "1", "FAKESVC_INVENTORY_TIMEOUT_S": "2", "FAKESVC_PAYMENT_TIMEOUT_S": "5"}
 SHORT_NAMES = {"gateway": "api-gateway", "payment": "payment-service", "inventory": "inventory-service"}
 
 
@@ -73,7 +75,10 @@ class Process:
         """The exit status and the rest of stderr, once the process has ended."""
         assert self.process.stderr is not None
         rest = (await asyncio.wait_for(self.process.stderr.read(), timeout)).decode()
-        return await asyncio.wait_for(self.process.wait(), timeout), rest
+        status = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._stdout_reader is not None:
+            await asyncio.wait_for(self._stdout_reader, timeout)
+        return status, rest
 
     async def kill(self) -> None:
         if self.process.returncode is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import Chain
-from tests.processes import spawn, start_supervisor
+from tests.processes import REAL_LATENCY, spawn, start_supervisor
 
 # What a Windows event loop does when asked for a signal handler; the rest of the process runs as usual.
 AS_ON_WINDOWS = """
@@ -105,3 +107,25 @@ async def test_the_supervisor_starts_and_stops_the_windows_way(tmp_path: Path) -
     assert "stopping: finishing in-flight requests" in rest
     assert "telemetry to" in rest  # the delivery summary
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+
+
+async def test_the_traffic_generator_alone_stops_starting_checkouts_and_drains_on_sigint(tmp_path: Path) -> None:
+    """``python -m fakesvc.traffic`` stopped mid-run: every checkout it started is answered and in the truth."""
+    supervisor = await start_supervisor(tmp_path, **REAL_LATENCY)
+    try:
+        await supervisor.read_until("api-gateway listening on")
+        truth = tmp_path / "truth.jsonl"
+        args = ["--target", supervisor.url("gateway"), "--rate", "40", "--duration", "60", "--mix", "success=1"]
+        traffic = await spawn(["-m", "fakesvc.traffic", *args, "--truth", str(truth), "--quiet"], REAL_LATENCY)
+        try:
+            await supervisor.wait_stdout('"Checkout initiated"', count=20, timeout=30)
+            _, rest = await traffic.stop(signal.SIGINT)
+        finally:
+            await traffic.kill()
+        summary = "".join(traffic.stdout_lines)
+    finally:
+        await supervisor.kill()
+    assert "Traceback" not in rest, rest
+    lines = [json.loads(line) for line in truth.read_text().splitlines()]
+    sent = int(re.search(r"(\d+) sent", summary)[1])
+    assert len(lines) == sent >= 20 and {line["status"] for line in lines} == {200}

@@ -12,11 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import Supervisor, start_supervisor
+from tests.processes import REAL_LATENCY, Supervisor, start_supervisor
 from tests.telemetry_fixtures import checkouts
-
-# The simulated latencies as shipped (payment 100-400 ms), and timeouts that never cut them.
-REAL_LATENCY = {"FAKESVC_LATENCY_SCALE": "1", "FAKESVC_INVENTORY_TIMEOUT_S": "2", "FAKESVC_PAYMENT_TIMEOUT_S": "5"}
 
 
 @pytest.fixture
