@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.conftest import Chain
@@ -27,6 +28,12 @@ asyncio.unix_events._UnixSelectorEventLoop.remove_signal_handler = not_implement
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+# And a Ctrl-C that no handler of ours catches (one before they are installed, say): asyncio.run raises
+# KeyboardInterrupt once it has cancelled and unwound the main task.
+AS_ON_WINDOWS_UNHANDLED = AS_ON_WINDOWS.replace(
+    "sys.argv = ",
+    "import signal, fakesvc.stop_signals\nfakesvc.stop_signals.STOP_SIGNALS = (signal.SIGTERM,)\nsys.argv = ",
+)
 
 
 async def test_stop_lets_the_gateway_finish_before_payment_and_inventory_stop(chain: Chain) -> None:
@@ -92,9 +99,10 @@ async def test_a_service_alone_finishes_its_in_flight_requests_before_closing(ai
         await payment.kill()
 
 
-async def test_the_supervisor_starts_and_stops_the_windows_way(tmp_path: Path) -> None:
+@pytest.mark.parametrize("code", [AS_ON_WINDOWS, AS_ON_WINDOWS_UNHANDLED], ids=["signal.signal", "KeyboardInterrupt"])
+async def test_the_supervisor_starts_and_stops_the_windows_way(tmp_path: Path, code: str) -> None:
     """No loop signal handlers (as on Windows): Ctrl-C still stops it cleanly, summary printed, exit 0."""
-    supervisor = await start_supervisor(tmp_path, python_args=("-c", AS_ON_WINDOWS))
+    supervisor = await start_supervisor(tmp_path, python_args=("-c", code))
     try:
         await supervisor.read_until("api-gateway listening on")
         async with aiohttp.ClientSession() as session:
@@ -107,6 +115,7 @@ async def test_the_supervisor_starts_and_stops_the_windows_way(tmp_path: Path) -
     assert "stopping: finishing in-flight requests" in rest
     assert "telemetry to" in rest  # the delivery summary
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    assert rest.index("stopping") < rest.index("telemetry to")  # services stopped, then the telemetry
 
 
 async def test_the_traffic_generator_alone_stops_starting_checkouts_and_drains_on_sigint(tmp_path: Path) -> None:
