@@ -234,13 +234,14 @@ async def _until_done_or_stopped(schedule: asyncio.Future[None], stop: asyncio.E
         await schedule
         return False
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({schedule, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if not schedule.done():
-        schedule.cancel()  # it only ever waits in its sleep: no checkout is half started
+    try:
+        await asyncio.wait({schedule, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        schedule.cancel()  # nothing once it is done; else it only ever waits in its sleep: no checkout half started
         await asyncio.gather(schedule, return_exceptions=True)
-    else:
-        schedule.result()
+    if not schedule.cancelled():
+        schedule.result()  # an error in the schedule is the run's
     return stop.is_set()
 
 
