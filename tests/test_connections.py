@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,7 @@ from fakesvc.in_flight import IN_FLIGHT
 from fakesvc.loop_errors import OUT_OF_RESOURCES, ResourceErrorLog
 from fakesvc.settings import ConfigError
 from tests.conftest import FAST, Chain, recording_telemetry, start_chain
+from tests.processes import start_supervisor
 from tests.telemetry_fixtures import eventually
 
 BOUNDED = replace(FAST, idle_timeout_s=0.2, handler_cancellation=True)
@@ -133,3 +137,52 @@ def test_other_loop_errors_still_reach_the_handler_before() -> None:
     loop: Any = FakeLoop()
     ResourceErrorLog(write=lines.append)(loop, other)
     assert seen == [other] and loop.defaults == [other] and lines == []
+
+
+# The supervisor with few descriptors (POSIX's resource module; the handler above is what Windows gets too).
+FEW_DESCRIPTORS = """
+import resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sets RLIMIT_NOFILE")
+async def test_out_of_descriptors_a_real_process_says_so_briefly_and_recovers(tmp_path: Path) -> None:
+    """200 half-sent requests against 120 descriptors: a line a second at most, then checkouts again."""
+    env = {
+        "FAKESVC_SINK": "off",
+        "FAKESVC_TELEMETRY": "",
+        "OTEL_TRACES_EXPORTER": "none",
+        "FAKESVC_IDLE_TIMEOUT_S": "1",
+    }
+    supervisor = await start_supervisor(tmp_path, python_args=("-c", FEW_DESCRIPTORS), **env)
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        await supervisor.read_until("api-gateway listening on")
+        url = URL(supervisor.url("gateway"))
+        loop = asyncio.get_running_loop()
+        flooded_at = loop.time()
+        for _ in range(200):
+            _, writer = await asyncio.open_connection(url.host, url.port)  # the kernel's backlog takes them
+            writer.write(b"POST /checkout/x HTTP/1.1\r\n")
+            writers.append(writer)
+
+        async def serving() -> bool:
+            try:
+                async with aiohttp.ClientSession() as session, session.post(f"{url}/checkout/after") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(serving, what="checkouts served again")  # once the idle timeout frees descriptors
+        seconds = loop.time() - flooded_at
+        status, rest = await supervisor.stop(signal.SIGTERM)
+    finally:
+        for writer in writers:
+            writer.close()
+        await supervisor.kill()
+    said = [line for line in rest.splitlines() if "cannot accept connections" in line]
+    assert 1 <= len(said) <= seconds + 2, rest[-2000:]
+    assert status == 0 and "Traceback" not in rest
