@@ -26,20 +26,19 @@ from fakesvc.traffic import format_summary as traffic_summary
 from fakesvc.traffic.truth import Timeouts
 
 
-def drive(traffic: TrafficConfig) -> Work:
-    """Work that sends the traffic to the gateway and prints its summary; a signal cuts it short."""
+def drive(traffic: TrafficConfig, drain_s: float) -> Work:
+    """Work that sends the traffic to the gateway and prints its summary.
+
+    A signal stops the schedule: the checkouts in flight get ``drain_s`` to
+    finish before the services stop (from the gateway inward).
+    """
 
     async def work(running: RunningServices, stop: asyncio.Event) -> None:
-        run = asyncio.ensure_future(run_traffic(replace(traffic, target=running.urls["api-gateway"])))
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not run.done():
-            run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
-            say("traffic interrupted by a signal: no summary")
-            return
-        print(traffic_summary(run.result()), file=sys.stderr, flush=True)
+        target = running.urls["api-gateway"]
+        report = await run_traffic(replace(traffic, target=target), stop=stop, drain_s=drain_s)
+        if stop.is_set():
+            say("traffic stopped by a signal: no checkout started after it")
+        print(traffic_summary(report), file=sys.stderr, flush=True)
 
     return work
 
@@ -93,11 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(ship=telemetry.log_shipper)
     tune_gc()
     url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
-    work = until_stopped if traffic is None else drive(traffic)
+    work = until_stopped if traffic is None else drive(traffic, config.shutdown_grace_s)
     try:
         asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, work))
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
+    except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound supervise()
+        say("stopped by Ctrl-C")
     return 0
 
 

@@ -29,6 +29,10 @@ class ServiceConfig:
     hang_s: float = 5.0
     seed: int | None = None
     shutdown_grace_s: float = 3.0
+    idle_timeout_s: float = 30.0
+    # Cancel a handler whose caller hung up (aiohttp's handler_cancellation), so hangs do not pile up;
+    # a cancelled hop still emits its evidence (log, span, metric) as it unwinds (fakesvc/hop.py).
+    handler_cancellation: bool = True
 
 
 SERVICE_SETTINGS: tuple[Setting, ...] = (
@@ -65,6 +69,13 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         5.0,
         settings.non_negative_float,
         "how long inventory hangs in the timeout scenario",
+    ),
+    Setting(
+        "FAKESVC_IDLE_TIMEOUT_S",
+        "--idle-timeout-s",
+        30.0,
+        settings.positive_float,
+        "close a connection that has not sent a whole request for this long (idle or partial)",
     ),
     Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, "seed of every random decision"),
 )

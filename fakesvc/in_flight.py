@@ -6,7 +6,8 @@ a span they end after the tracer providers have shut down is dropped with only
 an OpenTelemetry warning. Each app tracks its requests with
 :attr:`InFlight.middleware` (outermost, so a request counts until its server
 span has ended) and, in its cleanup, cuts those that outlived the grace and
-waits for them to unwind.
+waits for them to unwind. ``len()`` counts the handlers alive (tests use it:
+a hung handler whose caller hung up must not stay alive).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class InFlight:
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
     @property
     def middleware(self) -> Middleware:
@@ -57,3 +61,6 @@ class InFlight:
             except TimeoutError:
                 pass
         return len(cut)
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

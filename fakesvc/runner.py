@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,8 +18,10 @@ from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
 from fakesvc.gc_tuning import tune_gc
+from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
+from fakesvc.stop_signals import stop_on_signals
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
@@ -51,8 +52,14 @@ class RunningServices:
         return self.runners[service].app
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish within each runner's grace, close."""
-        await asyncio.gather(*(runner.cleanup() for runner in self.runners.values()))
+        """Stop from the edge inward: gateway, then payment, then inventory, each after the one before is done.
+
+        Each runner stops accepting, lets its in-flight requests finish within
+        its grace, then closes; a service stops only once nothing in flight
+        can still call it.
+        """
+        for runner in reversed(self.runners.values()):  # started downstream first
+            await runner.cleanup()
 
 
 async def start_services(
@@ -77,10 +84,18 @@ async def start_services(
             app = FACTORIES[name](config, telemetry, chaos=chaos_by_service[name], admin_token=chaos.admin_token)
             if name == gateway.SERVICE and len(order) > 1:
                 app.router.add_routes(services_routes(chaos_by_service, admin_token=chaos.admin_token))
-            runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace_s, access_log=None)
+            runner = web.AppRunner(
+                app,
+                shutdown_timeout=config.shutdown_grace_s,
+                access_log=None,
+                # idle keep-alive and partial requests alike: the timer runs until a whole request arrives
+                keepalive_timeout=config.idle_timeout_s,
+                lingering_time=config.idle_timeout_s,  # the unread rest of a body after the answer
+                handler_cancellation=config.handler_cancellation,
+            )
             await runner.setup()
             running.runners[name] = runner
-            site = web.TCPSite(runner, config.host, port_of(config, name), reuse_address=True)
+            site = web.TCPSite(runner, config.host, port_of(config, name))  # SO_REUSEADDR on POSIX only
             try:
                 await site.start()
             except OSError as exc:
@@ -107,15 +122,6 @@ def _point_callers_at(config: ServiceConfig, service: str, url: str) -> ServiceC
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def wait_for_stop_signal() -> asyncio.Event:
-    """An event set by the first SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
 
 
 def say(line: str) -> None:
@@ -148,21 +154,22 @@ async def serve(
     work: Work = until_stopped,
 ) -> None:
     """Start ``services``, do ``work`` (by default: wait for a signal), stop them, flush the telemetry."""
-    stop = wait_for_stop_signal()
-    await telemetry.start()
-    try:
-        running = await start_services(services, config, telemetry, chaos)
-        for name, url in running.urls.items():
-            say(f"{name} listening on {url}")
+    install_resource_error_log(asyncio.get_running_loop())
+    with stop_on_signals() as stop:
+        await telemetry.start()
         try:
-            await work(running, stop)
+            running = await start_services(services, config, telemetry, chaos)
+            for name, url in running.urls.items():
+                say(f"{name} listening on {url}")
+            try:
+                await work(running, stop)
+            finally:
+                say("stopping: finishing in-flight requests")
+                await running.stop()
         finally:
-            say("stopping: finishing in-flight requests")
-            await running.stop()
-    finally:
-        summary = await telemetry.close()
-        if telemetry.config.remote:
-            say(format_summary(summary))
+            summary = await telemetry.close()
+            if telemetry.config.remote:
+                say(format_summary(summary))
 
 
 def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None) -> None:
@@ -181,3 +188,5 @@ def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None
         asyncio.run(serve(services, config, telemetry, chaos))
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
+    except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound serve()
+        say("stopped by Ctrl-C")

@@ -20,13 +20,14 @@ from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from fakesvc.body_deadline import body_deadline
 from fakesvc.config import ServiceConfig
 from fakesvc.correlation import correlation_middleware
 from fakesvc.fault_report import fetch_injected
 from fakesvc.faults import Chaos, chaos_routes
 from fakesvc.hop import HopSpec, HopState, hop_handler
 from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
-from fakesvc.in_flight import InFlight
+from fakesvc.in_flight import IN_FLIGHT, InFlight
 from fakesvc.jsonfast import dumps_str
 from fakesvc.telemetry.pipeline import Telemetry
 
@@ -132,7 +133,7 @@ def build_app(
     """
     quiet_parser_errors()
     in_flight = InFlight()
-    middlewares = [correlation_middleware(spec.service), json_errors()]
+    middlewares = [correlation_middleware(spec.service), json_errors(), body_deadline(config.idle_timeout_s)]
     trace_configs = []
     tracer = None
     if telemetry.tracing:
@@ -153,6 +154,7 @@ def build_app(
         rng=random.Random(config.seed),
     )
     app[HOP_STATE] = state
+    app[IN_FLIGHT] = in_flight
     app.router.add_route(spec.method, spec.route, hop_handler(state))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -12,37 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.test_supervisor_process import ROOT, free_port
-
-
-async def run_module(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def wait_listening(process: asyncio.subprocess.Process) -> str:
-    async def scan() -> str:
-        while True:
-            line = (await process.stderr.readline()).decode()
-            if not line:
-                raise AssertionError("service exited before listening")
-            if "listening on" in line:
-                return line
-
-    return await asyncio.wait_for(scan(), 30)
+from tests.processes import ROOT, Process, spawn
 
 
 async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
-    ports = {name: str(free_port()) for name in ("GATEWAY_PORT", "PAYMENT_PORT", "INVENTORY_PORT")}
+    """Each on port 0; each caller is pointed at the URL its downstream announced."""
     env = {
-        **ports,
         "FAKESVC_LATENCY_SCALE": "0",
         "FAKESVC_INVENTORY_TIMEOUT_S": "0.3",
         "FAKESVC_HANG_S": "0.5",
@@ -50,12 +25,18 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
         "OTEL_TRACES_EXPORTER": "none",
         "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),
     }
-    processes = [await run_module(f"fakesvc.{name}", env) for name in ("inventory", "payment", "gateway")]
+    processes: list[Process] = []
     try:
-        for process in processes:
-            await wait_listening(process)
-        gateway = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
-        inventory = f"http://127.0.0.1:{ports['INVENTORY_PORT']}"
+        for name, port, downstream in (
+            ("inventory", "INVENTORY_PORT", {}),
+            ("payment", "PAYMENT_PORT", {"INVENTORY_URL": "inventory"}),
+            ("gateway", "GATEWAY_PORT", {"PAYMENT_URL": "payment"}),
+        ):
+            urls = {key: processes[-1].url(service) for key, service in downstream.items()}
+            process = await spawn(["-m", f"fakesvc.{name}"], {**env, port: "0", **urls}, stdout=False)
+            processes.append(process)
+            await process.read_until("listening on")
+        inventory, gateway = processes[0].url("inventory"), processes[2].url("gateway")
         async with aiohttp.ClientSession() as session:
             for order_id, status in (("success", 200), ("order-fail-pay", 500), ("order-timeout", 500)):
                 async with session.post(
@@ -79,15 +60,12 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
                     "delay_ms": None,
                 }
             ]
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            assert await asyncio.wait_for(process.wait(), 30) == 0
+        for process in reversed(processes):  # from the edge inward, as the supervisor stops them
+            status, _ = await process.stop(signal.SIGTERM)
+            assert status == 0
     finally:
         for process in processes:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await process.kill()
 
 
 @pytest.mark.parametrize(

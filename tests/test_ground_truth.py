@@ -9,8 +9,8 @@ from pathlib import Path
 from fakesvc.faults import parse_rules
 from fakesvc.traffic import TrafficConfig, run_traffic
 from tests.conftest import start_chain
+from tests.processes import start_supervisor
 from tests.telemetry_fixtures import eventually, remote_telemetry, sink_on, stored_signals
-from tests.test_supervisor_process import start_supervisor
 
 
 async def test_every_truth_trace_is_in_the_sink_and_its_root_cause_left_evidence(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from fakesvc import settings
@@ -12,6 +11,7 @@ from fakesvc.faults import ADMIN_TOKEN
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
+from fakesvc.stop_signals import stop_on_signals
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_SINK_HOST", "--host", "127.0.0.1", settings.text, "bind address"),
@@ -64,17 +64,18 @@ def main() -> None:
     config = SinkConfig(
         values["host"], values["port"], values["db"], faults, values["duplicate_status"], values["admin_token"] or None
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound serve()
+        print("fakesvc sink stopped by Ctrl-C", file=sys.stderr, flush=True)
 
 
 async def serve(config: SinkConfig) -> None:
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    server = await start_sink(config)
-    print(f"fakesvc sink listening on {server.url} (SQLite {config.db_path})", file=sys.stderr, flush=True)
-    await stop.wait()
-    await server.stop()
+    with stop_on_signals() as stop:
+        server = await start_sink(config)
+        print(f"fakesvc sink listening on {server.url} (SQLite {config.db_path})", file=sys.stderr, flush=True)
+        await stop.wait()
+        await server.stop()
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 import aiohttp
 
 from fakesvc import settings
 from fakesvc.config import service_config
 from fakesvc.settings import ConfigError
-from fakesvc.traffic.config import add_traffic_arguments, traffic_config_from_args
+from fakesvc.stop_signals import stop_on_signals
+from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
 from fakesvc.traffic.run import format_summary, run_traffic
 from fakesvc.traffic.truth import Timeouts
 
@@ -23,6 +25,12 @@ async def _reachable(target: str) -> bool:
                 return True
     except (TimeoutError, aiohttp.ClientError):
         return False
+
+
+async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str, Any]:
+    """The run, stopped early (checkouts in flight drained) by SIGINT or SIGTERM."""
+    with stop_on_signals() as stop:
+        return await run_traffic(config, stop=stop, drain_s=drain_s)
 
 
 def main() -> None:
@@ -45,7 +53,7 @@ def main() -> None:
         parser.exit(2, f"fakesvc: {exc}\n")
     if not asyncio.run(_reachable(config.target)):
         parser.exit(1, f"fakesvc: nothing answers at {config.target}/healthz\n")
-    report = asyncio.run(run_traffic(config))
+    report = asyncio.run(_run_until_stopped(config, services.shutdown_grace_s))
     print(format_summary(report), flush=True)
     sys.exit(0)
 

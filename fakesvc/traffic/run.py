@@ -170,8 +170,19 @@ def _append(path: str, lines: list[str]) -> None:
         file.writelines(line + "\n" for line in lines)
 
 
-async def run_traffic(config: TrafficConfig, *, progress_stream: TextIO = sys.stderr) -> dict[str, Any]:
-    """Send the planned checkouts on schedule; return (and write) the report."""
+async def run_traffic(
+    config: TrafficConfig,
+    *,
+    progress_stream: TextIO = sys.stderr,
+    stop: asyncio.Event | None = None,
+    drain_s: float = 3.0,
+) -> dict[str, Any]:
+    """Send the planned checkouts on schedule; return (and write) the report.
+
+    When ``stop`` is set, no further checkout starts; those in flight get
+    ``drain_s`` to finish (then they are cancelled), and the report covers
+    what was sent.
+    """
     if config.truth_path:
         Path(config.truth_path).write_text("")
     run = Run(config)
@@ -183,23 +194,14 @@ async def run_traffic(config: TrafficConfig, *, progress_stream: TextIO = sys.st
         offset = time.time() - started
         reporter = asyncio.ensure_future(_progress(run, session, progress_stream, started))
         tasks: set[asyncio.Task[None]] = set()
-        interval = 1.0 / config.rate
-        for checkout in islice(plan(config.mix, config.seed), config.total):
-            scheduled = started + checkout.index * interval
-            delay = scheduled - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if run.in_flight >= config.max_in_flight:
-                run.skipped += 1
-                continue
-            run.sent += 1
-            run.in_flight += 1
-            task = asyncio.ensure_future(_send(run, session, checkout, scheduled, offset))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        schedule = asyncio.ensure_future(_schedule(run, session, started, offset, tasks))
+        stopped = await _until_done_or_stopped(schedule, stop)
         send_window = loop.time() - started
         if tasks:
-            await asyncio.wait(tasks)
+            _done, cut = await asyncio.wait(tasks, timeout=drain_s if stopped else None)
+            for task in cut:
+                task.cancel()
+            await asyncio.gather(*cut, return_exceptions=True)
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
         run.telemetry = await _get_json(session, f"{config.target}/telemetry") or run.telemetry
@@ -209,6 +211,45 @@ async def run_traffic(config: TrafficConfig, *, progress_stream: TextIO = sys.st
     if config.report_path:
         Path(config.report_path).write_text(json.dumps(report, indent=2))
     return report
+
+
+async def _schedule(
+    run: Run, session: aiohttp.ClientSession, started: float, offset: float, tasks: set[asyncio.Task[None]]
+) -> None:
+    """Start each planned checkout at its time (open loop); their tasks go into ``tasks``."""
+    config = run.config
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / config.rate
+    for checkout in islice(plan(config.mix, config.seed), config.total):
+        scheduled = started + checkout.index * interval
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if run.in_flight >= config.max_in_flight:
+            run.skipped += 1
+            continue
+        run.sent += 1
+        run.in_flight += 1
+        task = asyncio.ensure_future(_send(run, session, checkout, scheduled, offset))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _until_done_or_stopped(schedule: asyncio.Future[None], stop: asyncio.Event | None) -> bool:
+    """Wait for the schedule to end, or cancel it when ``stop`` is set first; whether it was stopped."""
+    if stop is None:
+        await schedule
+        return False
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({schedule, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        schedule.cancel()  # nothing once it is done; else it only ever waits in its sleep: no checkout half started
+        await asyncio.gather(schedule, return_exceptions=True)
+    if not schedule.cancelled():
+        schedule.result()  # an error in the schedule is the run's
+    return stop.is_set()
 
 
 def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> dict[str, Any]:
