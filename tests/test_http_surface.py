@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from yarl import URL
 
-from tests.conftest import Chain
+from fakesvc.in_flight import IN_FLIGHT
+from tests.conftest import FAST, Chain, recording_telemetry, start_chain
+from tests.telemetry_fixtures import eventually
 
 SERVICES = ("api-gateway", "payment-service", "inventory-service")
 
@@ -136,12 +139,25 @@ async def test_requests_the_parser_rejects_are_a_400_and_no_traceback_in_any_log
             assert response.status == 200
 
 
-async def test_a_client_hanging_up_mid_request_is_one_info_line_not_an_error(chain: Chain) -> None:
-    host, port = chain.urls["payment-service"].removeprefix("http://").split(":")
-    _reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b'PUT /chaos HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"rules": [')  # half a body
-    await writer.drain()
-    writer.close()
-    await chain.wait_for_log(event="Client disconnected before the answer", path="/chaos")
-    assert [line for line in chain.logs() if line["level"] in ("ERROR", "CRITICAL")] == []
-    assert "Traceback" not in chain.log_stream.getvalue()
+@pytest.mark.parametrize("cancellation", [True, False], ids=["handler-cancelled", "handler-sees-reset"])
+async def test_a_client_hanging_up_mid_request_leaves_no_error_in_the_logs(cancellation: bool) -> None:
+    chain = await start_chain(recording_telemetry(), replace(FAST, handler_cancellation=cancellation))
+    try:
+        payment = chain.running.app("payment-service")[IN_FLIGHT]
+        host, port = chain.urls["payment-service"].removeprefix("http://").split(":")
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b'PUT /chaos HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"rules": [')  # half a body
+        await writer.drain()
+        await eventually(lambda: _is(len(payment) == 1), what="the handler waiting for the rest")
+        writer.close()
+        await eventually(lambda: _is(len(payment) == 0), what="the handler unwound")
+        assert [line for line in chain.logs() if line["level"] in ("ERROR", "CRITICAL")] == []
+        assert "Traceback" not in chain.log_stream.getvalue()
+        if not cancellation:
+            assert chain.logs(event="Client disconnected before the answer", path="/chaos")
+    finally:
+        await chain.running.stop()
+
+
+async def _is(value: bool) -> bool:
+    return value
