@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.outbox import read_dead_letters
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.conftest import start_chain
+from tests.processes import start_supervisor
 from tests.telemetry_fixtures import (
     checkouts,
     eventually,
@@ -187,22 +189,16 @@ async def test_e_sigterm_with_the_sink_down_keeps_the_outbox_and_the_next_start_
     tmp_path: Path,
 ) -> None:
     """The real process: SIGTERM while the backend is gone, then a restart with it back."""
-    import signal as signals
-
-    from tests.processes import start_supervisor
-
     port, db = free_port(), tmp_path / "s.db"
     env = {"FAKESVC_SINK": "off", "PRODSENTINEL_URL": f"http://127.0.0.1:{port}"}
     first = await start_supervisor(tmp_path, **env)
     try:
         await first.read_until("api-gateway listening on")
         assert {s for s, _ in await checkouts(first.url("gateway"), [f"spill-{i}" for i in range(30)])} == {200}
-        first.process.send_signal(signals.SIGTERM)
-        rest = (await asyncio.wait_for(first.process.stderr.read(), 30)).decode()
-        assert await first.process.wait() == 0
+        status, rest = await first.stop(signal.SIGTERM)
+        assert status == 0
     finally:
-        if first.process.returncode is None:
-            first.process.kill()
+        await first.kill()
     summary = re.search(r"queued (\d+), sent (\d+), .*left in the outbox (\d+)", rest)
     assert summary, rest
     queued, sent, left = map(int, summary.groups())
@@ -216,25 +212,18 @@ async def test_e_sigterm_with_the_sink_down_keeps_the_outbox_and_the_next_start_
             return sum((await sink_stats(sink.url))["stored"].values()) >= queued
 
         await eventually(replayed, what="the outbox delivered")
-        second.process.send_signal(signals.SIGTERM)
-        rest = (await asyncio.wait_for(second.process.stderr.read(), 30)).decode()
-        assert await second.process.wait() == 0
-        assert f"(+{queued} adopted)" in rest
+        status, rest = await second.stop(signal.SIGTERM)
+        assert status == 0 and f"(+{queued} adopted)" in rest
         sink_view = await sink_stats(sink.url)
         assert sum(sink_view["stored"].values()) == queued and sink_view["duplicates"] == 0
         assert not list((tmp_path / "spill").glob("outbox-*.db"))
     finally:
-        if second.process.returncode is None:
-            second.process.kill()
+        await second.kill()
         await sink.stop()
 
 
 async def test_f_sigkill_under_load_loses_nothing_that_ended_a_second_before(tmp_path: Path) -> None:
     """kill -9 mid-load, start again on the same outbox: every checkout that ended >1 s before is whole."""
-    import signal as signals
-
-    from tests.test_supervisor_process import start_supervisor
-
     sink = await sink_on(0, tmp_path / "s.db")
     env = {"FAKESVC_SINK": "off", "PRODSENTINEL_URL": sink.url}
     first = await start_supervisor(tmp_path, **env)
@@ -247,9 +236,9 @@ async def test_f_sigkill_under_load_loses_nothing_that_ended_a_second_before(tmp
             results = await checkouts(first.url("gateway"), [f"kill-{batch}-{i}" for i in range(10)])
             ended += [(loop.time(), trace_id) for status, trace_id in results if status == 200]
             batch += 1
-        first.process.send_signal(signals.SIGKILL)
+        first.process.send_signal(signal.SIGKILL)
         killed_at = loop.time()
-        await first.process.wait()
+        await first.exited()
         second = await start_supervisor(tmp_path, **env)
         try:
             await second.read_until("api-gateway listening on")
@@ -261,17 +250,14 @@ async def test_f_sigkill_under_load_loses_nothing_that_ended_a_second_before(tmp
                 return stats["backlog"] == 0 and stats["adopted"] > 0
 
             await eventually(drained, what="the adopted outbox delivered")
-            second.process.send_signal(signals.SIGTERM)
-            rest = (await asyncio.wait_for(second.process.stderr.read(), 30)).decode()
-            assert await second.process.wait() == 0
+            status, rest = await second.stop(signal.SIGTERM)
+            assert status == 0
         finally:
-            if second.process.returncode is None:
-                second.process.kill()
+            await second.kill()
         stored = await stored_signals(sink.url)
         sink_view = await sink_stats(sink.url)
     finally:
-        if first.process.returncode is None:
-            first.process.kill()
+        await first.kill()
         await sink.stop()
     per_trace: dict[str, int] = defaultdict(int)
     for row in stored:
