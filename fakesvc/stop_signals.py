@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,10 +30,10 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
         for signum in STOP_SIGNALS:
             try:
                 loop.add_signal_handler(signum, stop.set)
-                restore.append(lambda signum=signum: loop.remove_signal_handler(signum))
+                restore.append(partial(loop.remove_signal_handler, signum))
             except NotImplementedError:  # Windows: the Proactor (and selector) loops have no signal handlers
                 previous = signal.signal(signum, _setter(loop, stop)) or signal.SIG_DFL
-                restore.append(lambda signum=signum, previous=previous: signal.signal(signum, previous))
+                restore.append(partial(signal.signal, signum, previous))
         yield stop
     finally:
         for undo in reversed(restore):

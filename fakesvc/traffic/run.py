@@ -241,8 +241,9 @@ async def _until_done_or_stopped(schedule: asyncio.Future[None], stop: asyncio.E
         await schedule
         return False
     stopped = asyncio.ensure_future(stop.wait())
+    either: list[asyncio.Future[Any]] = [schedule, stopped]
     try:
-        await asyncio.wait({schedule, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
         schedule.cancel()  # nothing once it is done; else it only ever waits in its sleep: no checkout half started
