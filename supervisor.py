@@ -15,9 +15,10 @@ from dataclasses import replace
 from fakesvc import SERVICE_NAMES
 from fakesvc.backend import SINK_SETTINGS, start_backend
 from fakesvc.config import ServiceConfig, service_config
+from fakesvc.console import say
 from fakesvc.faults import ChaosConfig, chaos_config
 from fakesvc.gc_tuning import tune_gc
-from fakesvc.runner import RunningServices, Work, say, serve, service_parser, until_stopped
+from fakesvc.runner import RunningServices, Work, serve, service_parser, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from fakesvc.console import say
+
 # asyncio's wording (selector_events.BaseSelectorEventLoop._accept_connection)
 OUT_OF_RESOURCES = "socket.accept() out of system resource"
-
-
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 class ResourceErrorLog:
@@ -37,7 +34,7 @@ class ResourceErrorLog:
         *,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        write: Callable[[str], None] = _to_stderr,
+        write: Callable[[str], None] = say,
     ) -> None:
         self._previous = previous
         self._interval_s = interval_s

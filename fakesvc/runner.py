@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
+from fakesvc.console import say
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
 from fakesvc.gc_tuning import tune_gc
 from fakesvc.loop_errors import install_resource_error_log
@@ -122,11 +122,6 @@ def _point_callers_at(config: ServiceConfig, service: str, url: str) -> ServiceC
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def say(line: str) -> None:
-    """A line for the person at the terminal (stderr, so stdout stays pure JSON logs)."""
-    print(line, file=sys.stderr, flush=True)
 
 
 def service_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 
 from fakesvc import settings
 from fakesvc.faults import ADMIN_TOKEN
+from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
@@ -71,6 +72,7 @@ def main() -> None:
 
 
 async def serve(config: SinkConfig) -> None:
+    install_resource_error_log(asyncio.get_running_loop())
     with stop_on_signals() as stop:
         server = await start_sink(config)
         print(f"fakesvc sink listening on {server.url} (SQLite {config.db_path})", file=sys.stderr, flush=True)

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.inputs import InputError, read_json
-from fakesvc.http_errors import json_errors
+from fakesvc.http_errors import json_errors, quiet_parser_errors
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
 from fakesvc.sink.store import SignalStore
@@ -221,6 +221,7 @@ async def client_disconnects(request: web.Request, handler: Handler) -> web.Stre
 
 def create_app(config: SinkConfig) -> web.Application:
     """The sink application; its SQLite store opens and closes with it."""
+    quiet_parser_errors()
     app = web.Application(middlewares=[json_errors(_error), client_disconnects], client_max_size=MAX_SIGNAL_BYTES)
     state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
     app[STATE] = state
@@ -259,7 +260,7 @@ async def start_sink(config: SinkConfig) -> SinkServer:
     runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port, reuse_address=True).start()
+        await web.TCPSite(runner, config.host, config.port).start()  # no SO_REUSEADDR: on Windows it shares ports
     except BaseException:
         await runner.cleanup()
         raise
