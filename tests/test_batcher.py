@@ -185,6 +185,7 @@ async def test_outage_then_recovery_with_no_new_traffic_delivers_everything_once
                 await eventually(lambda: _durable(batcher), what="the burst written to the outbox")
         stats = batcher.stats()
         assert stats["dropped"] == 0 and stats["on_disk"] >= 40 and stats["backlog"] == 50
+        assert stats["outbox"]["bytes"] > 0 and stats["outbox"]["oldest_age_s"] >= 0  # what /telemetry shows
         sink = await sink_on(port, tmp_path / "s.db")
 
         async def all_stored() -> bool:
