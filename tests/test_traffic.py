@@ -54,7 +54,7 @@ async def test_a_run_sends_on_schedule_and_writes_truth_and_report(chain: Chain,
     report = await run_traffic(config(chain, tmp_path))
     assert report["sent"] == report["completed"] == 60 and report["skipped"] == 0 and report["errors"] == 0
     # the chain shares this loop and CI machines are busy: accuracy is measured in bench/, here only "on schedule"
-    assert report["rate_achieved"] == pytest.approx(200, rel=0.25)
+    assert 100 <= report["rate_achieved"] <= 201  # a busy CI host stretches the window, never shrinks it
     assert report["mismatches"] == 0
     assert json.loads((tmp_path / "report.json").read_text()) == report
     lines = truth_lines(tmp_path / "truth.jsonl")
@@ -80,7 +80,7 @@ async def test_arrivals_do_not_wait_for_slow_answers_and_latency_counts_from_the
     # every checkout takes >= 0.3 s (payment's inventory timeout); 40 arrivals at 100/s span 0.39 s
     report = await run_traffic(config(chain, tmp_path, rate=100, count=40, mix={"timeout": 1}))
     assert report["sent"] == 40 and report["skipped"] == 0
-    assert report["rate_achieved"] == pytest.approx(100, rel=0.25)  # a closed loop would manage ~3/s per worker
+    assert report["rate_achieved"] >= 50  # 40 arrivals in well under a second; a closed loop would take >= 0.3 s each
     assert report["latency_ms"]["p50"] >= 300
 
 
