@@ -86,3 +86,21 @@ async def test_sigterm_under_load_fails_no_checkout(tmp_path: Path) -> None:
     sent = json.loads(report.read_text())["sent"]
     assert len(lines) == sent >= 30  # every checkout started was answered, none cut
     assert {line["status"] for line in lines} == {200}
+
+
+async def test_stdout_stays_json_lines_with_console_spans_on(tmp_path: Path) -> None:
+    """Every stdout line of a run, logs and console spans alike, is one JSON object."""
+    env = {"OTEL_TRACES_EXPORTER": "console,prodsentinel"}
+    supervisor = await start_supervisor(tmp_path, "--rate", "50", "--count", "10", "--mix", "success=1", **env)
+    try:
+        status, _ = await supervisor.exited()
+    finally:
+        await supervisor.kill()
+    assert status == 0
+    lines = [json.loads(line) for line in supervisor.stdout_lines]
+    spans = [line for line in lines if line["event"] == "span"]
+    assert {span["service"] for span in spans} == {"api-gateway", "payment-service", "inventory-service"}
+    trace = spans[0]["request_id"]
+    assert all(set(line) >= {"timestamp", "level", "event", "service", "request_id"} for line in lines)
+    assert {span["span.name"] for span in spans if span["request_id"] == trace} >= {"POST /checkout/{order_id}"}
+    assert all(span["trace_id"] and span["span_id"] and span["status"] for span in spans)

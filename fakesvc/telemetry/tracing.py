@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TextIO
 
 from opentelemetry.context import Context
@@ -23,6 +24,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from fakesvc.correlation import TRACE_ID_ATTRIBUTE, current_trace_id
+from fakesvc.jsonfast import dumps_str
 from fakesvc.settings import ConfigError
 
 
@@ -35,19 +37,29 @@ class TraceIdSpanProcessor(SpanProcessor):
             span.set_attribute(TRACE_ID_ATTRIBUTE, trace_id)
 
 
-def one_line(span: ReadableSpan) -> str:
-    """A span as one short line: a curl must not bury the terminal."""
+def json_line(span: ReadableSpan) -> str:
+    """A span as one JSON object on a line, shaped like the log lines beside it on stdout.
+
+    ``event`` is ``span``, ``request_id`` the checkout's trace id (as on its logs),
+    then the W3C ids, the duration and the status: short enough that a curl does
+    not bury the terminal, and stdout stays JSON lines whatever is exported.
+    """
     context = span.get_span_context()
-    if context is None:
-        return f"span {span.name!r} (no context)\n"
-    parent = format(span.parent.span_id, "016x") if span.parent else "-"
-    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-    service = span.resource.attributes.get("service.name", "?")
-    return (
-        f"span {service} {span.name!r} trace={format(context.trace_id, '032x')} "
-        f"span={format(context.span_id, '016x')} parent={parent} "
-        f"{duration_ms:.1f}ms {span.status.status_code.name}\n"
-    )
+    started, ended = span.start_time or 0, span.end_time or span.start_time or 0
+    line = {
+        "timestamp": datetime.fromtimestamp(ended / 1e9, UTC).isoformat(),
+        "level": "INFO",
+        "event": "span",
+        "service": span.resource.attributes.get("service.name"),
+        "request_id": span.attributes.get(TRACE_ID_ATTRIBUTE) if span.attributes else None,
+        "span.name": span.name,
+        "trace_id": format(context.trace_id, "032x") if context else None,
+        "span_id": format(context.span_id, "016x") if context else None,
+        "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "duration_ms": round((ended - started) / 1e6, 3),
+        "status": span.status.status_code.name,
+    }
+    return dumps_str(line) + "\n"
 
 
 def _otlp_exporter() -> SpanExporter:
@@ -80,7 +92,7 @@ def tracer_provider(
     provider.add_span_processor(TraceIdSpanProcessor())
     if "console" in chosen:
         provider.add_span_processor(
-            SimpleSpanProcessor(ConsoleSpanExporter(out=console or sys.stdout, formatter=one_line))
+            SimpleSpanProcessor(ConsoleSpanExporter(out=console or sys.stdout, formatter=json_line))
         )
     if "prodsentinel" in chosen:
         if prodsentinel is None:
