@@ -1,0 +1,82 @@
+"""Read a ground-truth file: the checkouts that went wrong, where, and why.
+
+``python -m fakesvc.truth truth.jsonl`` lists every checkout with an injected
+fault or an unexpected status, one line each (trace id first, so it can be
+pasted into ``/query/traces/{trace_id}``); ``--json`` prints the truth lines
+themselves, ``--service`` keeps one root-cause service, ``--limit`` the first N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def read_truth(path: Path) -> Iterator[dict[str, Any]]:
+    """The truth lines of ``path`` (a line that is not a JSON object is skipped: a run cut mid-write)."""
+    with path.open(encoding="utf-8") as file:
+        for line in file:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def went_wrong(record: dict[str, Any]) -> bool:
+    """A fault was injected, or the observed status was not the expected one."""
+    return bool(record.get("faults")) or record.get("status") != record.get("expected_status")
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: trace id, order id, root cause, statuses, the faults."""
+    faults = "; ".join(f"{f.get('service')} {f.get('kind')}: {f.get('detail')}" for f in record.get("faults") or [])
+    return (
+        f"{record.get('trace_id')}  {record.get('order_id')}  root cause {record.get('root_cause_service') or '-'}  "
+        f"expected {record.get('expected_status')} got {record.get('status')}  {faults or 'no fault injected'}"
+    )
+
+
+def show(records: Iterable[dict[str, Any]], out: TextIO, *, as_json: bool, limit: int | None) -> int:
+    """Write the records (at most ``limit``); return how many."""
+    shown = 0
+    for record in records:
+        if limit is not None and shown >= limit:
+            break
+        out.write((json.dumps(record) if as_json else describe(record)) + "\n")
+        shown += 1
+    return shown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fakesvc.truth", description=__doc__.splitlines()[0])
+    parser.add_argument("truth", type=Path, help="a truth file written by --truth")
+    parser.add_argument("--service", help="only checkouts whose root cause is this service")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many lines (default: all)")
+    parser.add_argument("--all", action="store_true", help="every checkout, not only those that went wrong")
+    parser.add_argument("--json", action="store_true", help="the truth lines themselves, as JSON lines")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
+        parser.exit(2, "fakesvc: --limit: must be a whole number >= 0\n")
+    try:
+        records = list(read_truth(args.truth))
+    except OSError as exc:
+        parser.exit(2, f"fakesvc: {args.truth}: {exc.strerror}\n")
+    chosen = [
+        record
+        for record in records
+        if (args.all or went_wrong(record))
+        and (args.service is None or record.get("root_cause_service") == args.service)
+    ]
+    shown = show(chosen, sys.stdout, as_json=args.json, limit=args.limit)
+    print(f"{shown} of {len(chosen)} shown; {len(records)} checkouts in {args.truth}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
