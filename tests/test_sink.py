@@ -210,6 +210,15 @@ async def test_a_bad_query_parameter_is_a_422_naming_it(sink: Any, name: str, va
     assert await sink_view(sink) == before
 
 
+@pytest.mark.parametrize("name", ["trace_id", "service_name", "signal_type"])
+@pytest.mark.parametrize("value", ["NaN", "", "-1", "x" * 4000, "трасса-☃", "a\x00b", "' OR 1=1 --"])
+async def test_an_odd_filter_value_matches_nothing_and_changes_nothing(sink: Any, name: str, value: str) -> None:
+    await post_logs(sink, ("t0", "a", "2026-11-24T10:00:00Z"))
+    before = await sink_view(sink)
+    assert await query(sink, **{name: value}) == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    assert await sink_view(sink) == before
+
+
 async def sink_view(sink: Any) -> dict[str, Any]:
     stats = await (await sink.get("/stats")).json()
     return {key: value for key, value in stats.items() if key not in ("uptime_s", "accepted_per_s")}
