@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from fakesvc import SERVICE_NAMES
-from fakesvc.backend import SINK_SETTINGS, start_backend
+from fakesvc.backend import SINK_SETTINGS, start_backend, with_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import ChaosConfig, chaos_config
@@ -56,9 +56,7 @@ async def supervise(
     server = None
     if telemetry.config.remote and telemetry.config.batcher is not None:
         backend_url = telemetry.config.batcher.prodsentinel_url
-        server = await start_backend(
-            sink["sink"], backend_url, sink["sink_db"], url_configured=url_configured, admin_token=chaos.admin_token
-        )
+        server = await start_backend(sink, backend_url, url_configured=url_configured, admin_token=chaos.admin_token)
         if server is not None:
             say(
                 f"embedded sink listening on {server.url} (SQLite {sink['sink_db']}); "
@@ -80,11 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
     args = parser.parse_args(argv)
+    url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
     try:
         config = service_config(args)
-        telemetry = Telemetry(telemetry_config(args))
-        chaos = chaos_config(args)
         sink = resolve(SINK_SETTINGS, args)
+        telemetry = Telemetry(with_backend(telemetry_config(args), sink, url_configured=url_configured))
+        chaos = chaos_config(args)
         timeouts = Timeouts(config.inventory_timeout_s, config.payment_timeout_s)
         # the gateway's URL is known once it is bound: drive() fills it in
         traffic = traffic_config_from_args(args, target="", seed=config.seed, timeouts=timeouts)
@@ -92,7 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
     tune_gc()
-    url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
     work = until_stopped if traffic is None else drive(traffic, config.shutdown_grace_s)
     try:
         asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, work))

@@ -45,16 +45,17 @@ async def _stored_spans(session: aiohttp.ClientSession, sink_url: str) -> dict[s
     spans: dict[str, list[float]] = {name: [] for name in UNIFORM_MS}
     offset = 0
     while True:
-        params = {"signal_type": "trace", "limit": "10000", "offset": str(offset)}
+        params = {"signal_type": "trace", "limit": "1000", "offset": str(offset)}
         async with session.get(f"{sink_url}/query/signals", params=params) as response:
             page = await response.json()
-        for span in page:
+        for item in page["items"]:
+            span = item["payload"]
             name = span["attributes"].get("span.name")
             if name in spans:
                 spans[name].append(span["duration_ms"])
-        if len(page) < 10000:
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
             return spans
-        offset += 10000
 
 
 @asynccontextmanager

@@ -171,7 +171,7 @@ async def kill_window(load_s: float, concurrency: int) -> dict[str, Any]:
                     params = {"limit": "1000", "offset": str(offset)}
                     async with session.get(f"{sink_url}/query/signals", params=params) as response:
                         page = await response.json()
-                    rows = page["items"] if isinstance(page, dict) else page
+                    rows = page["items"]
                     per_trace.update(row["trace_id"] for row in rows)
                     if len(rows) < 1000:
                         break

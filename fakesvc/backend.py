@@ -1,24 +1,60 @@
 """Where the telemetry goes: a configured ProdSentinel, or the embedded sink started for it.
 
-``FAKESVC_SINK`` decides (SPEC section 10): ``on`` starts the sink at
-``PRODSENTINEL_URL``'s host and port, ``off`` never does, ``auto`` starts it
-when ``PRODSENTINEL_URL`` is unset and nothing answers there.
+``FAKESVC_SINK`` decides (SPEC section 10): ``on`` starts the sink, ``off``
+never does, ``auto`` starts it when ``PRODSENTINEL_URL`` is unset and nothing
+answers at the sink's address. The sink listens at ``FAKESVC_SINK_HOST`` and
+``FAKESVC_SINK_PORT``, which are also where signals go while
+``PRODSENTINEL_URL`` is unset; with the URL set (and ``on``), at the URL's.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 from yarl import URL
 
 from fakesvc import settings
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink import SinkConfig, SinkServer, start_sink
+from fakesvc.telemetry.pipeline import TelemetryConfig
 
+# Declared once: ``supervisor.py`` and ``python -m fakesvc.sink`` read the same variables.
+SINK_HOST = Setting("FAKESVC_SINK_HOST", "--sink-host", "127.0.0.1", settings.text, "where the embedded sink listens")
+SINK_PORT = Setting(
+    "FAKESVC_SINK_PORT",
+    "--sink-port",
+    8000,
+    settings.port,
+    "port of the embedded sink; signals go there while PRODSENTINEL_URL is unset",
+)
+SINK_DB = Setting(
+    "FAKESVC_SINK_DB", "--sink-db", "fakesvc-signals.db", settings.text, "SQLite file of the embedded sink"
+)
 SINK_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_SINK", "--sink", "auto", settings.choice("auto", "on", "off"), "start the embedded sink"),
-    Setting("FAKESVC_SINK_DB", "--sink-db", "fakesvc-signals.db", settings.text, "SQLite file of the embedded sink"),
+    SINK_DB,
+    SINK_HOST,
+    SINK_PORT,
 )
+_ANY_ADDRESS = {"", "0.0.0.0", "::"}  # a sink bound to every address is reached on loopback
+
+
+def sink_url(sink: Mapping[str, Any]) -> str:
+    """The sink's address from its settings: where the batcher sends while PRODSENTINEL_URL is unset."""
+    if sink["sink_port"] == 0:
+        raise ConfigError("FAKESVC_SINK_PORT: 0 is for python -m fakesvc.sink; the services must know the port")
+    host = "127.0.0.1" if sink["sink_host"] in _ANY_ADDRESS else sink["sink_host"]
+    return str(URL.build(scheme="http", host=host, port=sink["sink_port"]))
+
+
+def with_backend(config: TelemetryConfig, sink: Mapping[str, Any], *, url_configured: bool) -> TelemetryConfig:
+    """``config`` sending to the sink's address unless PRODSENTINEL_URL was given."""
+    if url_configured or config.batcher is None:
+        return config
+    return replace(config, batcher=replace(config.batcher, prodsentinel_url=sink_url(sink)))
 
 
 async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
@@ -33,20 +69,23 @@ async def _answers(url: URL, timeout_s: float = 0.5) -> bool:
 
 
 async def start_backend(
-    mode: str, backend_url: str, db_path: str, *, url_configured: bool, admin_token: str | None = None
+    sink: Mapping[str, Any], backend_url: str, *, url_configured: bool, admin_token: str | None = None
 ) -> SinkServer | None:
-    """Start the embedded sink when ``mode`` says so; return it, or None when signals go elsewhere.
+    """Start the embedded sink when ``sink["sink"]`` says so; return it, or None when signals go elsewhere.
 
-    ``admin_token`` guards the sink's fault routes as it guards the services' ``/chaos``.
+    ``sink`` holds the values of :data:`SINK_SETTINGS`. ``admin_token`` guards
+    the sink's fault routes as it guards the services' ``/chaos``.
     """
-    url = URL(backend_url)
+    mode, url = sink["sink"], URL(backend_url)
     if mode == "off":
         return None
     if mode == "auto" and (url_configured or await _answers(url)):
         return None
-    host = "127.0.0.1" if url.host in ("localhost", None) else url.host
-    port = url.port or 8000
+    if url_configured:  # "on" with a URL: the sink takes the URL's place
+        host, port = "127.0.0.1" if url.host in ("localhost", None) else url.host, url.port or 8000
+    else:
+        host, port = sink["sink_host"], sink["sink_port"]
     try:
-        return await start_sink(SinkConfig(host=host, port=port, db_path=db_path, admin_token=admin_token))
+        return await start_sink(SinkConfig(host=host, port=port, db_path=sink["sink_db"], admin_token=admin_token))
     except OSError as exc:
         raise ConfigError(f"FAKESVC_SINK: cannot start the embedded sink on {host}:{port} ({exc.strerror})") from None

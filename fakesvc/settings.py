@@ -20,17 +20,43 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
-    """One knob: its environment variable, its flag, its default and its parser."""
+    """One knob: its environment variable, its flag, its default and its parser.
+
+    ``shown`` is the default as ``--help`` words it when the value itself says
+    little (None standing for "random", or for a URL built from other settings).
+    ``aliases`` are older flags an entry point keeps accepting.
+    """
 
     env: str
     flag: str
     default: Any
     parse: Callable[[str], Any]
     help: str
+    shown: str | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+    def help_text(self) -> str:
+        """The help, then the env variable, the allowed values and the default, as a user would type them."""
+        notes = [f"env {self.env}"]
+        if isinstance(self.parse, (Choice, CommaSet)):
+            notes.append(self.parse.describe())
+        notes.append(f"default {self.shown if self.shown is not None else _typed(self.default)}")
+        return f"{self.help} ({'; '.join(notes)})".replace("%", "%%")  # argparse formats help with %
+
+
+def _typed(value: Any) -> str:
+    """A default written the way the flag would take it: ``logs,metrics``, not ``frozenset({...})``."""
+    if value is None:
+        return "unset"
+    if isinstance(value, frozenset | set):
+        return ",".join(sorted(value)) or '"" (none)'
+    if value == "":
+        return '"" (empty)'
+    return str(value)
 
 
 def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:
@@ -38,10 +64,11 @@ def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -
     for setting in settings:
         parser.add_argument(
             setting.flag,
+            *setting.aliases,
             dest=setting.dest,
             default=None,
             metavar=setting.env,
-            help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
+            help=setting.help_text(),
         )
 
 
@@ -132,25 +159,45 @@ def http_url(raw: str) -> str:
     return str(url).rstrip("/")
 
 
-def choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+@dataclass(frozen=True)
+class Choice:
+    """A parser taking one of ``allowed`` (any case); ``--help`` lists them."""
+
+    allowed: tuple[str, ...]
+
+    def __call__(self, raw: str) -> str:
         value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+        if value not in self.allowed:
+            raise ValueError(f"must be one of {', '.join(self.allowed)}")
         return value
 
-    return parse
+    def describe(self) -> str:
+        return f"one of {', '.join(self.allowed)}"
 
 
-def comma_set(*allowed: str) -> Callable[[str], frozenset[str]]:
-    def parse(raw: str) -> frozenset[str]:
+@dataclass(frozen=True)
+class CommaSet:
+    """A parser taking a comma list of ``allowed`` items (empty: none); ``--help`` lists them."""
+
+    allowed: tuple[str, ...]
+
+    def __call__(self, raw: str) -> frozenset[str]:
         items = frozenset(item.strip().lower() for item in raw.split(",") if item.strip())
-        unknown = sorted(items - set(allowed))
+        unknown = sorted(items - set(self.allowed))
         if unknown:
-            raise ValueError(f"unknown item {unknown[0]!r}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"unknown item {unknown[0]!r}; allowed: {', '.join(self.allowed)}")
         return items
 
-    return parse
+    def describe(self) -> str:
+        return f"comma list of {', '.join(self.allowed)}"
+
+
+def choice(*allowed: str) -> Choice:
+    return Choice(allowed)
+
+
+def comma_set(*allowed: str) -> CommaSet:
+    return CommaSet(allowed)
 
 
 def text(raw: str) -> str:

@@ -82,9 +82,16 @@ async def sink_stats(url: str) -> dict[str, Any]:
 
 
 async def stored_signals(url: str, **filters: str) -> list[dict[str, Any]]:
+    """Every stored signal matching ``filters`` (query items: id, signal_type, ..., payload), page by page."""
+    items: list[dict[str, Any]] = []
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/query/signals", params={"limit": "10000", **filters}) as response:
-            return await response.json()
+        while True:
+            params = {**filters, "limit": "1000", "offset": str(len(items))}
+            async with session.get(f"{url}/query/signals", params=params) as response:
+                page = await response.json()
+            items += page["items"]
+            if not page["items"] or len(items) >= page["total"]:
+                return items
 
 
 async def checkouts(gateway: str, order_ids: list[str], concurrency: int = 20) -> list[tuple[int, str]]:

@@ -63,15 +63,15 @@ async def test_a_200_mixed_checkouts_every_signal_stored_valid_and_grouped_by_tr
             expected = {"api-gateway", "payment-service"} | (set() if "fail-pay" in order_id else {"inventory-service"})
             assert by_trace[trace_id] == expected, order_id
             assert kinds[trace_id] == {"log", "trace", "metric"}
-        spans = [s for s in signals if s["signal_type"] == "trace" and s["trace_id"] == results[0][1]]
+        spans = [s["payload"] for s in signals if s["signal_type"] == "trace" and s["trace_id"] == results[0][1]]
         assert {s["attributes"]["span.name"] for s in spans} >= {"POST /checkout/{order_id}", "inventory.query"}
         roots = [s for s in spans if s["parent_span_id"] is None]
         assert len(roots) == 1 and roots[0]["service_name"] == "api-gateway"
         errors = [
-            s
+            s["payload"]
             for s in signals
             if s["signal_type"] == "log"
-            and s.get("level") == "ERROR"
+            and s["payload"]["level"] == "ERROR"
             and s["trace_id"] == results[3][1]
             and s["service_name"] == "payment-service"
         ]

@@ -201,7 +201,12 @@ BAD_BODIES = (
         ("service", "/chaos", '{"rules": [{"kind": "latency", "latency_ms": [5, 1e309]}]}', "rules[0].latency_ms[1]"),
         ("service", "/chaos", '{"rules": [{"kind": "error", "message": "%s"}]}' % ("x" * 1025), "rules[0].message"),
         ("service", "/chaos", '{"rules": [{"kind": "error", "exception": "%s"}]}' % ("E" * 65), "rules[0].exception"),
-        ("service", "/chaos", '{"rules": [{"kind": "drop", "route": "/nope"}]}', "rules[0].route"),
+        (  # a 400 that names the routes the service does serve
+            "service",
+            "/chaos",
+            '{"rules": [{"kind": "drop", "route": "/nope"}]}',
+            "rules[0].route: the service serves no route '/nope' (use /",
+        ),
         ("service", "/chaos", json.dumps({"rules": [{"kind": "drop"}] * 101}), "rules: at most 100"),
         ("service", "/chaos", '{"rules": [], "extra": NaN}', 'body: must be {"rules"'),
         (

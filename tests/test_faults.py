@@ -184,7 +184,10 @@ async def test_control_api_replaces_reads_and_clears_rules(aiohttp_client: Any) 
 
 def test_a_rule_may_name_only_the_route_its_service_serves() -> None:
     assert parse_rules([{"kind": "drop", "route": ROUTE}], routes=(ROUTE,))[0].route == ROUTE
-    with pytest.raises(RuleError, match=r"rules\[0\].route: the service serves no route '/pay/\{order_id\}'"):
+    with pytest.raises(
+        RuleError,
+        match=r"rules\[0\].route: the service serves no route '/pay/\{order_id\}' \(use /inventory/\{item_id\}\)$",
+    ):
         parse_rules([{"kind": "drop", "route": "/pay/{order_id}"}], routes=(ROUTE,))
     with pytest.raises(RuleError, match=r"inventory-service\]\[0\].route"):
         profile_file = {"inventory-service": [{"kind": "drop", "route": "/checkout/{order_id}"}]}

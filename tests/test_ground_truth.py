@@ -66,14 +66,16 @@ async def test_every_truth_trace_is_in_the_sink_and_its_root_cause_left_evidence
                 if s["service_name"] == cause
                 and (
                     s["signal_type"] == "log"
-                    and s["level"] in ("WARNING", "ERROR", "CRITICAL")
+                    and s["payload"]["level"] in ("WARNING", "ERROR", "CRITICAL")
                     or s["signal_type"] == "metric"
-                    and "latency" in s["metric_name"]
+                    and "latency" in s["payload"]["metric_name"]
                 )
             ]
             assert evidence, f"{cause} left no error or latency signal in {line['order_id']}"
             if any(f["kind"] == "error" and f["service"] == cause for f in line["faults"]):
-                errors = [s for s in evidence if s["signal_type"] == "log" and s["level"] == "ERROR"]
+                errors = [
+                    s["payload"] for s in evidence if s["signal_type"] == "log" and s["payload"]["level"] == "ERROR"
+                ]
                 assert errors and errors[0]["attributes"]["exception.stacktrace"].startswith("Traceback")
     finally:
         await chain.running.stop()

@@ -15,6 +15,8 @@ import aiohttp
 import pytest
 
 from fakesvc.sink import Outage, SinkConfig, SinkFaults, create_app
+from fakesvc.sink.query import SignalQuery, parse_signal_query
+from fakesvc.sink.store import INDEXES, TABLE, page_sql
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.signals import log_signal, metric_signal, span_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
@@ -120,21 +122,150 @@ async def test_duplicate_500_mode_answers_like_prodsentinel_and_drops_the_connec
     assert response.headers.get("Connection", "").lower() == "close"
 
 
-async def test_query_routes_filter_and_group_by_trace(sink: Any) -> None:
-    for i in range(5):
-        await sink.post("/ingest/logs", json=good_log(trace_id=f"t{i % 2}", service_name=f"s{i}"))
-    await sink.post("/ingest/metrics", json=metric_signal("s9", "t0", "request_latency", 3.0, "ms", {}))
-    rows = await (await sink.get("/query/signals", params={"trace_id": "t0"})).json()
-    assert len(rows) == 4 and {r["trace_id"] for r in rows} == {"t0"}
-    rows = await (
-        await sink.get("/query/signals", params={"trace_id": "t0", "signal_type": "log", "limit": "2", "offset": "1"})
-    ).json()
-    assert len(rows) == 2 and all(r["signal_type"] == "log" for r in rows)
+async def post_logs(sink: Any, *specs: tuple[str, str, str]) -> list[str]:
+    """Store one log per (trace_id, service_name, timestamp); return their ids."""
+    ids = []
+    for trace_id, service, timestamp in specs:
+        signal = good_log(trace_id=trace_id, service_name=service, timestamp=timestamp)
+        assert (await sink.post("/ingest/logs", json=signal)).status == 202
+        ids.append(signal["signal_id"])
+    return ids
+
+
+async def query(sink: Any, **params: str) -> dict[str, Any]:
+    response = await sink.get("/query/signals", params=params)
+    assert response.status == 200
+    return await response.json()
+
+
+async def test_query_signals_answers_newest_first_in_prodsentinels_shape(sink: Any) -> None:
+    # Three ways of writing a time, out of order: one clock orders them (10:00:01Z is 11:00:01+01:00).
+    ids = await post_logs(
+        sink,
+        ("t0", "a", "2026-11-24T10:00:02"),
+        ("t1", "b", "2026-11-24T11:00:01+01:00"),
+        ("t0", "b", "2026-11-24T10:00:03.5Z"),
+    )
+    page = await query(sink)
+    assert [item["id"] for item in page["items"]] == [ids[2], ids[0], ids[1]]
+    assert (page["total"], page["limit"], page["offset"]) == (3, 100, 0)
+    item = page["items"][0]
+    assert set(item) == {"id", "signal_type", "trace_id", "service_name", "timestamp", "payload"}
+    assert item["timestamp"] == "2026-11-24T10:00:03.5Z" and item["payload"]["message"] == "Payment failed"
+    same_time = sorted(await post_logs(sink, *[("t2", "c", "2026-11-24T09:00:00Z")] * 3), reverse=True)
+    assert [i["id"] for i in (await query(sink, trace_id="t2"))["items"]] == same_time  # then by id
+
+
+async def test_query_signals_filters_pages_and_counts_with_the_same_filter(sink: Any) -> None:
+    ids = await post_logs(sink, *[(f"t{i % 2}", f"s{i % 3}", f"2026-11-24T10:00:0{i}Z") for i in range(6)])
+    await sink.post("/ingest/metrics", json=metric_signal("s0", "t0", "request_latency", 3.0, "ms", {}))
+    assert (await query(sink, trace_id="t0", signal_type="log"))["total"] == 3
+    assert [i["id"] for i in (await query(sink, service_name="s1"))["items"]] == [ids[4], ids[1]]
+    assert [i["signal_type"] for i in (await query(sink, signal_type="metric"))["items"]] == ["metric"]
+    window = await query(sink, start_time="2026-11-24T10:00:01Z", end_time="2026-11-24T12:00:04+02:00")
+    assert [i["id"] for i in window["items"]] == ids[4:0:-1]  # both ends included
+    page = await query(sink, signal_type="log", limit="2", offset="3")
+    assert [i["id"] for i in page["items"]] == [ids[2], ids[1]] and page["total"] == 6
+    assert (page["limit"], page["offset"]) == (2, 3)
+    assert (await query(sink, trace_id=""))["total"] == 0  # an empty filter matches the empty value, as FastAPI's
+
+
+async def test_query_traces_lists_a_traces_signals_oldest_first(sink: Any) -> None:
+    ids = await post_logs(sink, ("t0", "a", "2026-11-24T10:00:02Z"), ("t1", "a", "2026-11-24T10:00:00Z"))
+    ids += await post_logs(sink, ("t0", "b", "2026-11-24T10:00:01Z"))
     trace = await (await sink.get("/query/traces/t0")).json()
-    assert trace["services"] == ["s0", "s2", "s4", "s9"] and len(trace["logs"]) == 3 and len(trace["metrics"]) == 1
-    assert trace["levels"] == {"ERROR": 3}
-    assert (await sink.get("/query/traces/none")).status == 404
-    assert (await sink.get("/query/signals", params={"limit": "-1"})).status == 400
+    assert [item["id"] for item in trace] == [ids[2], ids[0]]
+    assert trace[0] == (await query(sink, trace_id="t0"))["items"][1]
+    assert await (await sink.get("/query/traces/none")).json() == []
+
+
+BAD_QUERIES = (
+    [
+        (name, value, kind)
+        for name, kind in (("limit", "int_parsing"), ("offset", "int_parsing"))
+        for value in ("NaN", "inf", "1.5", "", "abc", "١٢", "1_0", "9" * 5000)
+    ]
+    + [
+        ("limit", "0", "greater_than_equal"),
+        ("limit", "-1", "greater_than_equal"),
+        ("limit", "1001", "less_than_equal"),
+        ("limit", "9" * 25, "less_than_equal"),
+        ("offset", "-1", "greater_than_equal"),
+        ("offset", str(2**63), "less_than_equal"),
+    ]
+    + [
+        (name, value, "datetime_parsing")
+        for name in ("start_time", "end_time")
+        for value in ("NaN", "", "yesterday", "2026-13-01T00:00:00Z", "２０２６-01-01", "1e309")
+    ]
+)
+
+
+@pytest.mark.parametrize(("name", "value", "kind"), BAD_QUERIES)
+async def test_a_bad_query_parameter_is_a_422_naming_it(sink: Any, name: str, value: str, kind: str) -> None:
+    await post_logs(sink, ("t0", "a", "2026-11-24T10:00:00Z"))
+    before = await sink_view(sink)
+    response = await sink.get("/query/signals", params={name: value})
+    assert response.status == 422
+    [problem] = (await response.json())["detail"]
+    assert problem["loc"] == ["query", name] and problem["type"] == kind and problem["input"] == value
+    assert await sink_view(sink) == before
+
+
+@pytest.mark.parametrize("name", ["trace_id", "service_name", "signal_type"])
+@pytest.mark.parametrize("value", ["NaN", "", "-1", "x" * 4000, "трасса-☃", "a\x00b", "' OR 1=1 --"])
+async def test_an_odd_filter_value_matches_nothing_and_changes_nothing(sink: Any, name: str, value: str) -> None:
+    await post_logs(sink, ("t0", "a", "2026-11-24T10:00:00Z"))
+    before = await sink_view(sink)
+    assert await query(sink, **{name: value}) == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    assert await sink_view(sink) == before
+
+
+async def sink_view(sink: Any) -> dict[str, Any]:
+    stats = await (await sink.get("/stats")).json()
+    return {key: value for key, value in stats.items() if key not in ("uptime_s", "accepted_per_s")}
+
+
+@pytest.mark.parametrize(
+    ("params", "searched"),
+    [
+        ({}, "INDEX raw_signals_time"),
+        ({"signal_type": "log"}, "INDEX raw_signals_time"),  # a third of the rows: walked in order
+        ({"trace_id": "t"}, "(trace_id=?)"),
+        ({"service_name": "s"}, "(service_name=?)"),
+        ({"service_name": "s", "signal_type": "log"}, "(service_name=?)"),
+        ({"start_time": "2026-11-24T10:00:00Z"}, "(ts_us>?)"),
+        ({"trace_id": "t", "end_time": "2026-11-24T10:00:00Z"}, "(trace_id=? AND ts_us<?)"),
+    ],
+)
+def test_a_page_is_read_through_an_index_in_order_never_sorted(params: dict[str, str], searched: str) -> None:
+    query = parse_signal_query(params)
+    assert isinstance(query, SignalQuery)
+    page, _, values = page_sql(query)
+    with sqlite3.connect(":memory:") as db:
+        db.executescript(TABLE + INDEXES)
+        plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {page}", (*values, 100, 0)))
+    db.close()
+    assert searched in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_database_from_before_the_time_column_is_ordered_after_an_upgrade(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as old:
+        old.execute(
+            "CREATE TABLE raw_signals (id TEXT PRIMARY KEY, signal_type TEXT NOT NULL, trace_id TEXT NOT NULL,"
+            " service_name TEXT NOT NULL, timestamp TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT)"
+        )
+        for signal_id, timestamp in (("a", "2026-11-24T10:00:00+01:00"), ("b", "2026-11-24T09:30:00Z")):
+            old.execute("INSERT INTO raw_signals VALUES (?, 'log', 't', 's', ?, '{}', '')", (signal_id, timestamp))
+    old.close()
+    sink = await sink_on(free_port(), db)
+    try:
+        async with aiohttp.ClientSession() as session:
+            page = await (await session.get(f"{sink.url}/query/signals")).json()
+    finally:
+        await sink.stop()
+    assert [item["id"] for item in page["items"]] == ["b", "a"]
 
 
 async def test_error_rate_with_a_seed_is_deterministic_and_carries_retry_after(aiohttp_client: Any) -> None:
@@ -203,8 +334,8 @@ async def test_stop_and_restart_on_the_same_port_keeps_the_data(tmp_path: Path) 
         assert (await session.post(f"{sink.url}/ingest/logs", json=signal)).status == 202
         await sink.stop()
         sink = await sink_on(port, db)
-        rows = await (await session.get(f"{sink.url}/query/signals")).json()
-        assert [r["signal_id"] for r in rows] == [signal["signal_id"]]
+        page = await (await session.get(f"{sink.url}/query/signals")).json()
+        assert [item["id"] for item in page["items"]] == [signal["signal_id"]]
         assert (await session.post(f"{sink.url}/ingest/logs", json=signal)).status == 202
         assert (await (await session.get(f"{sink.url}/stats")).json())["duplicates"] == 1
     await sink.stop()

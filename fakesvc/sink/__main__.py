@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 
 from fakesvc import settings
+from fakesvc.backend import SINK_DB, SINK_HOST, SINK_PORT
 from fakesvc.faults import ADMIN_TOKEN
 from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.settings import ConfigError, Setting
@@ -15,9 +17,10 @@ from fakesvc.sink.faults import SinkFaults, parse_outage
 from fakesvc.stop_signals import stop_on_signals
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("FAKESVC_SINK_HOST", "--host", "127.0.0.1", settings.text, "bind address"),
-    Setting("FAKESVC_SINK_PORT", "--port", 8000, settings.port, "port"),
-    Setting("FAKESVC_SINK_DB", "--db", "fakesvc-signals.db", settings.text, "SQLite file (':memory:' for none)"),
+    # the supervisor's names, and the older short flags kept so existing scripts still run
+    replace(SINK_HOST, help="bind address", aliases=("--host",)),
+    replace(SINK_PORT, help="port (0: any free one)", aliases=("--port",)),
+    replace(SINK_DB, help="SQLite file (':memory:' for none)", aliases=("--db",)),
     Setting(
         "FAKESVC_SINK_ERROR_RATE",
         "--error-rate",
@@ -63,7 +66,12 @@ def main() -> None:
         values["error_rate"], values["error_status"], values["latency_ms"], outages, None, values["seed"]
     )
     config = SinkConfig(
-        values["host"], values["port"], values["db"], faults, values["duplicate_status"], values["admin_token"] or None
+        values["sink_host"],
+        values["sink_port"],
+        values["sink_db"],
+        faults,
+        values["duplicate_status"],
+        values["admin_token"] or None,
     )
     try:
         asyncio.run(serve(config))

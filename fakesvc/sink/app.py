@@ -17,6 +17,7 @@ from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.http_errors import json_errors, quiet_parser_errors
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
+from fakesvc.sink.query import parse_signal_query
 from fakesvc.sink.store import SignalStore
 from fakesvc.sink.validation import validate
 
@@ -117,47 +118,18 @@ async def health(request: web.Request) -> web.StreamResponse:
     return _json({"status": "ok"})
 
 
-def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be a whole number") from None
-    if not 0 <= value <= high:
-        raise web.HTTPBadRequest(reason=f"{name} must be between 0 and {high}")
-    return value
-
-
 async def query_signals(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    signals = await state.store.query(
-        trace_id=request.query.get("trace_id"),
-        service_name=request.query.get("service_name"),
-        signal_type=request.query.get("signal_type"),
-        limit=_int_param(request, "limit", 100, 10_000),
-        offset=_int_param(request, "offset", 0, 10**9),
-    )
-    return _json(signals)
+    """ProdSentinel's ``GET /query/signals``: a page of signals, newest first, and the total."""
+    query = parse_signal_query({name: request.query.getall(name)[-1] for name in request.query})  # last wins
+    if isinstance(query, list):
+        return _json({"detail": query}, 422)
+    items, total = await request.app[STATE].store.query(query)
+    return _json({"items": items, "total": total, "limit": query.limit, "offset": query.offset})
 
 
 async def query_trace(request: web.Request) -> web.Response:
-    trace_id = request.match_info["trace_id"]
-    signals = await request.app[STATE].store.query(trace_id=trace_id, limit=10_000)
-    if not signals:
-        return _json({"detail": f"no signals for trace {trace_id}"}, 404)
-    by_type = {kind: [s for s in signals if s["signal_type"] == kind] for kind in ("log", "trace", "metric")}
-    return _json(
-        {
-            "trace_id": trace_id,
-            "services": sorted({s["service_name"] for s in signals}),
-            "levels": dict(Counter(s["level"] for s in by_type["log"])),
-            "logs": by_type["log"],
-            "spans": by_type["trace"],
-            "metrics": by_type["metric"],
-        }
-    )
+    """ProdSentinel's ``GET /query/traces/{trace_id}``: the trace's signals, oldest first."""
+    return _json(await request.app[STATE].store.trace(request.match_info["trace_id"]))
 
 
 async def stats(request: web.Request) -> web.Response:

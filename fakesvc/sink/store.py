@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fakesvc.jsonfast import loads
+from fakesvc.sink.query import SignalQuery
+from fakesvc.sink.validation import epoch_us, parse_timestamp
 
-SCHEMA = """
+TABLE = """
 CREATE TABLE IF NOT EXISTS raw_signals (
     id TEXT PRIMARY KEY,
     signal_type TEXT NOT NULL,
@@ -23,13 +25,39 @@ CREATE TABLE IF NOT EXISTS raw_signals (
     service_name TEXT NOT NULL,
     timestamp TEXT NOT NULL,
     payload TEXT NOT NULL,
-    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    ts_us INTEGER
 );
-CREATE INDEX IF NOT EXISTS raw_signals_trace ON raw_signals (trace_id);
-CREATE INDEX IF NOT EXISTS raw_signals_service ON raw_signals (service_name, signal_type);
 """
+# ``timestamp`` is kept as sent (Z, an offset or no zone); ``ts_us`` orders and filters them as one
+# clock. Each index ends in the answer's order, so a page never sorts the table. signal_type alone
+# (a third of the rows) walks the time index: its own index cost ~10 % of the write rate.
+INDEXES = """
+DROP INDEX IF EXISTS raw_signals_trace;
+DROP INDEX IF EXISTS raw_signals_service;
+CREATE INDEX IF NOT EXISTS raw_signals_time ON raw_signals (ts_us, id);
+CREATE INDEX IF NOT EXISTS raw_signals_trace_time ON raw_signals (trace_id, ts_us, id);
+CREATE INDEX IF NOT EXISTS raw_signals_service_time ON raw_signals (service_name, ts_us, id);
+"""
+COLUMNS = "id, signal_type, trace_id, service_name, timestamp, payload"
 
 Row = tuple[str, str, str, str, str, str]  # id, signal_type, trace_id, service_name, timestamp, payload
+
+
+def _stored_epoch_us(timestamp: str) -> int | None:
+    moment = parse_timestamp(timestamp)
+    return None if moment is None else epoch_us(moment)
+
+
+def _add_time_column(connection: sqlite3.Connection) -> None:
+    """A database written before ``ts_us`` existed gets it, filled from ``timestamp``, once."""
+    if any(column[1] == "ts_us" for column in connection.execute("PRAGMA table_info(raw_signals)")):
+        return
+    connection.create_function("epoch_us", 1, _stored_epoch_us, deterministic=True)
+    connection.execute("BEGIN")
+    connection.execute("ALTER TABLE raw_signals ADD COLUMN ts_us INTEGER")
+    connection.execute("UPDATE raw_signals SET ts_us = epoch_us(timestamp)")
+    connection.execute("COMMIT")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -38,6 +66,35 @@ def _connect(path: str) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA busy_timeout=5000")
     return connection
+
+
+def _item(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row as ProdSentinel's query API answers it: the signal's columns and its decoded payload."""
+    signal_id, signal_type, trace_id, service_name, timestamp, payload = row
+    return {
+        "id": signal_id,
+        "signal_type": signal_type,
+        "trace_id": trace_id,
+        "service_name": service_name,
+        "timestamp": timestamp,
+        "payload": loads(payload),
+    }
+
+
+def page_sql(query: SignalQuery) -> tuple[str, str, tuple[str | int, ...]]:
+    """The SQL of one page (LIMIT and OFFSET last), of its total (the same WHERE), and their parameters."""
+    clauses: list[str] = []
+    params: list[str | int] = []
+    for column, value in query.filters.items():
+        clauses.append(f"{column} = ?")
+        params.append(value)
+    for clause, bound in (("ts_us >= ?", query.start_us), ("ts_us <= ?", query.end_us)):
+        if bound is not None:
+            clauses.append(clause)
+            params.append(bound)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    page = f"SELECT {COLUMNS} FROM raw_signals {where} ORDER BY ts_us DESC, id DESC LIMIT ? OFFSET ?"
+    return page, f"SELECT COUNT(*) FROM raw_signals {where}", tuple(params)
 
 
 class SignalStore:
@@ -64,7 +121,9 @@ class SignalStore:
 
     def _open_writer(self) -> sqlite3.Connection:
         connection = _connect(self.path)
-        connection.executescript(SCHEMA)
+        connection.executescript(TABLE)
+        _add_time_column(connection)
+        connection.executescript(INDEXES)
         return connection
 
     async def close(self) -> None:
@@ -114,9 +173,8 @@ class SignalStore:
         try:
             for row in rows:
                 cursor = connection.execute(
-                    "INSERT OR IGNORE INTO raw_signals (id, signal_type, trace_id, service_name, timestamp, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    row,
+                    f"INSERT OR IGNORE INTO raw_signals ({COLUMNS}, ts_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*row, _stored_epoch_us(row[4])),  # parsed here, on the writer thread, not on the loop
                 )
                 results.append(cursor.rowcount == 1)
             connection.execute("COMMIT")
@@ -132,27 +190,17 @@ class SignalStore:
             self._reader, lambda: connection.execute(sql, params).fetchall()
         )
 
-    async def query(
-        self,
-        *,
-        trace_id: str | None = None,
-        service_name: str | None = None,
-        signal_type: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Stored signals, oldest first, filtered; payloads decoded."""
-        clauses, params = [], []
-        for column, value in (("trace_id", trace_id), ("service_name", service_name), ("signal_type", signal_type)):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._read(
-            f"SELECT signal_type, payload FROM raw_signals {where} ORDER BY timestamp, rowid LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return [{**loads(payload), "signal_type": kind} for kind, payload in rows]
+    async def query(self, query: SignalQuery) -> tuple[list[dict[str, Any]], int]:
+        """One page of the matching signals, newest first, and how many match in all."""
+        page, count, params = page_sql(query)
+        rows = await self._read(page, (*params, query.limit, query.offset))
+        [(total,)] = await self._read(count, params)
+        return [_item(row) for row in rows], total
+
+    async def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every signal of one trace, oldest first."""
+        rows = await self._read(f"SELECT {COLUMNS} FROM raw_signals WHERE trace_id = ? ORDER BY ts_us, id", (trace_id,))
+        return [_item(row) for row in rows]
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read("SELECT signal_type, COUNT(*) FROM raw_signals GROUP BY signal_type", ())

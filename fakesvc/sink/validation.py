@@ -7,7 +7,7 @@ fails gets the same 422 ``{"detail": [{"type", "loc", "msg", "input"}]}``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fakesvc.telemetry.signals import LEVELS
@@ -40,9 +40,13 @@ FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
 Problem = dict[str, Any]
 
 
-def _problem(kind: str, field: str | None, msg: str, value: Any) -> Problem:
-    loc: list[Any] = ["body"] if field is None else ["body", field]
+def problem(kind: str, loc: list[Any], msg: str, value: Any) -> Problem:
+    """One pydantic error: where (``["body", field]``, ``["query", name]``), what, and the input."""
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
+
+
+def _problem(kind: str, field: str | None, msg: str, value: Any) -> Problem:
+    return problem(kind, ["body"] if field is None else ["body", field], msg, value)
 
 
 def _check(field: str, check: str, value: Any) -> Problem | None:
@@ -71,6 +75,19 @@ def parse_timestamp(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970 (no zone means UTC): one order for ``Z``, offsets and naive times.
+
+    Subtracting, not ``astimezone``, so year 1 or 9999 with an offset does not overflow.
+    """
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
 
 
 def validate(signal_type: str, body: Any) -> list[Problem]:

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from fakesvc.settings import ConfigError
-from fakesvc.traffic.plan import DEFAULT_MIX, parse_mix
+from fakesvc.traffic.plan import DEFAULT_MIX, SCENARIOS, parse_mix
 from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Timeouts
 
 
@@ -35,18 +35,29 @@ class TrafficConfig:
 def add_traffic_arguments(parser: argparse.ArgumentParser, *, with_target: bool) -> None:
     group = parser.add_argument_group("traffic (with --rate, send checkouts, print a summary and exit)")
     if with_target:
-        group.add_argument("--target", default="http://127.0.0.1:8003", help="the api-gateway base URL")
         group.add_argument(
-            "--seed", default=None, help="seed of the order ids, scenarios and trace ids (env FAKESVC_SEED)"
+            "--target", default="http://127.0.0.1:8003", help="the api-gateway base URL (default http://127.0.0.1:8003)"
+        )
+        group.add_argument(
+            "--seed",
+            default=None,
+            help="seed of the order ids, scenarios and trace ids (env FAKESVC_SEED; default unset)",
         )
     group.add_argument("--rate", default=None, help="checkouts per second (open loop)")
     group.add_argument("--duration", default=None, help="seconds of traffic (default 10)")
     group.add_argument("--count", default=None, help="number of checkouts, instead of --duration")
-    group.add_argument("--mix", default="success=90,fail-pay=5,timeout=5", help="scenario weights")
+    group.add_argument(
+        "--mix",
+        default="success=90,fail-pay=5,timeout=5",
+        help=f"scenario weights, SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)}"
+        " (default success=90,fail-pay=5,timeout=5)",
+    )
     group.add_argument("--truth", default=None, help="write the ground truth here (JSON lines)")
     group.add_argument("--report", default=None, help="write the JSON report here")
     group.add_argument(
-        "--max-in-flight", default="1000", help="cap on checkouts in flight; excess arrivals are skipped"
+        "--max-in-flight",
+        default="1000",
+        help="cap on checkouts in flight, a whole number > 0; excess arrivals are skipped (default 1000)",
     )
     group.add_argument("--quiet", action="store_true", help="no live progress on stderr")
 
