@@ -33,14 +33,14 @@ TELEMETRY_SETTINGS: tuple[Setting, ...] = (
         "--telemetry",
         frozenset(REMOTE_SIGNALS),
         settings.comma_set(*REMOTE_SIGNALS),
-        "remote signals besides spans: comma list of logs, metrics; empty = none",
+        "remote signals besides spans; empty = none",
     ),
     Setting(
         "OTEL_TRACES_EXPORTER",
         "--traces-exporter",
         DEFAULT_TRACE_EXPORTERS,
         settings.comma_set(*TRACE_EXPORTERS),
-        "span exporters: console, none, prodsentinel, otlp (comma list)",
+        "span exporters",
     ),
 )
 
