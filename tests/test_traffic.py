@@ -19,6 +19,7 @@ from fakesvc.traffic.truth import Timeouts, judge
 from tests.conftest import FAST, Chain
 
 TRUTH_KEYS = [
+    "run_id",
     "trace_id",
     "order_id",
     "scenario",
