@@ -16,13 +16,14 @@ import pytest
 
 from tests.processes import Process, spawn, start_supervisor, start_traffic
 
-STOPS = [signal.SIGINT, signal.SIGTERM]
+STOPS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
 # No telemetry backend to wait for: these tests are about the processes' lives, not their signals.
 QUIET = {"FAKESVC_SINK": "off", "FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}
 # A "timeout" checkout hangs far longer than the 3 s drain grace (and nobody times out first): a stop cuts it.
 CUT = {**QUIET, "FAKESVC_HANG_S": "20", "FAKESVC_INVENTORY_TIMEOUT_S": "25", "FAKESVC_PAYMENT_TIMEOUT_S": "28"}
-# Seed 1 plans "timeout" as the 3rd checkout: one hangs once a few have started.
-LONG_RUN = ("--rate", "50", "--count", "5000", "--mix", "success=1,timeout=1", "--seed", "1", "--quiet")
+# Seed 1 plans "timeout" as the 3rd checkout: one hangs once three have started.
+RUN = ("--rate", "50", "--mix", "success=1,timeout=1", "--seed", "1", "--quiet")
+LONG_RUN = (*RUN, "--count", "5000")
 SPEC_TRUTH_KEYS = {
     "run_id",
     "trace_id",
@@ -62,12 +63,18 @@ def assert_cut_by(signum: int, status: int, stderr: str, summary: str, tmp_path:
         assert ("inventory-service", "hang") in [(f["service"], f["kind"]) for f in line["faults"]]
 
 
-@pytest.mark.parametrize("signum", STOPS)
-async def test_a_signal_cuts_a_supervisor_run_short_and_says_so(tmp_path: Path, signum: int) -> None:
-    supervisor = await start_supervisor(tmp_path, *LONG_RUN, *outputs(tmp_path), **CUT)
+@pytest.mark.parametrize(
+    ("signum", "count"),
+    [
+        *[pytest.param(stop.values[0], 5000, id=f"{stop.id}-while-sending") for stop in STOPS],
+        pytest.param(signal.SIGINT, 3, id="SIGINT-all-sent"),  # a stop while only the last checkouts run
+    ],
+)
+async def test_a_signal_cuts_a_supervisor_run_short_and_says_so(tmp_path: Path, signum: int, count: int) -> None:
+    supervisor = await start_supervisor(tmp_path, *RUN, "--count", str(count), *outputs(tmp_path), **CUT)
     try:
         await supervisor.read_until("traffic run ")
-        await supervisor.wait_stdout('"Checkout initiated"', count=10, timeout=30)
+        await supervisor.wait_stdout('"Checkout initiated"', count=min(count, 10), timeout=30)
         status, stderr = await supervisor.stop(signum)
     finally:
         await supervisor.kill()

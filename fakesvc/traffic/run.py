@@ -306,24 +306,24 @@ async def _schedule(
         task.add_done_callback(tasks.discard)
 
 
-async def _until_done_or_stopped(schedule: asyncio.Future[Any], stop: asyncio.Event | None) -> bool:
-    """Wait for ``schedule`` (or the wait for the last checkouts) to end, or cancel it when ``stop`` is set first.
+async def _until_done_or_stopped(work: asyncio.Future[Any], stop: asyncio.Event | None) -> bool:
+    """Wait for ``work`` (the schedule, then the last checkouts) to end, or cancel it when ``stop`` is set first.
 
     Whether it was stopped.
     """
     if stop is None:
-        await schedule
+        await work
         return False
     stopped = asyncio.ensure_future(stop.wait())
-    either: list[asyncio.Future[Any]] = [schedule, stopped]
+    either: list[asyncio.Future[Any]] = [work, stopped]
     try:
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        schedule.cancel()  # nothing once it is done; else it only ever waits in its sleep: no checkout half started
-        await asyncio.gather(schedule, return_exceptions=True)
-    if not schedule.cancelled():
-        schedule.result()  # an error in the schedule is the run's
+        work.cancel()  # nothing once it is done; the schedule only ever waits in its sleep: no checkout half started
+        await asyncio.gather(work, return_exceptions=True)
+    if not work.cancelled():
+        work.result()  # an error in the schedule is the run's
     return stop.is_set()
 
 
