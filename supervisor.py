@@ -27,6 +27,7 @@ from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, exit_status, run_traffic, traffic_config_from_args
 from fakesvc.traffic import format_summary as traffic_summary
+from fakesvc.traffic.run import EXIT_STATUSES
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
+    parser.epilog = f"Serving (no --rate): exit 0 after SIGINT or SIGTERM. With --rate, the {EXIT_STATUSES}."
     args = parser.parse_args(argv)
     try:
         config = service_config(args)

@@ -16,7 +16,7 @@ from fakesvc.console import say
 from fakesvc.settings import ConfigError
 from fakesvc.stop_signals import stop_on_signals
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
-from fakesvc.traffic.run import exit_status, format_summary, run_traffic
+from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, run_traffic
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -39,7 +39,9 @@ async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fakesvc.traffic", description="Send open-loop checkout traffic and write the ground truth."
+        prog="python -m fakesvc.traffic",
+        description="Send open-loop checkout traffic and write the ground truth.",
+        epilog=f"{EXIT_STATUSES}; 1 also when nothing answers at --target.",
     )
     add_traffic_arguments(parser, with_target=True)
     args = parser.parse_args()

@@ -376,6 +376,13 @@ def _report(
     }
 
 
+EXIT_STATUSES = (
+    "exit status of a traffic run: 0 every checkout answered as its truth expected; 1 one or more did not "
+    "(the summary's last line says how many); 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM "
+    "(report and truth still written)"
+)
+
+
 def exit_status(report: dict[str, Any]) -> int:
     """What a run tells scripts: 128 + the signal that cut it (130, 143); else 1 if any checkout answered
     other than its truth expected (a transport error the truth did not expect included), else 0."""
