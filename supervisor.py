@@ -1,13 +1,15 @@
 """Run the whole checkout in one event loop: sink (if needed), three services, optional traffic.
 
-``python supervisor.py`` serves until Ctrl-C / SIGTERM; with ``--rate`` it also
-drives traffic, prints the summary and exits.
+``python supervisor.py`` serves until Ctrl-C / SIGTERM (exit 0); with ``--rate`` it
+also drives traffic, prints the summary and exits with the run's status (0 all as
+expected, 1 not, 130/143 cut by SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,28 +22,34 @@ from fakesvc.faults import ChaosConfig, chaos_config
 from fakesvc.gc_tuning import tune_gc
 from fakesvc.runner import RunningServices, Work, serve, service_parser, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
+from fakesvc.stop_signals import StopEvent
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
-from fakesvc.traffic import TrafficConfig, add_traffic_arguments, run_traffic, traffic_config_from_args
+from fakesvc.traffic import TrafficConfig, add_traffic_arguments, exit_status, run_traffic, traffic_config_from_args
 from fakesvc.traffic import format_summary as traffic_summary
+from fakesvc.traffic.run import EXIT_STATUSES
 from fakesvc.traffic.truth import Timeouts
 
 
-def drive(traffic: TrafficConfig, drain_s: float) -> Work:
-    """Work that sends the traffic to the gateway and prints its summary.
+class Drive:
+    """Work that sends the traffic to the gateway, prints its summary and keeps its exit status.
 
     A signal stops the schedule: the checkouts in flight get ``drain_s`` to
     finish before the services stop (from the gateway inward).
     """
 
-    async def work(running: RunningServices, stop: asyncio.Event) -> None:
+    def __init__(self, traffic: TrafficConfig, drain_s: float) -> None:
+        self.traffic = traffic
+        self.drain_s = drain_s
+        self.status = 128 + signal.SIGINT  # until the run ends: only a Ctrl-C can keep it from ending
+
+    async def __call__(self, running: RunningServices, stop: StopEvent) -> None:
         target = running.urls["api-gateway"]
-        report = await run_traffic(replace(traffic, target=target), stop=stop, drain_s=drain_s)
-        if stop.is_set():
+        report = await run_traffic(replace(self.traffic, target=target), stop=stop, drain_s=self.drain_s)
+        if report["interrupted"]:
             say("traffic stopped by a signal: no checkout started after it")
         print(traffic_summary(report), file=sys.stderr, flush=True)
-
-    return work
+        self.status = exit_status(report)
 
 
 async def supervise(
@@ -77,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
+    parser.epilog = f"Serving (no --rate): exit 0 after SIGINT or SIGTERM. With --rate, the {EXIT_STATUSES}."
     args = parser.parse_args(argv)
     url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
     try:
@@ -91,14 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
     tune_gc()
-    work = until_stopped if traffic is None else drive(traffic, config.shutdown_grace_s)
+    drive = None if traffic is None else Drive(traffic, config.shutdown_grace_s)
     try:
-        asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, work))
+        asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, drive or until_stopped))
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound supervise()
         say("stopped by Ctrl-C")
-    return 0
+    return 0 if drive is None else drive.status
 
 
 if __name__ == "__main__":

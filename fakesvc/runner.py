@@ -21,7 +21,7 @@ from fakesvc.gc_tuning import tune_gc
 from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.service import AppFactory
 from fakesvc.settings import ConfigError, add_settings
-from fakesvc.stop_signals import stop_on_signals
+from fakesvc.stop_signals import StopEvent, stop_on_signals
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
@@ -133,10 +133,10 @@ def service_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-Work = Callable[[RunningServices, asyncio.Event], Awaitable[None]]
+Work = Callable[[RunningServices, StopEvent], Awaitable[None]]
 
 
-async def until_stopped(_running: RunningServices, stop: asyncio.Event) -> None:
+async def until_stopped(_running: RunningServices, stop: StopEvent) -> None:
     """The default work: serve until SIGINT or SIGTERM."""
     await stop.wait()
 

@@ -20,16 +20,27 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StopEvent(asyncio.Event):
+    """Set by a stop signal, remembering the first one: a run it cut exits 128 + its number (130, 143)."""
+
+    signum: int | None = None
+
+    def set_by(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.set()
+
+
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
+def stop_on_signals() -> Iterator[StopEvent]:
     """An event set by the first SIGINT or SIGTERM while the block runs; the previous handlers come back after."""
-    stop = asyncio.Event()
+    stop = StopEvent()
     loop = asyncio.get_running_loop()
     restore: list[Callable[[], object]] = []
     try:
         for signum in STOP_SIGNALS:
             try:
-                loop.add_signal_handler(signum, stop.set)
+                loop.add_signal_handler(signum, stop.set_by, signum)
                 restore.append(partial(loop.remove_signal_handler, signum))
             except NotImplementedError:  # Windows: the Proactor (and selector) loops have no signal handlers
                 previous = signal.signal(signum, _setter(loop, stop)) or signal.SIG_DFL
@@ -40,8 +51,8 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
             undo()
 
 
-def _setter(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[int, FrameType | None], None]:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(stop.set)
+def _setter(loop: asyncio.AbstractEventLoop, stop: StopEvent) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(stop.set_by, signum)
 
     return handler

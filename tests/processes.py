@@ -128,3 +128,8 @@ async def start_supervisor(tmp_path: Path, *args: str, python_args: tuple[str, .
         **env,
     }
     return Supervisor(await _python([*python_args, str(ROOT / "supervisor.py"), *args], tmp_path, environ, True), db)
+
+
+async def start_traffic(target: str, *args: str, **env: str) -> Process:
+    """``python -m fakesvc.traffic`` against ``target``, quiet, its summary on stdout."""
+    return await spawn(["-m", "fakesvc.traffic", "--target", target, "--quiet", *args], env)

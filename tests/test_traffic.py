@@ -13,12 +13,21 @@ import pytest
 
 from fakesvc.faults import parse_rules
 from fakesvc.settings import ConfigError
-from fakesvc.traffic import TrafficConfig, add_traffic_arguments, format_summary, run_traffic, traffic_config_from_args
+from fakesvc.traffic import (
+    TrafficConfig,
+    add_traffic_arguments,
+    exit_status,
+    format_summary,
+    run_traffic,
+    traffic_config_from_args,
+)
 from fakesvc.traffic.plan import plan
 from fakesvc.traffic.truth import Timeouts, judge
 from tests.conftest import FAST, Chain
+from tests.telemetry_fixtures import free_port
 
 TRUTH_KEYS = [
+    "run_id",
     "trace_id",
     "order_id",
     "scenario",
@@ -132,6 +141,25 @@ async def test_rule_faults_and_fault_windows_reach_the_truth_and_the_report(chai
         ]
         assert line["root_cause_service"] == "payment-service" and line["expected_status"] == 200 == line["status"]
     assert [(w["service"], w["kind"]) for w in report["fault_windows"]] == [("inventory-service", "drop")]
+
+
+async def test_an_injected_drop_is_an_expected_transport_error_and_the_run_passes(chain: Chain, tmp_path: Path) -> None:
+    chain.chaos("api-gateway").set_rules(parse_rules([{"kind": "drop"}]))
+    report = await run_traffic(config(chain, tmp_path, count=5, mix={"success": 1}))
+    assert report["errors"] == 5 and report["mismatches"] == report["unexpected_errors"] == 0
+    assert exit_status(report) == 0 and format_summary(report).endswith(
+        "passed: every checkout answered as expected; exit 0"
+    )
+
+
+async def test_transport_errors_nobody_injected_fail_the_run(tmp_path: Path) -> None:
+    nobody = TrafficConfig(target=f"http://127.0.0.1:{free_port()}", rate=100, count=3, progress=False)
+    report = await run_traffic(nobody)
+    assert report["errors"] == report["mismatches"] == report["unexpected_errors"] == 3
+    assert exit_status(report) == 1 and not report["interrupted"]
+    assert format_summary(report).endswith(
+        "3 checkouts answered other than expected (3 of them transport errors); exit 1"
+    )
 
 
 def fault(service: str, kind: str, *, status: int | None = None, delay_ms: float | None = None) -> dict:

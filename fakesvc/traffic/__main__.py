@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from typing import Any
 
@@ -11,10 +12,11 @@ import aiohttp
 
 from fakesvc import settings
 from fakesvc.config import service_config
+from fakesvc.console import say
 from fakesvc.settings import ConfigError
 from fakesvc.stop_signals import stop_on_signals
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
-from fakesvc.traffic.run import format_summary, run_traffic
+from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, run_traffic
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -27,15 +29,19 @@ async def _reachable(target: str) -> bool:
         return False
 
 
-async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str, Any]:
-    """The run, stopped early (checkouts in flight drained) by SIGINT or SIGTERM."""
+async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str, Any] | None:
+    """The run, stopped early (checkouts in flight drained) by SIGINT or SIGTERM; None when no gateway answers."""
     with stop_on_signals() as stop:
+        if not await _reachable(config.target):
+            return None
         return await run_traffic(config, stop=stop, drain_s=drain_s)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fakesvc.traffic", description="Send open-loop checkout traffic and write the ground truth."
+        prog="python -m fakesvc.traffic",
+        description="Send open-loop checkout traffic and write the ground truth.",
+        epilog=f"{EXIT_STATUSES}; 1 also when nothing answers at --target.",
     )
     add_traffic_arguments(parser, with_target=True)
     args = parser.parse_args()
@@ -51,11 +57,15 @@ def main() -> None:
         assert config is not None, "--rate was given"
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
-    if not asyncio.run(_reachable(config.target)):
+    try:
+        report = asyncio.run(_run_until_stopped(config, services.shutdown_grace_s))
+    except KeyboardInterrupt:  # a Ctrl-C before the handlers are installed or after they are removed
+        say("fakesvc: traffic stopped by Ctrl-C")
+        sys.exit(128 + signal.SIGINT)
+    if report is None:
         parser.exit(1, f"fakesvc: nothing answers at {config.target}/healthz\n")
-    report = asyncio.run(_run_until_stopped(config, services.shutdown_grace_s))
     print(format_summary(report), flush=True)
-    sys.exit(0)
+    sys.exit(exit_status(report))
 
 
 if __name__ == "__main__":

@@ -3,24 +3,31 @@
 Latency counts from the scheduled start (no coordinated omission); when the
 cap on checkouts in flight is reached, an arrival is skipped and counted, so
 the rate stays the rate.
+
+A stop (SIGINT, SIGTERM) ends the schedule; checkouts in flight get a grace
+to finish, and those still running after it are cut and written to the truth
+as such. The exit status a run earns is decided here, once (``exit_status``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import signal
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import aiohttp
 
 from fakesvc.fault_report import decode_faults, fetch_injected
 from fakesvc.jsonfast import dumps_str
+from fakesvc.stop_signals import StopEvent
 from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.plan import Checkout, plan
 from fakesvc.traffic.truth import judge
@@ -36,11 +43,29 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 3)
 
 
+def new_run_id() -> str:
+    """Sortable and unique enough to tell two runs apart in one truth file or database: time + 6 hex digits."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+class Cut(NamedTuple):
+    """A checkout still running when the drain grace ran out: what it had seen when it was cancelled."""
+
+    checkout: Checkout
+    trace_id: str
+    status: int | None
+    faults: list[dict[str, Any]]
+    latency_ms: float
+    start: float  # epoch seconds
+    end: float
+
+
 class Run:
     """The state of one traffic run: outcomes, latencies, the truth not yet written."""
 
     def __init__(self, config: TrafficConfig) -> None:
         self.config = config
+        self.run_id = new_run_id()
         self.sent = 0
         self.skipped = 0
         self.completed = 0
@@ -48,6 +73,8 @@ class Run:
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self.latencies: dict[str, list[float]] = {}
         self.mismatches = 0
+        self.unexpected_errors = 0  # transport errors where the truth expected an answer
+        self.cut: list[Cut] = []
         self.truth: list[str] = []
         self.telemetry: dict[str, Any] = {}
         self.wall_start = time.time()
@@ -62,14 +89,21 @@ class Run:
         latency_ms: float,
         start: float,
         end: float,
+        *,
+        interrupted: bool = False,
     ) -> None:
-        self.completed += 1
-        self.outcomes[(checkout.scenario, str(status) if status is not None else "error")] += 1
+        """One truth line; a checkout cut short by a stop is written too, ``interrupted``, and judged by no one."""
+        outcome = "interrupted" if interrupted else str(status) if status is not None else "error"
+        self.outcomes[(checkout.scenario, outcome)] += 1
         self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
         verdict = judge(faults, self.config.timeouts)
-        if status != verdict.expected_status:
-            self.mismatches += 1
+        if not interrupted:
+            self.completed += 1
+            if status != verdict.expected_status:
+                self.mismatches += 1
+                self.unexpected_errors += error is not None
         line = {
+            "run_id": self.run_id,
             "trace_id": trace_id,
             "order_id": checkout.order_id,
             "scenario": checkout.scenario,
@@ -83,6 +117,8 @@ class Run:
         }
         if error is not None:
             line["error"] = error
+        if interrupted:
+            line["interrupted"] = True
         if self.config.truth_path:
             self.truth.append(dumps_str(line))
 
@@ -103,6 +139,7 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
     faults: list[dict[str, Any]] = []
     complete = False
     trace_id = checkout.trace_id
+    end: float | None = None
     try:
         try:
             async with session.post(
@@ -118,6 +155,12 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
         end = loop.time()
         if not complete:
             faults = await fetch_injected(session, run.config.target, trace_id) or faults
+    except asyncio.CancelledError:
+        cut_at = loop.time() if end is None else end
+        run.cut.append(
+            Cut(checkout, trace_id, status, faults, (cut_at - scheduled) * 1000, scheduled + offset, cut_at + offset)
+        )
+        raise
     finally:
         run.in_flight -= 1
     run.record(checkout, status, error, faults, trace_id, (end - scheduled) * 1000, scheduled + offset, end + offset)
@@ -174,18 +217,24 @@ async def run_traffic(
     config: TrafficConfig,
     *,
     progress_stream: TextIO = sys.stderr,
-    stop: asyncio.Event | None = None,
+    stop: StopEvent | None = None,
     drain_s: float = 3.0,
 ) -> dict[str, Any]:
     """Send the planned checkouts on schedule; return (and write) the report.
 
     When ``stop`` is set, no further checkout starts; those in flight get
-    ``drain_s`` to finish (then they are cancelled), and the report covers
-    what was sent.
+    ``drain_s`` to finish (then they are cancelled and written to the truth as
+    interrupted), and the report, ``"interrupted": true``, covers what was sent.
     """
     if config.truth_path:
         Path(config.truth_path).write_text("")
     run = Run(config)
+    print(
+        f"traffic run {run.run_id}: {config.total} checkouts at {config.rate:g}/s to {config.target} "
+        f"(seed {config.seed})",
+        file=progress_stream,
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=config.max_in_flight)
     timeout = aiohttp.ClientTimeout(total=config.timeouts.checkout_s)
@@ -197,20 +246,42 @@ async def run_traffic(
         schedule = asyncio.ensure_future(_schedule(run, session, started, offset, tasks))
         stopped = await _until_done_or_stopped(schedule, stop)
         send_window = loop.time() - started
+        if tasks and not stopped:
+            stopped = await _until_done_or_stopped(asyncio.ensure_future(asyncio.wait(set(tasks))), stop)
         if tasks:
-            _done, cut = await asyncio.wait(tasks, timeout=drain_s if stopped else None)
+            _done, cut = await asyncio.wait(tasks, timeout=drain_s)
             for task in cut:
                 task.cancel()
             await asyncio.gather(*cut, return_exceptions=True)
+        await _record_cut(run, session)
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
         run.telemetry = await _get_json(session, f"{config.target}/telemetry") or run.telemetry
         windows = await _get_json(session, f"{config.target}/chaos/windows") or []
     await _write_truth(run)
-    report = _report(run, send_window, windows)
+    signum = stop.signum if stopped and stop is not None else None
+    report = _report(run, send_window, windows, stopped, signal.Signals(signum).name if signum is not None else None)
     if config.report_path:
         Path(config.report_path).write_text(json.dumps(report, indent=2))
     return report
+
+
+async def _record_cut(run: Run, session: aiohttp.ClientSession) -> None:
+    """Write the checkouts cut short, with what the gateway says it injected into them (it still runs)."""
+    cut, run.cut = run.cut, []
+    found = await asyncio.gather(*(fetch_injected(session, run.config.target, c.trace_id) for c in cut))
+    for c, faults in zip(cut, found, strict=True):
+        run.record(
+            c.checkout,
+            c.status,
+            None,
+            faults or c.faults,
+            c.trace_id,
+            c.latency_ms,
+            c.start,
+            c.end,
+            interrupted=True,
+        )
 
 
 async def _schedule(
@@ -235,25 +306,30 @@ async def _schedule(
         task.add_done_callback(tasks.discard)
 
 
-async def _until_done_or_stopped(schedule: asyncio.Future[None], stop: asyncio.Event | None) -> bool:
-    """Wait for the schedule to end, or cancel it when ``stop`` is set first; whether it was stopped."""
+async def _until_done_or_stopped(work: asyncio.Future[Any], stop: asyncio.Event | None) -> bool:
+    """Wait for ``work`` (the schedule, then the last checkouts) to end, or cancel it when ``stop`` is set first.
+
+    Whether it was stopped.
+    """
     if stop is None:
-        await schedule
+        await work
         return False
     stopped = asyncio.ensure_future(stop.wait())
-    either: list[asyncio.Future[Any]] = [schedule, stopped]
+    either: list[asyncio.Future[Any]] = [work, stopped]
     try:
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        schedule.cancel()  # nothing once it is done; else it only ever waits in its sleep: no checkout half started
-        await asyncio.gather(schedule, return_exceptions=True)
-    if not schedule.cancelled():
-        schedule.result()  # an error in the schedule is the run's
+        work.cancel()  # nothing once it is done; the schedule only ever waits in its sleep: no checkout half started
+        await asyncio.gather(work, return_exceptions=True)
+    if not work.cancelled():
+        work.result()  # an error in the schedule is the run's
     return stop.is_set()
 
 
-def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(
+    run: Run, send_window_s: float, windows: list[dict[str, Any]], interrupted: bool, signal_name: str | None
+) -> dict[str, Any]:
     config = run.config
     values = run.all_latencies()
     by_scenario = {}
@@ -268,6 +344,9 @@ def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> di
         }
     scheduled = run.sent + run.skipped
     return {
+        "run_id": run.run_id,
+        "interrupted": interrupted,
+        "signal": signal_name,  # the stop signal's name when interrupted by one
         "target": config.target,
         "seed": config.seed,
         "mix": config.mix,
@@ -275,11 +354,14 @@ def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> di
         # arrivals per second over the sending window: N arrivals span N-1 intervals
         "rate_achieved": round((scheduled - 1) / send_window_s, 2) if scheduled > 1 and send_window_s > 0 else None,
         "scheduled": scheduled,
+        "scheduled_total": config.total,  # more than "scheduled" when a stop ended the schedule early
         "sent": run.sent,
         "completed": run.completed,
         "skipped": run.skipped,
         "errors": sum(n for (_, status), n in run.outcomes.items() if status == "error"),
+        "unexpected_errors": run.unexpected_errors,
         "mismatches": run.mismatches,
+        "cut_short": sum(n for (_, status), n in run.outcomes.items() if status == "interrupted"),
         "latency_ms": {
             "p50": percentile(values, 0.5),
             "p95": percentile(values, 0.95),
@@ -292,6 +374,38 @@ def _report(run: Run, send_window_s: float, windows: list[dict[str, Any]]) -> di
         "started": _iso(run.wall_start),
         "ended": _iso(time.time()),
     }
+
+
+EXIT_STATUSES = (
+    "exit status of a traffic run: 0 every checkout answered as its truth expected; 1 one or more did not "
+    "(the summary's last line says how many); 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM "
+    "(report and truth still written)"
+)
+
+
+def exit_status(report: dict[str, Any]) -> int:
+    """What a run tells scripts: 128 + the signal that cut it (130, 143); else 1 if any checkout answered
+    other than its truth expected (a transport error the truth did not expect included), else 0."""
+    if report["interrupted"] and report["signal"] is not None:
+        return 128 + signal.Signals[report["signal"]].value
+    return 1 if report["mismatches"] else 0
+
+
+def outcome_line(report: dict[str, Any]) -> str:
+    """The summary's last line: what the exit status says, and why."""
+    status = exit_status(report)
+    if report["interrupted"]:
+        not_started = report["scheduled_total"] - report["scheduled"]
+        return (
+            f"run {report['run_id']} interrupted by {report['signal'] or 'a stop'}: {report['cut_short']} checkouts "
+            f"cut short, {not_started} not started; exit {status}"
+        )
+    if status:
+        return (
+            f"run {report['run_id']} FAILED: {report['mismatches']} checkouts answered other than expected "
+            f"({report['unexpected_errors']} of them transport errors); exit {status}"
+        )
+    return f"run {report['run_id']} passed: every checkout answered as expected; exit 0"
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -318,4 +432,5 @@ def format_summary(report: dict[str, Any]) -> str:
             f"telemetry: sent {telemetry.get('sent')}, backlog {telemetry.get('backlog')}, "
             f"dead-lettered {telemetry.get('dead_lettered')}, dropped {telemetry.get('dropped')}"
         )
+    lines.append(outcome_line(report))
     return "\n".join(lines)
