@@ -157,7 +157,7 @@ async def test_serving_entry_points_exit_0_after_a_clean_stop(tmp_path: Path, mo
     ("args", "message"),
     [
         (["-m", "fakesvc.traffic", "--rate", "0"], "fakesvc: --rate: must be > 0"),
-        (["-m", "fakesvc.sink", "--port", "70000"], "fakesvc: --port: must be a port number"),
+        (["-m", "fakesvc.sink", "--port", "70000"], "fakesvc: --sink-port: must be a port number"),
         (["-m", "fakesvc.payment", "--latency-scale", "fast"], "fakesvc: --latency-scale: must be a number"),
     ],
 )

@@ -352,7 +352,8 @@ class Batcher:
         if result.error is not None:
             self._disk_failed(result.error)
             return False
-        self._disk_error = None
+        if new:
+            self._disk_error = None  # new rows were written: durable again (a commit of changes alone says less)
         await self._refresh_outbox_view()
         return True
 
