@@ -38,6 +38,21 @@ FAST = ServiceConfig(
     shutdown_grace_s=1.0,
 )
 
+# The keys of a truth line, in order (SPEC section 8, plus run_id): the contract a scorer reads.
+TRUTH_KEYS = [
+    "run_id",
+    "trace_id",
+    "order_id",
+    "scenario",
+    "faults",
+    "root_cause_service",
+    "expected_status",
+    "status",
+    "latency_ms",
+    "start",
+    "end",
+]
+
 
 @dataclass
 class Chain:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TRUTH_KEYS
 from tests.processes import Process, spawn, start_supervisor, start_traffic
 
 STOPS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
@@ -24,19 +25,6 @@ CUT = {**QUIET, "FAKESVC_HANG_S": "20", "FAKESVC_INVENTORY_TIMEOUT_S": "25", "FA
 # Seed 1 plans "timeout" as the 3rd checkout: one hangs once three have started.
 RUN = ("--rate", "50", "--mix", "success=1,timeout=1", "--seed", "1", "--quiet")
 LONG_RUN = (*RUN, "--count", "5000")
-SPEC_TRUTH_KEYS = {
-    "run_id",
-    "trace_id",
-    "order_id",
-    "scenario",
-    "faults",
-    "root_cause_service",
-    "expected_status",
-    "status",
-    "latency_ms",
-    "start",
-    "end",
-}
 
 
 def outputs(tmp_path: Path) -> tuple[str, ...]:
@@ -55,7 +43,7 @@ def assert_cut_by(signum: int, status: int, stderr: str, summary: str, tmp_path:
     assert summary.strip().endswith(f"exit {128 + signum}")
     lines = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
     assert len(lines) == report["sent"] > 0, "a truth line for every checkout that started"
-    assert all(SPEC_TRUTH_KEYS <= set(line) and line["run_id"] == report["run_id"] for line in lines)
+    assert all(set(TRUTH_KEYS) <= set(line) and line["run_id"] == report["run_id"] for line in lines)
     cut = [line for line in lines if line.get("interrupted")]
     assert len(cut) == report["cut_short"] > 0
     for line in cut:  # the gateway still answered what it had injected

@@ -23,22 +23,8 @@ from fakesvc.traffic import (
 )
 from fakesvc.traffic.plan import plan
 from fakesvc.traffic.truth import Timeouts, judge
-from tests.conftest import FAST, Chain
+from tests.conftest import FAST, TRUTH_KEYS, Chain
 from tests.telemetry_fixtures import free_port
-
-TRUTH_KEYS = [
-    "run_id",
-    "trace_id",
-    "order_id",
-    "scenario",
-    "faults",
-    "root_cause_service",
-    "expected_status",
-    "status",
-    "latency_ms",
-    "start",
-    "end",
-]
 
 
 def config(chain: Chain, tmp_path: Path, **changes: object) -> TrafficConfig:
