@@ -166,6 +166,7 @@ class HopContext:
         """Note faults of this service, so the caller and the ground truth learn of them."""
         self.own_faults.extend(faults)
         self.state.chaos.record(self.trace_id, self.own_faults)
+        self.state.chaos.injected_by_kind.update(fault.kind for fault in faults)
         self.faults.extend(fault.truth() for fault in faults)
 
     async def simulate(self, low_ms: float, high_ms: float) -> float:

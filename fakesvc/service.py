@@ -29,6 +29,7 @@ from fakesvc.hop import HopSpec, HopState, hop_handler
 from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.in_flight import IN_FLIGHT, InFlight
 from fakesvc.jsonfast import dumps_str
+from fakesvc.prometheus import ServiceMetrics
 from fakesvc.telemetry.pipeline import Telemetry
 
 HOP_STATE = web.AppKey("hop_state", HopState)
@@ -143,13 +144,16 @@ def build_app(
         middlewares.insert(0, _traced_business_routes(tracing, spec.route))
         trace_configs.append(create_trace_config(tracer_provider=provider))
         tracer = provider.get_tracer("fakesvc")
+    chaos = chaos or Chaos(spec.service, seed=config.seed, hang_s=config.hang_s)
+    metrics = ServiceMetrics(spec.service, chaos, telemetry)
+    middlewares.insert(0, metrics.middleware)  # sees the final status, JSON errors included
     middlewares.insert(0, in_flight.middleware)  # outermost: a request counts until its span has ended
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     state = HopState(
         spec=spec,
         config=config,
         telemetry=telemetry,
-        chaos=chaos or Chaos(spec.service, seed=config.seed, hang_s=config.hang_s),
+        chaos=chaos,
         tracer=tracer,
         rng=random.Random(config.seed),
     )
@@ -159,6 +163,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/telemetry", telemetry_stats)
+    app.router.add_get("/metrics", metrics.handle)
     app.router.add_routes(
         chaos_routes(
             state.chaos,

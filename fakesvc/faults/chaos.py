@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +80,7 @@ class Chaos:
         self._wall_clock = wall_clock
         self._random = random.Random()
         self._injected: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.injected_by_kind: Counter[str] = Counter()  # every fault applied, for /metrics
         self.set_rules(rules)
 
     @property
