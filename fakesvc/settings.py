@@ -99,9 +99,16 @@ def resolve(
 # Parsers: each raises ValueError with a short reason the user can act on.
 
 
+def _ascii(raw: str) -> str:
+    """Python's int() and float() take any script's digits ("\u0661" is 1): settings take ASCII ones."""
+    if not raw.isascii():
+        raise ValueError("must be written with ASCII digits")
+    return raw
+
+
 def non_negative_float(raw: str) -> float:
     try:
-        value = float(raw)
+        value = float(_ascii(raw))
     except ValueError:
         raise ValueError("must be a number") from None
     if not value >= 0 or value == float("inf"):
@@ -123,7 +130,7 @@ def optional_positive_float(raw: str) -> float | None:
 
 def port(raw: str) -> int:
     try:
-        value = int(raw)
+        value = int(_ascii(raw))
     except ValueError:
         raise ValueError("must be a port number") from None
     if not 0 <= value <= 65535:
@@ -133,7 +140,7 @@ def port(raw: str) -> int:
 
 def positive_int(raw: str) -> int:
     try:
-        value = int(raw)
+        value = int(_ascii(raw))
     except ValueError:
         raise ValueError("must be a whole number") from None
     if value <= 0:
@@ -145,7 +152,7 @@ def optional_int(raw: str) -> int | None:
     if raw.strip() == "":
         return None
     try:
-        return int(raw)
+        return int(_ascii(raw))
     except ValueError:
         raise ValueError("must be a whole number") from None
 

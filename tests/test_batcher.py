@@ -20,6 +20,7 @@ from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.outbox import read_dead_letters
 from fakesvc.telemetry.retry import is_permanent, retry_after_s
+from fakesvc.telemetry.pipeline import telemetry_config
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
 
@@ -416,3 +417,10 @@ async def test_spill_files_of_the_version_before_the_outbox_are_adopted(tmp_path
     assert (stats["adopted"], stats["quarantined"], stats["on_disk"]) == (5, 1, 5)
     assert [(i, attempts) for i, attempts, _ in waiting_rows(tmp_path)] == [(i, 2) for i in range(5)]
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e400", "abc", "\u0661"])
+@pytest.mark.parametrize("variable", ["FAKESVC_MAX_AGE_S", "FAKESVC_RETRY_500_S", "FAKESVC_OUTBOX_MAX_MB"])
+def test_the_outbox_settings_refuse_bad_values_naming_the_setting(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        telemetry_config(environ={variable: value})
