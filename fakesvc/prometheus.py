@@ -43,8 +43,7 @@ LEDGER_GAUGES = ("backlog", "pending", "stored", "held")
 class _ScrapeTimeCollector(Collector):
     """The faults a service injected and its process's telemetry, read when Prometheus scrapes."""
 
-    def __init__(self, service: str, chaos: Chaos, telemetry: Telemetry) -> None:
-        self._service = service
+    def __init__(self, chaos: Chaos, telemetry: Telemetry) -> None:
         self._chaos = chaos
         self._telemetry = telemetry
 
@@ -86,7 +85,7 @@ def _telemetry_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
 class ServiceMetrics:
     """One service's registry: the request histogram, plus what is read at scrape time."""
 
-    def __init__(self, service: str, chaos: Chaos, telemetry: Telemetry) -> None:
+    def __init__(self, chaos: Chaos, telemetry: Telemetry) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.duration = Histogram(
             "http_server_request_duration_seconds",
@@ -95,7 +94,7 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_ScrapeTimeCollector(service, chaos, telemetry))
+        self.registry.register(_ScrapeTimeCollector(chaos, telemetry))
 
     @property
     def middleware(self) -> Middleware:

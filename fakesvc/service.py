@@ -145,7 +145,7 @@ def build_app(
         trace_configs.append(create_trace_config(tracer_provider=provider))
         tracer = provider.get_tracer("fakesvc")
     chaos = chaos or Chaos(spec.service, seed=config.seed, hang_s=config.hang_s)
-    metrics = ServiceMetrics(spec.service, chaos, telemetry)
+    metrics = ServiceMetrics(chaos, telemetry)
     middlewares.insert(0, metrics.middleware)  # sees the final status, JSON errors included
     middlewares.insert(0, in_flight.middleware)  # outermost: a request counts until its span has ended
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)

@@ -19,8 +19,8 @@ from fakesvc.settings import ConfigError
 from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.outbox import read_dead_letters
-from fakesvc.telemetry.retry import is_permanent, retry_after_s
 from fakesvc.telemetry.pipeline import telemetry_config
+from fakesvc.telemetry.retry import is_permanent, retry_after_s
 from fakesvc.telemetry.signals import LOGS_PATH, log_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shlex
 import signal
@@ -90,8 +91,7 @@ class Reader:
 
 
 def _environ() -> dict[str, str]:
-    import os
-
+    """This environment without fakesvc's settings: the reader's shell has none of them."""
     return {key: value for key, value in os.environ.items() if not key.startswith(("FAKESVC_", "PRODSENTINEL_"))}
 
 
