@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,15 @@ class Checkout:
     scenario: str
     order_id: str
     trace_id: str
+
+    def headers(self) -> dict[str, str]:
+        """What the checkout request carries: its trace id as ``x-request-id`` and as a W3C ``traceparent``.
+
+        The ``traceparent`` makes the services' OpenTelemetry spans (the OTLP
+        exporter's) share the truth's ``trace_id``; the parent span id is the
+        generator's own request, which nothing records, so any random one does.
+        """
+        return {"x-request-id": self.trace_id, "traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-01"}
 
 
 def plan(mix: Mapping[str, float], seed: int | None) -> Iterator[Checkout]:

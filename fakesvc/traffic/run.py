@@ -143,7 +143,7 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
     try:
         try:
             async with session.post(
-                f"{run.config.target}/checkout/{checkout.order_id}", headers={"x-request-id": checkout.trace_id}
+                f"{run.config.target}/checkout/{checkout.order_id}", headers=checkout.headers()
             ) as response:
                 await response.read()
                 status = response.status
