@@ -127,7 +127,8 @@ async def check_entry_points(commands: Iterable[Sequence[str]]) -> None:
         out, err = await process.communicate()
         assert process.returncode == 0, f"{command}: {err.decode()}"
         for flag in (arg.split("=", 1)[0] for arg in rest if arg.startswith("--")):
-            assert flag in out.decode(), f"{command}: {flag} is not a flag of {command[1:3]}"
+            # whole flags only: argparse would take an abbreviation, the help would not list it
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", out.decode()), f"{command}: no flag {flag}"
 
     await asyncio.gather(*(check(command) for command in unique))
 
