@@ -33,7 +33,8 @@ APPS = {"gateway": gateway.create_app, "payment": payment.create_app, "inventory
 
 
 def yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it: 10x faster
+    return [doc for doc in yaml.load_all(path.read_text(), Loader=loader) if doc is not None]
 
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
