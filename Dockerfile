@@ -1,7 +1,7 @@
 # fakesvc: one image for the supervisor (the default), any single service, the sink and the traffic generator.
-#   docker build -t fakesvc .
-#   docker run --rm -p 8003:8003 fakesvc                          # everything in one process
-#   docker run --rm fakesvc python -m fakesvc.payment               # one service (see compose.yaml)
+#   docker build -t fakesvc:local .
+#   docker run --rm -p 8003:8003 fakesvc:local                        # everything in one process
+#   docker run --rm fakesvc:local python -m fakesvc.payment             # one service (see compose.yaml)
 # Build and run steps, compose and Kubernetes: docs/deploy.md.
 
 # A Python patch release on a named Debian release, so a rebuild gets the same Python; add a digest
