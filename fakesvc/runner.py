@@ -71,8 +71,8 @@ async def start_services(
     """Build and bind each service (downstream first, so the chain is ready front to back).
 
     A port of 0 binds any free port, and the caller of that service is pointed
-    at the port actually bound (tests and benchmarks use this). With the whole
-    chain in one process, the gateway also serves ``/chaos/services``.
+    at the port actually bound (tests and benchmarks use this). The gateway
+    also serves ``/chaos/services``, reaching the services run elsewhere over HTTP.
     """
     running = RunningServices()
     order = [name for name in (inventory.SERVICE, payment.SERVICE, gateway.SERVICE) if name in services]
@@ -82,8 +82,10 @@ async def start_services(
     try:
         for name in order:
             app = FACTORIES[name](config, telemetry, chaos=chaos_by_service[name], admin_token=chaos.admin_token)
-            if name == gateway.SERVICE and len(order) > 1:
-                app.router.add_routes(services_routes(chaos_by_service, admin_token=chaos.admin_token))
+            if name == gateway.SERVICE:
+                app.router.add_routes(
+                    services_routes(chaos_by_service, admin_token=chaos.admin_token, remote=_elsewhere(config, order))
+                )
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=config.shutdown_grace_s,
@@ -110,6 +112,12 @@ async def start_services(
         await running.stop()
         raise
     return running
+
+
+def _elsewhere(config: ServiceConfig, here: Sequence[str]) -> dict[str, str]:
+    """The gateway's downstream services that run in other processes, by base URL (for ``/chaos/services``)."""
+    urls = {payment.SERVICE: config.payment_url, inventory.SERVICE: config.inventory_url}
+    return {name: url for name, url in urls.items() if name not in here}
 
 
 def _point_callers_at(config: ServiceConfig, service: str, url: str) -> ServiceConfig:

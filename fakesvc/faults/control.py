@@ -1,4 +1,4 @@
-"""The fault-control API: ``/chaos`` on every service, ``/chaos/services`` on the supervisor's gateway.
+"""The fault-control API: ``/chaos`` on every service, ``/chaos/services`` on the gateway.
 
 A change is checked whole before anything changes: who asks (:mod:`.access`),
 then the body and every value in it (:mod:`.inputs`, :mod:`.rules`). A refused
@@ -7,12 +7,14 @@ change leaves the old rules in force.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from fakesvc import BUSINESS_ROUTES
+from fakesvc.faults import fanout
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.chaos import Chaos
 from fakesvc.faults.inputs import InputError, read_json
@@ -77,27 +79,51 @@ def chaos_routes(
     ]
 
 
-def services_routes(chaos_by_service: dict[str, Chaos], *, admin_token: str | None) -> list[web.RouteDef]:
-    """``GET/PUT /chaos/services``: every service's rules in one call, for the supervisor.
+def services_routes(
+    chaos_by_service: dict[str, Chaos], *, admin_token: str | None, remote: Mapping[str, str] | None = None
+) -> list[web.RouteDef]:
+    """``GET/PUT /chaos/services``: every service's rules in one call, served by the gateway.
 
     The body of a PUT is keyed by service like a rules file; every service's
     rules are validated before any is replaced, so a bad rule changes nothing.
+    Services in this process are changed in place; those in ``remote`` (name ->
+    base URL, e.g. other containers) through their ``/chaos`` with the admin
+    token, before the local ones. A remote that refuses is a 502 naming it and
+    the services already changed.
     """
+    remote = dict(remote or {})
 
     async def get_all(_request: web.Request) -> web.Response:
-        return web.json_response({name: chaos.snapshot() for name, chaos in chaos_by_service.items()})
+        snapshots = {name: chaos.snapshot() for name, chaos in chaos_by_service.items()}
+        if remote:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    for name, url in remote.items():
+                        snapshots[name] = await fanout.get_rules(session, name, url)
+                except fanout.RemoteError as exc:
+                    raise web.HTTPBadGateway(text=str(exc)) from None
+        return web.json_response(snapshots)
 
     async def put_all(request: web.Request) -> web.Response:
         check_caller(request, admin_token)
         try:
             rules = rules_by_service(await read_json(request), "body")
-            unknown = sorted(set(rules) - set(chaos_by_service))
+            unknown = sorted(set(rules) - set(chaos_by_service) - set(remote))
             if unknown:
                 raise InputError(f"body: {unknown[0]} does not run in this process")
         except InputError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
+        changed: list[str] = []
+        async with aiohttp.ClientSession() as session:
+            for name in (name for name in rules if name in remote):
+                try:
+                    await fanout.put_rules(session, name, remote[name], rules[name], admin_token)
+                except fanout.RemoteError as exc:
+                    raise web.HTTPBadGateway(text=f"{exc} (already changed: {', '.join(changed) or 'none'})") from None
+                changed.append(name)
         for name, service_rules in rules.items():
-            chaos_by_service[name].set_rules(service_rules)
+            if name in chaos_by_service:
+                chaos_by_service[name].set_rules(service_rules)
         return await get_all(request)
 
     return [web.get("/chaos/services", get_all), web.put("/chaos/services", put_all)]
