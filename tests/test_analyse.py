@@ -112,6 +112,9 @@ def test_the_rule_blames_the_deepest_service_with_its_own_evidence(
 @pytest.mark.parametrize("evidence", [full_view, summarise])
 def test_healthy_traces_and_harmless_errors_are_no_incident(evidence: Any) -> None:
     assert judge(evidence(HEALTHY)) is None
+    # A busy host: every hop a little slower, the gateway past its slow WARNING, no service 1 s of its own.
+    busy = [*chain_spans(1385, 1100, 225), log(GATEWAY, "WARNING", "Checkout completed: slow response, took 1385 ms")]
+    assert judge(evidence(busy)) is None
     assert judge(evidence([])) is None
     # An ERROR in a service whose spans all ended well did not fail the request.
     noise = log(INVENTORY, "ERROR", "Cache miss: KeyError: 'sku-1' (retried)")

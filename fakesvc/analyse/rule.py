@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from fakesvc.analyse.evidence import ServiceEvidence, TraceEvidence, View, read_evidence
 
 DEFAULT_SLOW_MS = 1000.0  # the services' own threshold for a slow-hop WARNING
-OWN_SHARE = 0.5  # a slow WARNING counts when the service spent this share of slow_ms itself
 
 _KIND_OF_EDGE = {"connection": "drop", "status": "error"}
 
@@ -40,13 +39,13 @@ def _own_failure(evidence: ServiceEvidence) -> bool:
 
 
 def _slow(evidence: ServiceEvidence, slow_ms: float) -> bool:
-    """It said it was slow and the time was its own (or no span says otherwise).
+    """It spent ``slow_ms`` of its own time; without spans to tell, its slow WARNING is taken at its word.
 
-    A hop is slow too when its dependency was slow, or when the host was busy
-    and every hop took a little longer: its WARNING then passes the slowness
-    on; its spans show it spent little of the time itself.
+    A hop's WARNING says the hop was slow, not why: it is slow too when its
+    dependency was, or when a busy host made every hop a little slower. Its
+    spans say how much of the time was its own.
     """
-    return evidence.slow and (evidence.spans == 0 or evidence.self_ms >= slow_ms * OWN_SHARE)
+    return evidence.self_ms >= slow_ms if evidence.spans else evidence.slow
 
 
 def _kind(service: str, evidence: ServiceEvidence, found: TraceEvidence) -> str:
@@ -68,7 +67,7 @@ def judge(views: Iterable[View], slow_ms: float = DEFAULT_SLOW_MS) -> Judgement 
 
     def failed(service: str) -> bool:
         evidence = found.services[service]
-        return _own_failure(evidence) or _slow(evidence, slow_ms) or evidence.self_ms >= slow_ms
+        return _own_failure(evidence) or _slow(evidence, slow_ms)
 
     if not found.edges and not any(failed(service) for service in found.services):
         return None
