@@ -127,7 +127,8 @@ def edges_in(caller: str, text: str) -> list[Edge]:
     for match in _EDGE.finditer(text):
         how = match.lastgroup or "status"
         dependency = match.group(how)
-        edges.append(Edge(caller, dependency, how))
+        if dependency != caller:  # a service quoting its own name blames no one
+            edges.append(Edge(caller, dependency, how))
         caller = dependency
     return edges
 

@@ -49,6 +49,7 @@ def _slow(evidence: ServiceEvidence, slow_ms: float) -> bool:
 
 
 def _kind(service: str, evidence: ServiceEvidence, found: TraceEvidence) -> str:
+    """The fault kind the truth would name: from the service's own evidence, else from how its caller saw it."""
     if _own_failure(evidence):
         return "drop" if evidence.dropped else "error"
     hows = [edge.how for edge in found.edges if edge.dependency == service]
