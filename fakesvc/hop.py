@@ -40,6 +40,9 @@ CLIENT_CLOSED = 499  # the status a hop records when its caller gave up (nginx's
 # An order or item id travels on in the next hop's URL: bounded so the encoded URL stays far
 # below aiohttp's 8,190-byte request line (one character encodes to at most 12).
 MAX_KEY_CHARS = 256
+# What a log message quotes of an exception's text or of a dependency's answer: the message stays
+# one readable line however long the injected text (the whole of it stays in the attributes).
+MAX_QUOTE_CHARS = 300
 
 _ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -56,11 +59,33 @@ _ERROR_CODES = {
 _log = structlog.get_logger("fakesvc.hop")
 
 
+def quote_text(text: str) -> str:
+    """``text`` cut to :data:`MAX_QUOTE_CHARS` (with an ellipsis): what a message may quote."""
+    return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 1] + "\u2026"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ValueError: Payment declined by issuer``: an exception as an on-call engineer quotes it."""
+    return f"{type(exc).__name__}: {quote_text(str(exc))}"
+
+
+_HOW_IT_FAILED = {
+    "timeout": "{service} did not answer within {detail}",
+    "connection": "connection to {service} failed ({detail})",
+    "status": "{service} answered {status} ({detail})",
+}
+
+
 class UpstreamFailure(Exception):
-    """A downstream call that did not answer 2xx: a timeout, a lost connection or an error status."""
+    """A downstream call that did not answer 2xx: a timeout, a lost connection or an error status.
+
+    Its text names the dependency and how it failed (``inventory-service did not
+    answer within 2 s``), the words a failed hop's log message goes on with.
+    """
 
     def __init__(self, service: str, reason: str, detail: str, status: int | None = None) -> None:
-        super().__init__(f"{service} {reason}: {detail}")
+        how = _HOW_IT_FAILED[reason].format(service=service, detail=quote_text(detail), status=status)
+        super().__init__(how)
         self.service = service
         self.reason = reason  # "timeout" | "connection" | "status"
         self.detail = detail
@@ -200,16 +225,16 @@ class HopContext:
                 status = response.status
         except TimeoutError:
             await self._ask_injected(downstream)
-            raise UpstreamFailure(
-                downstream.service, "timeout", f"no answer within {downstream.timeout_s:g} s"
-            ) from None
+            raise UpstreamFailure(downstream.service, "timeout", f"{downstream.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
             await self._ask_injected(downstream)
-            raise UpstreamFailure(downstream.service, "connection", f"{type(exc).__name__}: {exc}") from exc
+            raise UpstreamFailure(downstream.service, "connection", describe_exception(exc)) from exc
         payload = _json_object(body)
         if status >= 400:
             detail = str(payload.get("detail", f"HTTP {status}"))
-            raise UpstreamFailure(downstream.service, "status", f"answered {status}: {detail}", status)
+            if isinstance(payload.get("error_type"), str):  # the exception behind the answer, when it says
+                detail = f"{payload['error_type']}: {detail}"
+            raise UpstreamFailure(downstream.service, "status", detail, status)
         return payload
 
     def _merge_faults(self, headers: Mapping[str, str]) -> None:
@@ -254,13 +279,29 @@ def exception_evidence(exc: BaseException) -> dict[str, str]:
     }
 
 
-def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
-    """The failed upstream service and its status, when an upstream failure caused ``exc``."""
+def _upstream_failure(exc: BaseException | None) -> UpstreamFailure | None:
     while exc is not None and not isinstance(exc, UpstreamFailure):
         exc = exc.__cause__
-    if exc is None:
+    return exc
+
+
+def upstream_evidence(exc: BaseException | None) -> dict[str, Any]:
+    """The failed upstream service and its status, when an upstream failure caused ``exc``."""
+    failure = _upstream_failure(exc)
+    if failure is None:
         return {}
-    return {"upstream_service": exc.service, "upstream_status": exc.status, "upstream_reason": exc.reason}
+    return {"upstream_service": failure.service, "upstream_status": failure.status, "upstream_reason": failure.reason}
+
+
+def failure_message(start: str, cause: BaseException) -> str:
+    """``Payment failed: inventory-service answered 503 (ConnectionError: ...)``: what happened and where.
+
+    The message starts with the service's own wording (dashboards match on it)
+    and goes on with the evidence, because an analyser that keeps only a log's
+    level and message (ProdSentinel's summariser) never sees the attributes.
+    """
+    failure = _upstream_failure(cause)
+    return f"{start}: {failure if failure is not None else describe_exception(cause)}"
 
 
 async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
@@ -327,9 +368,7 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
             latency_ms = _elapsed_ms(started)
             _record_failure(ctx, err, latency_ms)
             _measure(ctx, latency_ms, err.status)
-            return _with_faults(
-                error_response(err.status, err.detail, order_id=ctx.key, error_code=err.error_code), ctx
-            )
+            return _with_faults(error_response(err.status, err.detail, **_error_fields(ctx, err)), ctx)
         except asyncio.CancelledError:
             _record_cancelled(ctx, _elapsed_ms(started))
             raise
@@ -340,6 +379,14 @@ def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.Stream
         return _with_faults(web.json_response(body, dumps=dumps_str), ctx)
 
     return handle
+
+
+def _error_fields(ctx: HopContext, err: HopError) -> dict[str, str]:
+    """The error answer's fields beside ``detail``: its own exception's type, so a caller can quote it."""
+    fields = {"order_id": ctx.key, "error_code": err.error_code}
+    if err.cause is not None and _upstream_failure(err.cause) is None:
+        fields["error_type"] = type(err.cause).__name__
+    return fields
 
 
 def _elapsed_ms(started: float) -> float:
@@ -358,7 +405,8 @@ def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
 def _record_success(ctx: HopContext, latency_ms: float) -> None:
     spec = ctx.state.spec
     if ctx.slow or latency_ms >= SLOW_HOP_MS:
-        ctx.log.warning(spec.completed, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True)
+        message = f"{spec.completed}: {_slow_words(spec)}, took {latency_ms:.0f} ms"
+        ctx.log.warning(message, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True)
     else:
         ctx.log.info(spec.completed, latency_ms=round(latency_ms, 3))
 
@@ -371,7 +419,13 @@ def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
     span = trace.get_current_span()
     span.record_exception(cause)
     span.set_status(StatusCode.ERROR, err.detail)
-    ctx.log.error(err.event or ctx.state.spec.failed, latency_ms=round(latency_ms, 3), **evidence)
+    message = failure_message(err.event or ctx.state.spec.failed, cause)
+    ctx.log.error(message, latency_ms=round(latency_ms, 3), **evidence)
+
+
+def _slow_words(spec: HopSpec) -> str:
+    """``slow query`` from ``SLOW_QUERY``: the slow code in words."""
+    return spec.slow_code.replace("_", " ").lower()
 
 
 def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
@@ -384,8 +438,14 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
     slow = ctx.slow or any(fault.kind in DELAY_KINDS for fault in ctx.own_faults)
     code = spec.slow_code if slow else f"{spec.code_prefix}_CANCELLED"
     trace.get_current_span().set_status(StatusCode.ERROR, "cancelled: the caller gave up")
+    what = f"{_slow_words(spec)}, the caller gave up" if slow else "the caller gave up"
     ctx.log.warning(
-        spec.failed, latency_ms=round(latency_ms, 3), error_code=code, status=CLIENT_CLOSED, cancelled=True, slow=slow
+        f"{spec.failed}: {what} after {latency_ms:.0f} ms",
+        latency_ms=round(latency_ms, 3),
+        error_code=code,
+        status=CLIENT_CLOSED,
+        cancelled=True,
+        slow=slow,
     )
     _measure(ctx, latency_ms, CLIENT_CLOSED)
 
@@ -393,7 +453,8 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
 def _finish_dropped(ctx: HopContext, started: float) -> None:
     latency_ms = _elapsed_ms(started)
     code = f"{ctx.state.spec.code_prefix}_CONNECTION_RESET"
-    ctx.log.error(ctx.state.spec.failed, latency_ms=round(latency_ms, 3), error_code=code, status=None)
+    message = f"{ctx.state.spec.failed}: connection reset before the answer was sent"
+    ctx.log.error(message, latency_ms=round(latency_ms, 3), error_code=code, status=None)
     _measure(ctx, latency_ms, 0)
 
 

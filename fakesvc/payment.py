@@ -38,10 +38,10 @@ async def pay(ctx: HopContext) -> dict[str, object]:
         stock = await ctx.call("GET", f"/inventory/{quote(ctx.key, safe='')}")
     except UpstreamFailure as exc:
         if exc.reason == "timeout":
-            detail = f"Payment timeout: {exc.detail} from {exc.service}"
+            detail = f"Payment timeout: {exc}"  # inventory-service did not answer within 2 s
             raise HopError(504, detail, error_code="PAYMENT_TIMEOUT", cause=exc, event="Payment timeout") from exc
         code = upstream_error_code("PAYMENT", exc)
-        raise HopError(502, f"Inventory check failed: {exc}", error_code=code, cause=exc) from exc
+        raise HopError(502, f"Payment failed: {exc}", error_code=code, cause=exc) from exc
     return {"order_id": ctx.key, "status": "AUTHORIZED", "available": stock.get("available")}
 
 

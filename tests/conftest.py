@@ -54,6 +54,11 @@ TRUTH_KEYS = [
 ]
 
 
+def event_is(event: object, start: str) -> bool:
+    """A log message is ``start`` (the seed's wording), alone or going on with ``: what happened``."""
+    return isinstance(event, str) and (event == start or event.startswith(f"{start}: "))
+
+
 @dataclass
 class Chain:
     """Three running services and what they emitted."""
@@ -74,8 +79,13 @@ class Chain:
         return self.running.app(service)[HOP_STATE].chaos
 
     def logs(self, **match: Any) -> list[dict[str, Any]]:
+        """The log lines matching ``match``; ``event`` matches by the message's start, as dashboards do."""
         lines = [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line.strip()]
-        return [line for line in lines if all(line.get(k) == v for k, v in match.items())]
+        return [
+            line
+            for line in lines
+            if all(event_is(line.get(k), v) if k == "event" else line.get(k) == v for k, v in match.items())
+        ]
 
     async def wait_for_log(self, timeout_s: float = 5.0, **match: Any) -> dict[str, Any]:
         """The first log line matching ``match``, polling until it appears (bounded)."""

@@ -151,7 +151,7 @@ async def test_query_signals_answers_newest_first_in_prodsentinels_shape(sink: A
     assert (page["total"], page["limit"], page["offset"]) == (3, 100, 0)
     item = page["items"][0]
     assert set(item) == {"id", "signal_type", "trace_id", "service_name", "timestamp", "payload"}
-    assert item["timestamp"] == "2026-11-24T10:00:03.5Z" and item["payload"]["message"] == "Payment failed"
+    assert item["timestamp"] == "2026-11-24T10:00:03.500000Z" and item["payload"]["message"] == "Payment failed"
     same_time = sorted(await post_logs(sink, *[("t2", "c", "2026-11-24T09:00:00Z")] * 3), reverse=True)
     assert [i["id"] for i in (await query(sink, trace_id="t2"))["items"]] == same_time  # then by id
 

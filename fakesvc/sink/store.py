@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fakesvc.jsonfast import loads
@@ -40,6 +42,8 @@ CREATE INDEX IF NOT EXISTS raw_signals_trace_time ON raw_signals (trace_id, ts_u
 CREATE INDEX IF NOT EXISTS raw_signals_service_time ON raw_signals (service_name, ts_us, id);
 """
 COLUMNS = "id, signal_type, trace_id, service_name, timestamp, payload"
+ITEM_COLUMNS = f"{COLUMNS}, ts_us"  # what an answer's item is made of
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Row = tuple[str, str, str, str, str, str]  # id, signal_type, trace_id, service_name, timestamp, payload
 
@@ -68,15 +72,31 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
+def _utc_text(ts_us: int) -> str:
+    """``2026-11-24T10:00:03.500000Z``: a stored time as pydantic writes a UTC datetime (no fraction at .0)."""
+    moment = _EPOCH + timedelta(microseconds=ts_us)
+    return moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds").replace("+00:00", "Z")
+
+
+def _canonical_id(signal_id: str) -> str:
+    """A UUID in its canonical form (ProdSentinel's column is a UUID); a row written otherwise, as stored."""
+    try:
+        return str(uuid.UUID(signal_id))
+    except ValueError:
+        return signal_id
+
+
 def _item(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A row as ProdSentinel's query API answers it: the signal's columns and its decoded payload."""
-    signal_id, signal_type, trace_id, service_name, timestamp, payload = row
+    """A row as ProdSentinel's query API answers it (its ``SignalRead``): the id as a canonical UUID,
+    the time in UTC as its database gives it back, whatever zone it was sent with, and the payload
+    as sent."""
+    signal_id, signal_type, trace_id, service_name, timestamp, payload, ts_us = row
     return {
-        "id": signal_id,
+        "id": _canonical_id(signal_id),
         "signal_type": signal_type,
         "trace_id": trace_id,
         "service_name": service_name,
-        "timestamp": timestamp,
+        "timestamp": timestamp if ts_us is None else _utc_text(ts_us),
         "payload": loads(payload),
     }
 
@@ -93,7 +113,7 @@ def page_sql(query: SignalQuery) -> tuple[str, str, tuple[str | int, ...]]:
             clauses.append(clause)
             params.append(bound)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    page = f"SELECT {COLUMNS} FROM raw_signals {where} ORDER BY ts_us DESC, id DESC LIMIT ? OFFSET ?"
+    page = f"SELECT {ITEM_COLUMNS} FROM raw_signals {where} ORDER BY ts_us DESC, id DESC LIMIT ? OFFSET ?"
     return page, f"SELECT COUNT(*) FROM raw_signals {where}", tuple(params)
 
 
@@ -199,7 +219,9 @@ class SignalStore:
 
     async def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """Every signal of one trace, oldest first."""
-        rows = await self._read(f"SELECT {COLUMNS} FROM raw_signals WHERE trace_id = ? ORDER BY ts_us, id", (trace_id,))
+        rows = await self._read(
+            f"SELECT {ITEM_COLUMNS} FROM raw_signals WHERE trace_id = ? ORDER BY ts_us, id", (trace_id,)
+        )
         return [_item(row) for row in rows]
 
     async def counts(self) -> dict[str, int]:

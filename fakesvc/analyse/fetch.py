@@ -1,0 +1,69 @@
+"""Reading a trace's signals from a ProdSentinel-compatible query API (the embedded sink or the real one).
+
+``GET {base}/query/traces/{trace_id}`` answers a JSON list of ``SignalRead``
+items. Transport errors and 5xx answers are retried (aiohttp-retry's
+exponential schedule); anything else that is not such a list is a
+:class:`BackendError` with one line saying what came back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp_retry import ExponentialRetry, RetryClient
+
+ATTEMPTS = 4  # 0.2 + 0.4 + 0.8 s of backoff: a backend restarting is waited for, a dead one is not
+REQUEST_TIMEOUT_S = 30.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a trace is a few dozen signals; this bounds a runaway answer
+MAX_QUOTED = 120  # of a bad answer, what the error line shows
+
+
+class BackendError(Exception):
+    """The backend cannot be read: unreachable, or answering something that is not a trace's signals."""
+
+
+def retry_options() -> ExponentialRetry:
+    return ExponentialRetry(
+        attempts=ATTEMPTS,
+        start_timeout=0.2,
+        max_timeout=2.0,
+        statuses={408, 429},
+        exceptions={aiohttp.ClientError, TimeoutError},
+    )
+
+
+def open_client() -> RetryClient:
+    """One session for every request of a run, retrying as above."""
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+    return RetryClient(client_session=session, retry_options=retry_options())
+
+
+def _quoted(body: bytes) -> str:
+    text = body[:MAX_QUOTED].decode("utf-8", "replace")
+    return repr(text + ("..." if len(body) > MAX_QUOTED else ""))
+
+
+async def fetch_trace(client: RetryClient, base_url: str, trace_id: str) -> list[dict[str, Any]]:
+    """The trace's stored signals, oldest first; :class:`BackendError` when they cannot be had."""
+    url = f"{base_url}/query/traces/{quote(trace_id, safe='')}"
+    try:
+        async with client.get(url) as response:
+            status = response.status
+            body = await response.content.read(MAX_ANSWER_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise BackendError(f"{base_url} cannot be reached after {ATTEMPTS} attempts ({reason})") from None
+    if status != 200:
+        raise BackendError(f"GET {url} answered {status}: {_quoted(body)}")
+    if len(body) > MAX_ANSWER_BYTES:
+        raise BackendError(f"GET {url} answered more than {MAX_ANSWER_BYTES} bytes")
+    try:
+        items = json.loads(body)
+    except ValueError:
+        raise BackendError(f"GET {url} answered something that is not JSON: {_quoted(body)}") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise BackendError(f"GET {url} answered JSON that is not a list of signals: {_quoted(body)}")
+    return items
