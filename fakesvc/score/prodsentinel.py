@@ -171,8 +171,11 @@ async def read_answers(url: str, trace_ids: Iterable[str], *, backoff_s: float =
             async with gate:
                 return Answer(incident, await api.analysis(incident))
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(answer(incident)) for incident in ours]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(answer(incident)) for incident in ours]
+        except* ScoreError as failed:  # the first bad answer is the one line to show; the others were cancelled
+            raise failed.exceptions[0] from None
     by_trace: dict[str, list[Answer]] = {}
     for task in tasks:
         by_trace.setdefault(task.result().incident.trace_id, []).append(task.result())
