@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,15 @@ def test_stdin_and_a_subprocess_pipe(truth: Path, predictions: Path, monkeypatch
     assert done.stdout.splitlines()[1].split()[:6] == ["all", "9", "6", "3", "6", "0.333"]
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(truth: Path, predictions: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `score | head` once head has exited: every write fails with EPIPE
+    with os.fdopen(write_end, "wb") as stdout:
+        args = [sys.executable, "-m", "fakesvc.score", "--truth", str(truth), "--predictions", str(predictions)]
+        done = subprocess.run(args, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def run_line(run_id: str, trace_id: str, causes: list[str]) -> dict[str, Any]:
     return {**line(trace_id, "s", causes, *(fault(c, "error") for c in causes)), "run_id": run_id}
 
@@ -289,7 +299,7 @@ def assert_exit_2(argv: list[str], expected: str, capsys: pytest.CaptureFixture[
     "text, ranked",
     [
         ("The Inventory Service DB pool; payment-service timed out; API gateway 500", [INV, PAY, GW]),
-        ("the GATEWAY saw payment_service fail, then payment again", [GW, PAY]),
+        ("the GATEWAY saw payment_service fail, then inventory, then payment and the gateway again", [GW, PAY, INV]),
         ("payments and gateways: no whole word; api alone is not a name", []),
         ("Payment timeout: inventory-service did not answer within 2 s", [PAY, INV]),
         ("", []),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,12 @@ from fakesvc.score.table import render
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fakesvc.score", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fakesvc.score",
+        description=__doc__.splitlines()[0],
+        epilog="Exit 0 when scored; 2 on bad usage, bad input or a ProdSentinel error (one line on stderr). "
+        "Definitions and rules: docs/scoring.md.",
+    )
     parser.add_argument(
         "--truth",
         action="append",
@@ -85,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             parser.exit(2, f"fakesvc: --out {args.out}: {exc.strerror or exc}\n")
-    print(render(report))
+    try:
+        print(render(report), flush=True)
+    except BrokenPipeError:  # `score | head`: the reader took what it wanted; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -76,6 +76,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# the stdlib's parser, strict about NaN and Infinity: the same answer whether orjson is installed or not
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _objects(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(file:line, object)`` for each non-blank line; a line that is not a JSON object stops everything."""
     for number, line in enumerate(lines, 1):
@@ -83,7 +87,7 @@ def _objects(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict[str, A
             continue
         where = f"{name}:{number}"
         try:
-            value = json.loads(line, parse_constant=_no_constant)  # the stdlib: the same answer with orjson or not
+            value = _DECODER.decode(line)
         except ValueError as exc:
             raise ScoreError(f"{where}: not JSON ({exc})") from None
         if not isinstance(value, dict):
