@@ -44,7 +44,7 @@ def line(trace_id: str, scenario: str, causes: list[str], *faults: dict[str, Any
 
 # Six faulty checkouts (t1-t6), three healthy (t7-t9); the expected values are computed by hand below.
 TRUTH = [
-    line("t1", "fail-pay", [PAY], fault(PAY, "error")),
+    line("t1", "fail-pay", [PAY], {**fault(PAY, "error"), "detail": "declined\u2028by issuer\u0085"}),  # raw
     line("t2", "timeout", [INV], fault(INV, "hang")),
     line("t3", "slow", [INV], fault(INV, "latency"), status=200, expected_status=200),  # latency only: still faulty
     line("t4", "two", [PAY, INV], fault(PAY, "noise"), fault(INV, "latency"), fault(PAY, "error")),  # kind: error
@@ -83,7 +83,7 @@ EXPECTED = {
 
 
 def jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
     return path
 
 

@@ -170,7 +170,7 @@ def _lines(source: str) -> list[str]:
     except OSError as exc:
         raise ScoreError(f"{source}: {exc.strerror or exc}") from None
     try:
-        return data.decode("utf-8").splitlines()
+        return data.decode("utf-8").split("\n")  # only \n ends a JSON line: U+2028 may sit raw in a string
     except UnicodeDecodeError:
         raise ScoreError(f"{_name(source)}: not UTF-8 text") from None
 
