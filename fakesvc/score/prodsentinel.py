@@ -74,6 +74,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Answers:
+    """ProdSentinel's answer per trace of the truth (one incident each, chosen), and what the listing saw."""
+
     by_trace: dict[str, Answer]
     listed: int  # incidents ProdSentinel listed, for any trace
     duplicated: int  # traces of the truth with more than one incident
