@@ -49,14 +49,16 @@ class Case:
 
 
 # Checkouts start at T0 and end at T0 + 1 s. Expected by hand:
-# faulty f1-f6; right at 1: f1, f5 (its newer incident); at 2: + f2; detected: f1 f2 f3 f5 (+ h1, a false alarm).
+# faulty f1-f8; right at 1: f1, f5 (its newer analysis), f7; at 2: + f2; detected: f1 f2 f3 f5 f7 f8 (+ h1).
 CASES = [
     Case("f1", [PAY], [("high", 0.5, "Payment failed in payment-service; inventory fine", 61)]),
     Case("f2", [INV], [("High", 1.0, "The API gateway answered 500 after the inventory service timed out", 62)]),
     Case("f3", [INV], [("MEDIUM", 2.0, None, 0)]),  # detected, not analysed (404)
     Case("f4", [PAY], [("low", 0.1, "payment-service failed", 50)]),  # LOW: no detection, analysis or not
-    Case("f5", [PAY], [("high", 0.2, "inventory-service", 65), ("critical", 4.0, "payment first, then gateway", 71)]),
+    Case("f5", [PAY], [("critical", 0.2, "inventory-service", 65), ("high", 4.0, "payment first, then gateway", 71)]),
     Case("f6", [INV]),  # no incident at all
+    Case("f7", [PAY], [("low", 0.1, None, 0), ("high", 3.0, "payment", 64)]),  # the race: a LOW twin listed first
+    Case("f8", [INV], [("low", 0.1, None, 0), ("medium", 0.4, None, 0)]),  # twins, neither analysed: the MEDIUM one
     Case("h1", [], [("critical", 0.3, "gateway errors", 66)]),  # a false alarm
 ]
 
@@ -185,27 +187,28 @@ async def test_scores_and_coverage_from_paginated_incidents_and_analyses(
     out = tmp_path / "score.json"
     assert await run_main("--truth", str(truth), "--prodsentinel", url(server), "--out", str(out)) == 0
     report = json.loads(out.read_text())
-    assert (report["faulty"], report["healthy"], report["detected"]) == (6, HEALTHY_TRACES + 1, 5)
-    assert (report["ac@1"], report["ac@3"]) == (round(2 / 6, 4), 0.5)
-    assert report["avg@3"] == round((2 + 3 + 3) / 18, 4)
-    assert (report["detection_precision"], report["detection_recall"]) == (0.8, round(4 / 6, 4))
+    assert (report["faulty"], report["healthy"], report["detected"]) == (8, HEALTHY_TRACES + 1, 7)
+    assert (report["ac@1"], report["ac@3"]) == (round(3 / 8, 4), 0.5)
+    assert report["avg@3"] == round((3 + 4 + 4) / 24, 4)
+    assert (report["detection_precision"], report["detection_recall"]) == (round(6 / 7, 4), 0.75)
     assert report["prodsentinel"] == {
         # those there when the listing began, each once: the newcomer shifted the last of page 1 onto page 2
         "incidents_listed": len(sentinel.incidents) - 1,
-        "traces_with_two_incidents": 1,
-        "faulty_with_incident": 4,
-        "faulty_with_incident_share": round(4 / 6, 4),
-        "faulty_analysed": 3,
-        "faulty_analysed_share": 0.75,
-        "not_analysed": 1,
-        # detected_at - start: f1 0.5, f2 1.0, f3 2.0, f5 4.0 (its newer incident's)
-        "detection_lag_s": {"count": 4, "median": 2.0, "p95": 4.0},
-        # generated_at - end: f1 60, f2 61, f5 70
-        "analysis_lag_s": {"count": 3, "median": 61.0, "p95": 70.0},
+        "traces_with_two_incidents": 3,
+        "faulty_with_incident": 6,
+        "faulty_with_incident_share": 0.75,
+        "faulty_analysed": 4,
+        "faulty_analysed_share": round(4 / 6, 4),
+        "not_analysed": 2,  # f3, f8
+        # detected_at - start: f8 0.4, f1 0.5, f2 1.0, f3 2.0, f7 3.0, f5 4.0 (the incident that counts)
+        "detection_lag_s": {"count": 6, "median": 2.0, "p95": 4.0},
+        # generated_at - end: f1 60, f2 61, f7 63, f5 70
+        "analysis_lag_s": {"count": 4, "median": 63.0, "p95": 70.0},
     }
     total = len(sentinel.incidents)
     assert sentinel.pages == [(PAGE, offset) for offset in range(0, total, PAGE)] and total > 2 * PAGE
-    assert sentinel.analysis_gets == sum(len(case.incidents) for case in CASES) + HEALTHY_TRACES  # not elsewhere-*
+    # the cases' incidents but f4's lone LOW one; none of the healthy traces' lone LOW ones, nor elsewhere-*
+    assert sentinel.analysis_gets == sum(len(case.incidents) for case in CASES) - 1
 
 
 async def test_the_table_says_what_prodsentinel_covered(
@@ -213,9 +216,9 @@ async def test_the_table_says_what_prodsentinel_covered(
 ) -> None:
     assert await run_main("--truth", str(truth), "--prodsentinel", url(fake[1])) == 0
     out = capsys.readouterr().out
-    assert "faulty checkouts with an incident (medium+): 4 (0.667), of those analysed: 3 (0.750)" in out
-    assert "incidents not analysed: 1" in out
-    assert "analysis after the checkout's end: median 61.0 s, p95 70.0 s (of 3)" in out
+    assert "faulty checkouts with an incident (medium+): 6 (0.750), of those analysed: 4 (0.667)" in out
+    assert "incidents not analysed: 2" in out
+    assert "analysis after the checkout's end: median 63.0 s, p95 70.0 s (of 4)" in out
 
 
 async def test_a_5xx_or_a_reset_is_retried(fake: tuple[FakeProdSentinel, TestServer], truth: Path) -> None:
@@ -292,6 +295,8 @@ async def test_each_trace_gets_the_incident_with_the_latest_analysis(
     checkouts = read_truth([truth]).checkouts
     answers = await read_answers(url(server), (checkout.trace_id for checkout in checkouts), backoff_s=0.001)
     f5 = answers.by_trace["f5"]
-    assert f5.incident.severity == 3 and f5.analysis is not None and f5.analysis.root_cause.startswith("payment")
+    assert f5.incident.severity == 2 and f5.analysis is not None and f5.analysis.root_cause.startswith("payment")
     assert answers.by_trace["f3"].analysis is None and "f6" not in answers.by_trace
-    assert answers.duplicated == 1 and "elsewhere-0" not in answers.by_trace
+    assert answers.by_trace["f7"].incident.severity == 2 and answers.by_trace["f7"].analysis is not None
+    assert answers.by_trace["f8"].incident.severity == 1
+    assert answers.duplicated == 3 and "elsewhere-0" not in answers.by_trace

@@ -2,8 +2,9 @@
 
 - Incidents: ``GET /query/incidents?limit=200&offset=N`` until the offset
   reaches ``total``; an incident seen twice (a new one shifted the pages) is read once.
-- Analyses: ``GET /query/incidents/{id}/analysis`` for every incident of a
-  trace in the truth; 404 means "not analysed".
+- Analyses: ``GET /query/incidents/{id}/analysis`` for the incidents of the
+  truth's traces; not for a trace whose only incident is LOW (no prediction,
+  whatever its analysis says). 404 means "not analysed".
 - Detection: ProdSentinel opens an incident for every trace (LOW for healthy
   ones), so only severity medium, high or critical (any case) is an incident
   for the scorer; a LOW one is no prediction, even with an analysis.
@@ -160,30 +161,37 @@ def _client(session: aiohttp.ClientSession, backoff_s: float) -> RetryClient:
     return RetryClient(client_session=session, retry_options=retry)
 
 
+def _worth_reading(incidents: list[Incident]) -> bool:
+    """A trace's analyses matter when it has a detection or two incidents compete; a lone LOW one predicts nothing."""
+    return len(incidents) > 1 or incidents[0].severity >= DETECTED
+
+
 async def read_answers(url: str, trace_ids: Iterable[str], *, backoff_s: float = 0.1) -> Answers:
     """ProdSentinel's answer for each of ``trace_ids`` it has an incident for."""
     wanted = set(trace_ids)
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         api = QueryApi(_client(session, backoff_s), URL(url))
-        incidents = await api.incidents()
-        ours = [incident for incident in incidents if incident.trace_id in wanted]
+        listed = await api.incidents()
+        by_trace: dict[str, list[Incident]] = {}
+        for incident in listed:
+            if incident.trace_id in wanted:
+                by_trace.setdefault(incident.trace_id, []).append(incident)
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def answer(incident: Incident) -> Answer:
+            if not _worth_reading(by_trace[incident.trace_id]):
+                return Answer(incident, None)
             async with gate:
                 return Answer(incident, await api.analysis(incident))
 
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(answer(incident)) for incident in ours]
+                tasks = {trace: [group.create_task(answer(i)) for i in found] for trace, found in by_trace.items()}
         except* ScoreError as failed:  # the first bad answer is the one line to show; the others were cancelled
             raise failed.exceptions[0] from None
-    by_trace: dict[str, list[Answer]] = {}
-    for task in tasks:
-        by_trace.setdefault(task.result().incident.trace_id, []).append(task.result())
     return Answers(
-        by_trace={trace: max(found, key=Answer.latest_first) for trace, found in by_trace.items()},
-        listed=len(incidents),
+        by_trace={trace: max((t.result() for t in found), key=Answer.latest_first) for trace, found in tasks.items()},
+        listed=len(listed),
         duplicated=sum(len(found) > 1 for found in by_trace.values()),
     )
 
