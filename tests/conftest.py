@@ -31,9 +31,9 @@ FAST = ServiceConfig(
     payment_port=0,
     inventory_port=0,
     latency_scale=0.0,
-    inventory_timeout_s=0.3,
+    inventory_timeout_s=1.0,
     payment_timeout_s=3.0,
-    hang_s=0.5,
+    hang_s=1.5,
     seed=7,
     shutdown_grace_s=1.0,
 )
