@@ -110,7 +110,7 @@ class Chaos:
             for index, rule in enumerate(self._rules)
             if rule.start_log is not None or rule.end_log is not None
         }
-        self._markers = markers_for(self.service, self._rules, self._set_at, self._marker_traces)
+        self._markers = markers_for(self.service, self._rules, self._marker_traces)
         self._announced = 0
         self._arm_timers()
         self._announce(self._set_at)
@@ -128,26 +128,23 @@ class Chaos:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        now = self._clock()
-        self._timers = [
-            loop.call_later(max(0.0, marker.at - now), self._announce_through, position)
-            for position, marker in enumerate(self._markers)
-        ]
+        self._timers = [loop.call_later(0, self._on_timer, position) for position in range(len(self._markers))]
 
-    def _announce_through(self, position: int) -> None:
-        """Log every marker up to ``position`` not logged yet (a timer may fire a hair early: it is trusted)."""
-        while self._announced <= position:
+    def _on_timer(self, position: int) -> None:
+        """Log the markers due, or wait until marker ``position`` is (a loop timer may also fire a hair early)."""
+        remaining = self._markers[position].at_s - (self._clock() - self._set_at)
+        if remaining > 0:
+            self._timers.append(asyncio.get_running_loop().call_later(remaining, self._on_timer, position))
+            return
+        self._announce(self._clock())
+
+    def _announce(self, now: float) -> None:
+        """Log the markers due at ``now`` not logged yet, in order (due as :meth:`_active` counts time)."""
+        elapsed = now - self._set_at
+        while self._announced < len(self._markers) and self._markers[self._announced].at_s <= elapsed:
             marker = self._markers[self._announced]
             self._announced += 1
             self._on_marker(marker)
-
-    def _announce(self, now: float) -> None:
-        """Log the markers due at ``now`` not logged yet."""
-        due = self._announced
-        while due < len(self._markers) and self._markers[due].at <= now:
-            due += 1
-        if due > self._announced:
-            self._announce_through(due - 1)
 
     def clear(self) -> None:
         self.set_rules(())

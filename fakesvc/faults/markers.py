@@ -24,9 +24,9 @@ _log = structlog.get_logger("fakesvc.faults.markers")
 
 @dataclass(frozen=True)
 class Marker:
-    """One log line due at ``at`` (on the Chaos clock): a window's opening or closing."""
+    """One log line due ``at_s`` seconds after the rules were set: a window's opening or closing."""
 
-    at: float
+    at_s: float  # computed as the rule's window is (start_s, start_s + duration_s), so the two never disagree
     service: str
     edge: str  # "start" | "end"
     message: str
@@ -40,16 +40,15 @@ def window_trace_id(seed: int | None, service: str, index: int) -> str:
     return hashlib.blake2b(f"{seed}|{service}|{index}|marker".encode(), digest_size=16).hexdigest()
 
 
-def markers_for(service: str, rules: Iterable[Rule], set_at: float, trace_ids: dict[int, str]) -> list[Marker]:
-    """Every marker of ``rules`` set at ``set_at``, in the order they fall due."""
+def markers_for(service: str, rules: Iterable[Rule], trace_ids: dict[int, str]) -> list[Marker]:
+    """Every marker of ``rules``, in the order they fall due."""
     out = []
     for index, rule in enumerate(rules):
-        start = set_at + rule.start_s
         if rule.start_log is not None:
-            out.append(Marker(start, service, "start", rule.start_log, trace_ids[index]))
+            out.append(Marker(rule.start_s, service, "start", rule.start_log, trace_ids[index]))
         if rule.end_log is not None and rule.duration_s is not None:
-            out.append(Marker(start + rule.duration_s, service, "end", rule.end_log, trace_ids[index]))
-    return sorted(out, key=lambda marker: marker.at)  # stable: a start before an end due at the same time
+            out.append(Marker(rule.start_s + rule.duration_s, service, "end", rule.end_log, trace_ids[index]))
+    return sorted(out, key=lambda marker: marker.at_s)  # stable: a start before an end due at the same time
 
 
 def log_marker(marker: Marker) -> None:

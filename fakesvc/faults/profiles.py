@@ -68,7 +68,8 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
         ],
     },
     # A red herring: inventory logs a retried cache miss at ERROR all run long (harmless); the real cause is
-    # payment, slowed to 2-4 s (WARNINGs) for 60 s. The deepest ERROR points at the wrong service.
+    # payment, slowed to 1.5-3.5 s (WARNINGs, well within the gateway's 5 s) for 60 s. The deepest ERROR points at
+    # the wrong service.
     "red-herring": {
         "inventory-service": [
             {
@@ -79,7 +80,7 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
             },
         ],
         "payment-service": [
-            {"kind": "latency", "probability": 0.5, "latency_ms": [2000, 4000], "start_s": 15, "duration_s": 60},
+            {"kind": "latency", "probability": 0.5, "latency_ms": [1500, 3500], "start_s": 15, "duration_s": 60},
         ],
     },
     # Intermittent: 4 % of payments fail for 80 s (a flaky connection to the card processor).
