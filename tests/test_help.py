@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -58,3 +59,10 @@ def test_help_shows_readable_defaults_and_the_allowed_values(entry_point: str) -
             assert "; default " in line, line
     for wanted in ENTRY_POINTS[entry_point]:
         assert wanted in text, f"{wanted!r} not in the help of {entry_point}:\n{text}"
+
+
+@pytest.mark.parametrize("entry_point", list(ENTRY_POINTS))
+def test_every_setting_an_entry_point_reads_is_in_the_configuration_doc(entry_point: str) -> None:
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    for variable in re.findall(r"\(env ([A-Z0-9_]+);", help_text(entry_point)):
+        assert f"`{variable}`" in documented, f"{variable} ({entry_point}) is not in docs/configuration.md"
