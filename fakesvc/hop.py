@@ -29,6 +29,7 @@ from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
+from fakesvc.faults.noise import log_noise
 from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.telemetry.pipeline import Telemetry
@@ -322,6 +323,8 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
             if transport is not None:
                 transport.abort()
             return False
+        elif fault.kind == "noise":
+            log_noise(ctx.log, fault.message, fault.exception, ctx.key)
         elif fault.kind == "error":
             try:
                 _raise_fault(fault)

@@ -1,9 +1,11 @@
 """Read a ground-truth file: the checkouts that went wrong, where, and why.
 
-``python -m fakesvc.truth truth.jsonl`` lists every checkout with an injected
-fault or an unexpected status, one line each (trace id first, so it can be
-pasted into ``/query/traces/{trace_id}``); ``--json`` prints the truth lines
-themselves, ``--service`` keeps one root-cause service, ``--limit`` the first N.
+``python -m fakesvc.truth truth.jsonl`` lists every checkout with a root cause
+or an unexpected status, one line each (trace id first, so it can be pasted
+into ``/query/traces/{trace_id}``); ``--json`` prints the truth lines
+themselves, ``--service`` keeps the checkouts one of whose root causes is that
+service, ``--limit`` the first N. A checkout that got only ``noise`` faults
+(harmless ERROR logs) did not go wrong.
 """
 
 from __future__ import annotations
@@ -28,16 +30,26 @@ def read_truth(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+def root_causes(record: dict[str, Any]) -> list[str]:
+    """``root_cause_services``, or, in a truth file written before it existed, ``[root_cause_service]`` or ``[]``."""
+    causes = record.get("root_cause_services")
+    if isinstance(causes, list):
+        return [str(cause) for cause in causes]
+    cause = record.get("root_cause_service")
+    return [] if cause is None else [str(cause)]
+
+
 def went_wrong(record: dict[str, Any]) -> bool:
-    """A fault was injected, or the observed status was not the expected one."""
-    return bool(record.get("faults")) or record.get("status") != record.get("expected_status")
+    """A root cause is named (a fault other than noise), or the observed status was not the expected one."""
+    return bool(root_causes(record)) or record.get("status") != record.get("expected_status")
 
 
 def describe(record: dict[str, Any]) -> str:
-    """One line: trace id, order id, root cause, statuses, the faults."""
+    """One line: trace id, order id, root causes, statuses, the faults."""
     faults = "; ".join(f"{f.get('service')} {f.get('kind')}: {f.get('detail')}" for f in record.get("faults") or [])
+    causes = " + ".join(root_causes(record)) or "-"
     return (
-        f"{record.get('trace_id')}  {record.get('order_id')}  root cause {record.get('root_cause_service') or '-'}  "
+        f"{record.get('trace_id')}  {record.get('order_id')}  root cause {causes}  "
         f"expected {record.get('expected_status')} got {record.get('status')}  {faults or 'no fault injected'}"
     )
 
@@ -56,7 +68,7 @@ def show(records: Iterable[dict[str, Any]], out: TextIO, *, as_json: bool, limit
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakesvc.truth", description=__doc__.splitlines()[0])
     parser.add_argument("truth", type=Path, help="a truth file written by --truth")
-    parser.add_argument("--service", help="only checkouts whose root cause is this service")
+    parser.add_argument("--service", help="only checkouts one of whose root causes is this service")
     parser.add_argument("--limit", type=int, default=None, help="at most this many lines (default: all)")
     parser.add_argument("--all", action="store_true", help="every checkout, not only those that went wrong")
     parser.add_argument("--json", action="store_true", help="the truth lines themselves, as JSON lines")
@@ -70,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [
         record
         for record in records
-        if (args.all or went_wrong(record))
-        and (args.service is None or record.get("root_cause_service") == args.service)
+        if (args.all or went_wrong(record)) and (args.service is None or args.service in root_causes(record))
     ]
     shown = show(chosen, sys.stdout, as_json=args.json, limit=args.limit)
     print(f"{shown} of {len(chosen)} shown; {len(records)} checkouts in {args.truth}", file=sys.stderr)

@@ -46,6 +46,7 @@ TRUTH_KEYS = [
     "scenario",
     "faults",
     "root_cause_service",
+    "root_cause_services",
     "expected_status",
     "status",
     "latency_ms",

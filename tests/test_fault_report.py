@@ -47,6 +47,6 @@ def test_the_trimmed_mark_is_read() -> None:
 @pytest.mark.parametrize("delay", [float("nan"), float("inf"), -5, "900", True, None, 1e309])
 def test_a_record_with_a_nonsense_delay_or_status_adds_nothing_and_never_crashes_the_verdict(delay: object) -> None:
     latency = {"service": "inventory-service", "kind": "latency", "detail": "", "status": None, "delay_ms": delay}
-    assert judge([latency]) == (200, "inventory-service")
+    assert judge([latency]) == (200, "inventory-service", ("inventory-service",))
     error = {"service": "payment-service", "kind": "error", "detail": "", "status": delay, "delay_ms": None}
-    assert judge([error]) == (500, "payment-service")
+    assert judge([error]) == (500, "payment-service", ("payment-service",))

@@ -40,7 +40,14 @@ class FakeClock:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"kind": "explode"}], "rules[0].kind: must be one of error, latency, hang, drop"),
+        ([{"kind": "explode"}], "rules[0].kind: must be one of error, latency, hang, drop, noise"),
+        ([{"kind": "noise", "message": ""}], "rules[0].message: must be a non-empty string"),
+        ([{"kind": "noise", "message": "x" * 1025}], "rules[0].message: must be a non-empty string of at most 1024"),
+        ([{"kind": "noise", "exception": "Cache Miss"}], "rules[0].exception: must be an exception class name"),
+        ([{"kind": "noise", "probability": float("nan")}], "rules[0].probability: must be a finite number"),
+        ([{"kind": "noise", "message": {"nested": ["x"]}}], "rules[0].message: must be a non-empty string"),
+        ([{"kind": "error", "start_log": 5}], "rules[0].start_log: must be a non-empty string"),
+        ([{"kind": "error", "end_log": "Rollback"}], "rules[0].end_log: needs duration_s"),
         ([{"kind": "error", "probability": 1.5}], "rules[0].probability: must be a finite number between 0 and 1"),
         ([{"kind": "error", "status": 200}], "rules[0].status: must be a whole number between 400 and 599"),
         ([{"kind": "latency"}], "rules[0].latency_ms: a latency rule needs latency_ms"),
@@ -62,6 +69,22 @@ def test_malformed_rules_say_what_and_where(rules: Any, message: str) -> None:
     assert str(info.value).startswith(message)
 
 
+def test_a_noise_rule_has_realistic_defaults_and_logs_its_own_words() -> None:
+    (default,) = parse_rules([{"kind": "noise"}])
+    assert default.to_json() == {
+        "kind": "noise",
+        "probability": 1.0,
+        "message": "Cache miss for {key}: cache read timed out (retried, served from DB)",
+        "exception": "TimeoutError",
+    }
+    (fault,) = Chaos("payment-service", parse_rules([{"kind": "noise", "message": "Metrics push failed"}])).decide(
+        "/pay/{order_id}", "t"
+    )
+    truth = fault.truth()
+    assert (truth["kind"], truth["status"], truth["delay_ms"]) == ("noise", None, None)
+    assert truth["detail"] == "noise TimeoutError: Metrics push failed (rule 0)"
+
+
 def test_rules_round_trip_through_json() -> None:
     raw = [
         {
@@ -75,6 +98,18 @@ def test_rules_round_trip_through_json() -> None:
         {"kind": "latency", "probability": 1.0, "latency_ms": [100.0, 200.0], "start_s": 5.0, "duration_s": 10.0},
         {"kind": "hang", "probability": 1.0, "hang_s": 2.0},
         {"kind": "drop", "probability": 0.1},
+        {"kind": "noise", "probability": 0.3, "message": "Cache miss", "exception": "KeyError"},
+        {
+            "kind": "error",
+            "probability": 1.0,
+            "status": 500,
+            "message": "Injected fault",
+            "exception": "RuntimeError",
+            "start_s": 2.0,
+            "duration_s": 3.0,
+            "start_log": "Deploy v2",
+            "end_log": "Rollback to v1",
+        },
     ]
     rules = parse_rules({"rules": raw})
     assert [rule.to_json() for rule in rules] == raw
@@ -176,6 +211,9 @@ async def test_control_api_replaces_reads_and_clears_rules(aiohttp_client: Any) 
     for bad in (b"{nope", json.dumps({"rules": [{"kind": "boom"}]}).encode(), json.dumps([1]).encode()):
         response = await client.put("/chaos", data=bad)
         assert response.status == 400 and (await response.json())["detail"]
+    for rule, key in (({"kind": "noise", "message": ""}, "message"), ({"kind": "noise", "colour": 1}, "colour")):
+        response = await client.put("/chaos", json={"rules": [rule]})
+        assert response.status == 400 and (await response.json())["detail"].startswith(f"rules[0].{key}: ")
     assert len(chaos.rules) == 1  # the old rules stay in force
     assert (await client.delete("/chaos")).status == 200 and chaos.rules == ()
     chaos.record("t1", [Fault("inventory-service", "drop", 0, None, "", "", 0.0)])

@@ -158,9 +158,11 @@ def test_the_verdict_replays_the_chain_from_structured_records() -> None:
     pay_latency = fault("payment-service", "latency", delay_ms=900)
     gw_latency = fault("api-gateway", "latency", delay_ms=50)
     gw_error = fault("api-gateway", "error", status=429)
-    assert judge([]) == (200, None)
+    assert judge([]) == (200, None, ())
     assert judge([pay_latency, inv_error]).root_cause_service == "inventory-service"
-    assert judge([gw_latency, pay_latency]) == judge([pay_latency]) and judge([pay_latency]).expected_status == 200
+    assert (
+        judge([gw_latency, pay_latency])[:2] == judge([pay_latency])[:2] and judge([pay_latency]).expected_status == 200
+    )
     assert judge([gw_latency, pay_latency]).root_cause_service == "payment-service"
     assert judge([inv_error]).expected_status == 500
     assert judge([gw_error]).expected_status == 429 and judge([gw_error]).root_cause_service == "api-gateway"
@@ -171,8 +173,35 @@ def test_the_verdict_replays_the_chain_from_structured_records() -> None:
     assert judge([short_hang]).expected_status == 200  # a hang within its caller's patience is harmless
     gateway_hang = fault("api-gateway", "hang", delay_ms=5000)
     assert judge([gateway_hang]).expected_status == 200
-    assert judge([gateway_hang], Timeouts(checkout_s=4.0)) == (None, "api-gateway")  # the generator gave up
-    assert judge([fault("api-gateway", "drop")]) == (None, "api-gateway")
+    assert judge([gateway_hang], Timeouts(checkout_s=4.0)) == (None, "api-gateway", ("api-gateway",))  # gave up
+    assert judge([fault("api-gateway", "drop")]) == (None, "api-gateway", ("api-gateway",))
+
+
+def test_noise_is_recorded_but_never_a_cause_nor_a_change_of_status() -> None:
+    noise = fault("inventory-service", "noise")
+    assert judge([noise]) == (200, None, ())  # a checkout with only noise is healthy
+    assert judge([fault("api-gateway", "noise"), noise, fault("payment-service", "noise")]) == (200, None, ())
+    pay_error = fault("payment-service", "error", status=503)
+    assert judge([noise, pay_error]) == judge([pay_error]) == (500, "payment-service", ("payment-service",))
+    slow_payment = fault("payment-service", "latency", delay_ms=900)
+    assert judge([slow_payment, noise]) == (200, "payment-service", ("payment-service",))  # the red herring
+
+
+def test_every_service_whose_faults_alone_make_the_checkout_faulty_is_a_root_cause() -> None:
+    slow_payment = fault("payment-service", "latency", delay_ms=2000)
+    inv_error = fault("inventory-service", "error", status=503)
+    # two-faults: payment slowed it, inventory failed it; the replay blames inventory, both are causes
+    assert judge([slow_payment, inv_error]) == (500, "inventory-service", ("inventory-service", "payment-service"))
+    # the blamed service comes first, the others most downstream first
+    gw_latency = fault("api-gateway", "latency", delay_ms=50)
+    verdict = judge([gw_latency, slow_payment, inv_error, fault("inventory-service", "noise")])
+    assert verdict.root_cause_services == ("inventory-service", "payment-service", "api-gateway")
+    # past the gateway's 5 s: it blames the slowest behind it (payment); inventory's hang alone would slow it
+    slowest = judge(
+        [fault("payment-service", "latency", delay_ms=4000), fault("inventory-service", "hang", delay_ms=1900)]
+    )
+    assert slowest == (500, "payment-service", ("payment-service", "inventory-service"))
+    assert judge([inv_error]).root_cause_services == ("inventory-service",)
     # a slow payment plus a slow (but not too slow) inventory together outlast the gateway's patience
     nested = [fault("payment-service", "latency", delay_ms=4000), fault("inventory-service", "latency", delay_ms=1500)]
     assert judge(nested).expected_status == 500 and judge(nested).root_cause_service == "payment-service"

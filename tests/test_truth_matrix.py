@@ -1,5 +1,8 @@
 """The ground truth is right for every fault kind at every service, and for pairs of faults.
 
+``root_cause_services`` lists every service whose own faults alone would have
+made the checkout faulty (the one the replay blames first); noise is in no list.
+
 Each cell sends one checkout through the traffic generator (which writes the
 truth line) and checks observed status == expected status, the recorded
 faults and the root cause. Timeouts are short so the cells past a timeout
@@ -81,7 +84,7 @@ async def test_every_fault_kind_at_every_service(matrix_chain: Chain, tmp_path: 
     rule, expected, fields = cell(service, kind)
     line = await one_checkout(matrix_chain, tmp_path, {service: [rule]})
     assert line["status"] == line["expected_status"] == expected, line
-    assert line["root_cause_service"] == service
+    assert line["root_cause_service"] == service and line["root_cause_services"] == [service]
     (fault,) = line["faults"]
     assert (fault["service"], fault["kind"]) == (service, rule["kind"])
     assert {key: fault[key] for key in fields} == fields
@@ -93,6 +96,7 @@ PAIRS = [
         500,
         "payment-service",
         [("payment-service", "error")],  # payment failed before it called inventory
+        ["payment-service"],
         id="latency at inventory + error at payment",
     ),
     pytest.param(
@@ -100,6 +104,7 @@ PAIRS = [
         500,
         "inventory-service",
         [("api-gateway", "latency"), ("inventory-service", "error")],
+        ["inventory-service", "api-gateway"],
         id="latency at the gateway + error at inventory",
     ),
     pytest.param(
@@ -110,6 +115,7 @@ PAIRS = [
         500,
         "inventory-service",
         [("payment-service", "latency"), ("inventory-service", "hang")],
+        ["inventory-service", "payment-service"],
         id="latency at payment + a long hang at inventory",
     ),
     pytest.param(
@@ -117,6 +123,7 @@ PAIRS = [
         500,
         "payment-service",
         [("api-gateway", "hang"), ("payment-service", "drop")],
+        ["payment-service", "api-gateway"],
         id="short hang at the gateway + drop at payment",
     ),
     pytest.param(
@@ -124,6 +131,7 @@ PAIRS = [
         429,
         "api-gateway",
         [("api-gateway", "error")],
+        ["api-gateway"],
         id="error at the gateway + drop at inventory",
     ),
     pytest.param(
@@ -131,6 +139,7 @@ PAIRS = [
         500,
         "inventory-service",
         [("inventory-service", "error")],  # a fault after the error never happened
+        ["inventory-service"],
         id="error then latency at inventory",
     ),
     pytest.param(
@@ -143,21 +152,65 @@ PAIRS = [
         500,
         "payment-service",
         [("payment-service", "latency"), ("inventory-service", "latency")],
+        ["payment-service", "inventory-service"],
         id="latencies that add up past the gateway's timeout",
+    ),
+    pytest.param(
+        {"payment-service": [{"kind": "noise"}], "inventory-service": [{"kind": "error", "status": 503}]},
+        500,
+        "inventory-service",
+        [("payment-service", "noise"), ("inventory-service", "error")],
+        ["inventory-service"],  # the noise is recorded, never a cause
+        id="noise at payment + error at inventory",
+    ),
+    pytest.param(
+        {"api-gateway": [{"kind": "noise"}], "inventory-service": [{"kind": "noise"}]},
+        200,
+        None,
+        [("api-gateway", "noise"), ("inventory-service", "noise")],
+        [],  # only noise: healthy
+        id="noise at the gateway and at inventory",
+    ),
+    pytest.param(
+        {
+            "payment-service": [{"kind": "noise"}, {"kind": "latency", "latency_ms": 20}],
+            "inventory-service": [{"kind": "drop"}],
+        },
+        500,
+        "inventory-service",
+        [("payment-service", "noise"), ("payment-service", "latency"), ("inventory-service", "drop")],
+        ["inventory-service", "payment-service"],  # two services' faults, each faulty alone
+        id="noise and latency at payment + drop at inventory",
     ),
 ]
 
 
-@pytest.mark.parametrize(("rules", "expected", "cause", "faults"), PAIRS)
+@pytest.mark.parametrize(("rules", "expected", "cause", "faults", "causes"), PAIRS)
 async def test_pairs_of_faults(
     matrix_chain: Chain,
     tmp_path: Path,
     rules: dict[str, list[dict[str, Any]]],
     expected: int,
-    cause: str,
+    cause: str | None,
     faults: list[tuple[str, str]],
+    causes: list[str],
 ) -> None:
     line = await one_checkout(matrix_chain, tmp_path, rules)
     assert line["status"] == line["expected_status"] == expected, line
-    assert line["root_cause_service"] == cause
+    assert line["root_cause_service"] == cause and line["root_cause_services"] == causes
     assert [(f["service"], f["kind"]) for f in line["faults"]] == faults
+
+
+@pytest.mark.parametrize("service", ["api-gateway", "payment-service", "inventory-service"])
+async def test_noise_at_every_service_logs_its_error_and_changes_nothing(
+    matrix_chain: Chain, tmp_path: Path, service: str
+) -> None:
+    line = await one_checkout(matrix_chain, tmp_path, {service: [{"kind": "noise"}]})
+    assert line["status"] == line["expected_status"] == 200, line
+    assert line["root_cause_service"] is None and line["root_cause_services"] == []
+    (fault,) = line["faults"]
+    assert (fault["service"], fault["kind"], fault["status"], fault["delay_ms"]) == (service, "noise", None, None)
+    (noise,) = matrix_chain.logs(service=service, level="ERROR")
+    assert noise["event"] == f"Cache miss for {line['order_id']}: cache read timed out (retried, served from DB)"
+    assert noise["request_id"] == line["trace_id"] and noise["error_type"] == "TimeoutError"
+    assert not matrix_chain.logs(level="WARNING")  # and nothing else went wrong anywhere

@@ -64,3 +64,24 @@ def test_bad_arguments_are_one_line_and_exit_2(
     with pytest.raises(SystemExit) as stopped:
         main([arg.format(truth=truth) for arg in argv])
     assert stopped.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_noise_alone_did_not_go_wrong_and_every_root_cause_is_listed_and_filtered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = {"service": "inventory-service", "kind": "noise", "detail": "noise TimeoutError: Cache miss (rule 0)"}
+    only_noise = {**HEALTHY, "trace_id": "n1", "faults": [noise], "root_cause_services": []}
+    both = {
+        **DECLINED,
+        "trace_id": "b1",
+        "root_cause_service": "inventory-service",
+        "root_cause_services": ["inventory-service", "payment-service"],
+    }
+    path = tmp_path / "truth.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in (only_noise, both, HUNG)) + "\n")
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["b1", "t3"]  # HUNG predates root_cause_services: still read
+    assert "root cause inventory-service + payment-service" in out[0]
+    assert main([str(path), "--service", "payment-service"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["b1"]

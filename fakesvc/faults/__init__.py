@@ -1,9 +1,10 @@
 """Faults users switch on (SPEC section 7): rules, seeded decisions, the /chaos API, profiles.
 
-A rule says what to inject (``error``, ``latency``, ``hang``, ``drop``), how
-often, on which route and when. Each service holds its rules in a
-:class:`Chaos`; the hop skeleton asks it what to inject into each request and
-applies the answer.
+A rule says what to inject (``error``, ``latency``, ``hang``, ``drop``, or
+``noise``: a harmless ERROR log), how often, on which route and when, and may
+log markers when its window opens and closes (a deploy and its rollback).
+Each service holds its rules in a :class:`Chaos`; the hop skeleton asks it
+what to inject into each request and applies the answer.
 """
 
 from fakesvc.faults.chaos import INJECTED_TRACES, Chaos, Fault

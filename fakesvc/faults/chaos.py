@@ -3,10 +3,17 @@
 With a seed, a decision is a pure function of (seed, service, rule, request
 key), so the same seed and the same requests give the same faults whatever
 the arrival order or the concurrency.
+
+A rule whose window has ``start_log`` / ``end_log`` has them logged when the
+window opens and closes (:mod:`.markers`): by a timer on the running loop, so
+they appear without traffic, and, should a request be first, by
+:meth:`Chaos.decide` before it decides, so a window's first fault never comes
+before its marker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fakesvc.faults.markers import Marker, log_marker, markers_for, window_trace_id
 from fakesvc.faults.rules import Rule
 
 INJECTED_TRACES = 10_000
@@ -48,6 +56,8 @@ class Fault:
             detail = f"error {self.status} {self.exception}: {self.message} (rule {self.rule})"
         elif delay_ms is not None:
             detail = f"{self.kind} {delay_ms:.0f} ms (rule {self.rule})"
+        elif self.kind == "noise":
+            detail = f"noise {self.exception}: {self.message} (rule {self.rule})"
         else:
             detail = f"connection dropped (rule {self.rule})"
         status = self.status if self.kind == "error" else None
@@ -72,12 +82,15 @@ class Chaos:
         hang_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_marker: Callable[[Marker], None] = log_marker,
     ) -> None:
         self.service = service
         self.seed = seed
         self.hang_s = hang_s
         self._clock = clock
         self._wall_clock = wall_clock
+        self._on_marker = on_marker
+        self._timers: list[asyncio.TimerHandle] = []
         self._random = random.Random()
         self._injected: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.injected_by_kind: Counter[str] = Counter()  # every fault applied, for /metrics
@@ -88,10 +101,50 @@ class Chaos:
         return self._rules
 
     def set_rules(self, rules: Iterable[Rule]) -> None:
-        """Replace the rules; schedules count from now."""
+        """Replace the rules; schedules count from now. Markers not yet logged are forgotten with the old rules."""
         self._rules = tuple(rules)
         self._set_at = self._clock()
         self._set_at_wall = self._wall_clock()
+        self._marker_traces = {
+            index: window_trace_id(self.seed, self.service, index)
+            for index, rule in enumerate(self._rules)
+            if rule.start_log is not None or rule.end_log is not None
+        }
+        self._markers = markers_for(self.service, self._rules, self._marker_traces)
+        self._announced = 0
+        self._arm_timers()
+        self._announce(self._set_at)
+
+    def _arm_timers(self) -> None:
+        """One loop timer per marker, so a window opens and closes in the logs even without traffic.
+
+        Without a running loop (rules read before the services start, a test's
+        fake clock) there are no timers: :meth:`decide` still logs the markers.
+        """
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timers = [loop.call_later(0, self._on_timer, position) for position in range(len(self._markers))]
+
+    def _on_timer(self, position: int) -> None:
+        """Log the markers due, or wait until marker ``position`` is (a loop timer may also fire a hair early)."""
+        remaining = self._markers[position].at_s - (self._clock() - self._set_at)
+        if remaining > 0:
+            self._timers.append(asyncio.get_running_loop().call_later(remaining, self._on_timer, position))
+            return
+        self._announce(self._clock())
+
+    def _announce(self, now: float) -> None:
+        """Log the markers due at ``now`` not logged yet, in order (due as :meth:`_active` counts time)."""
+        elapsed = now - self._set_at
+        while self._announced < len(self._markers) and self._markers[self._announced].at_s <= elapsed:
+            marker = self._markers[self._announced]
+            self._announced += 1
+            self._on_marker(marker)
 
     def clear(self) -> None:
         self.set_rules(())
@@ -112,6 +165,8 @@ class Chaos:
         if not self._rules:
             return ()
         now = self._clock()
+        if self._announced < len(self._markers):
+            self._announce(now)
         faults = []
         for index, rule in enumerate(self._rules):
             if rule.route is not None and rule.route != route:
@@ -155,16 +210,17 @@ class Chaos:
                 continue
             start = self._set_at_wall + rule.start_s
             end = None if rule.duration_s is None else start + rule.duration_s
-            out.append(
-                {
-                    "service": self.service,
-                    "rule": index,
-                    "kind": rule.kind,
-                    "detail": rule.describe(),
-                    "start": _iso(start),
-                    "end": None if end is None else _iso(end),
-                }
-            )
+            window = {
+                "service": self.service,
+                "rule": index,
+                "kind": rule.kind,
+                "detail": rule.describe(),
+                "start": _iso(start),
+                "end": None if end is None else _iso(end),
+            }
+            if index in self._marker_traces:
+                window.update(start_log=rule.start_log, end_log=rule.end_log, trace_id=self._marker_traces[index])
+            out.append(window)
         return out
 
     def snapshot(self) -> dict[str, Any]:

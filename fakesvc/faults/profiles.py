@@ -1,4 +1,10 @@
-"""Rules at start: named profiles and rule files (JSON or TOML), keyed by service."""
+"""Rules at start: named profiles and rule files (JSON or TOML), keyed by service.
+
+The incident profiles (``slow-dependency``, ``red-herring``, ``intermittent``,
+``bad-deploy``, ``two-faults``) each imitate a real kind of incident, fit a
+90 s run and are described in docs/incidents.md. ``--chaos-time-scale``
+plays their windows faster (or slower): 0.1 gives a 90 s profile in 9 s.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +58,79 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
             },
         ],
     },
+    # A slow dependency: inventory's database answers slowly (WARNINGs only): 1.2-1.8 s (still in time) or 2.5-4 s
+    # (payment gives up after 2 s), never near the timeout. Payment's timeouts are the only ERRORs below the
+    # gateway, so the deepest ERROR is not the cause.
+    "slow-dependency": {
+        "inventory-service": [
+            {"kind": "latency", "probability": 0.3, "latency_ms": [1200, 1800], "start_s": 15, "duration_s": 60},
+            {"kind": "latency", "probability": 0.4, "latency_ms": [2500, 4000], "start_s": 15, "duration_s": 60},
+        ],
+    },
+    # A red herring: inventory logs a retried cache miss at ERROR all run long (harmless); the real cause is
+    # payment, slowed to 1.5-3.5 s (WARNINGs, well within the gateway's 5 s) for 60 s. The deepest ERROR points at
+    # the wrong service.
+    "red-herring": {
+        "inventory-service": [
+            {
+                "kind": "noise",
+                "probability": 0.4,
+                "exception": "TimeoutError",
+                "message": "Cache miss for {key}: redis GET timed out after 50 ms (retried, served from DB)",
+            },
+        ],
+        "payment-service": [
+            {"kind": "latency", "probability": 0.5, "latency_ms": [1500, 3500], "start_s": 15, "duration_s": 60},
+        ],
+    },
+    # Intermittent: 4 % of payments fail for 80 s (a flaky connection to the card processor).
+    "intermittent": {
+        "payment-service": [
+            {
+                "kind": "error",
+                "probability": 0.04,
+                "status": 502,
+                "exception": "ConnectionResetError",
+                "message": "Card processor connection reset by peer",
+                "start_s": 5,
+                "duration_s": 80,
+            },
+        ],
+    },
+    # A bad deploy: payment v2 goes out at 20 s (an INFO marker), fails 30 % of payments, is rolled back at 60 s.
+    "bad-deploy": {
+        "payment-service": [
+            {
+                "kind": "error",
+                "probability": 0.3,
+                "status": 500,
+                "exception": "AttributeError",
+                "message": "'NoneType' object has no attribute 'issuer_id'",
+                "start_s": 20,
+                "duration_s": 40,
+                "start_log": "Deploy payment-service v2",
+                "end_log": "Rollback payment-service to v1",
+            },
+        ],
+    },
+    # Two faults: inventory's connection pool runs dry (15-60 s) while payment is slowed (35-75 s); a checkout in
+    # the overlap can be slowed by payment and failed by inventory: both are its root causes.
+    "two-faults": {
+        "inventory-service": [
+            {
+                "kind": "error",
+                "probability": 0.3,
+                "status": 503,
+                "exception": "ConnectionError",
+                "message": "Inventory DB connection pool exhausted",
+                "start_s": 15,
+                "duration_s": 45,
+            },
+        ],
+        "payment-service": [
+            {"kind": "latency", "probability": 0.5, "latency_ms": [1500, 3000], "start_s": 35, "duration_s": 40},
+        ],
+    },
 }
 PROFILE_NAMES = tuple(PROFILES)
 
@@ -84,17 +163,35 @@ class ChaosConfig:
     admin_token: str | None = None
 
 
+MAX_TIME_SCALE = 100.0  # a 7-day window stretched 100 times still has a date
+
+
+def time_scale(raw: str) -> float:
+    """A positive factor for the rules' schedules, at most :data:`MAX_TIME_SCALE`."""
+    value = settings.positive_float(raw)
+    if value > MAX_TIME_SCALE:
+        raise ValueError(f"must be a number > 0 and <= {MAX_TIME_SCALE:g}")
+    return value
+
+
 # Declared once: the services and the sink (``python -m fakesvc.sink``) read the same token.
 ADMIN_TOKEN = Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes")
 CHAOS_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON or TOML), keyed by service"),
     Setting("FAKESVC_CHAOS_PROFILE", "--chaos-profile", "none", settings.choice(*PROFILE_NAMES), "named fault profile"),
+    Setting(
+        "FAKESVC_CHAOS_TIME_SCALE",
+        "--chaos-time-scale",
+        1.0,
+        time_scale,
+        "multiplies the start_s and duration_s of the rules given at start (0.1: a 90 s profile in 9 s)",
+    ),
     ADMIN_TOKEN,
 )
 
 
 def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None) -> ChaosConfig:
-    """Rules from the profile, then the file (a file's service replaces the profile's)."""
+    """Rules from the profile, then the file (a file's service replaces the profile's), on the time scale."""
     values = settings.resolve(CHAOS_SETTINGS, args, environ)
     try:
         rules = dict(profile_rules(values["chaos_profile"]))
@@ -102,4 +199,9 @@ def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None) -> 
             rules.update(load_chaos_file(values["chaos"]))
     except InputError as exc:
         raise ConfigError(f"--chaos: {exc}") from None
+    scale = values["chaos_time_scale"]
+    if scale != 1.0:
+        rules = {
+            service: tuple(rule.scaled(scale) for rule in service_rules) for service, service_rules in rules.items()
+        }
     return ChaosConfig(rules, values["admin_token"] or None)

@@ -7,13 +7,15 @@ so an operator's ``PUT /chaos`` or rules file says exactly what to fix.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fakesvc import BUSINESS_ROUTES, SERVICE_NAMES
+from fakesvc.faults import noise
 from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
 
-KINDS = ("error", "latency", "hang", "drop")
+KINDS = ("error", "latency", "hang", "drop", "noise")
+HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout
 _RULE_KEYS = {
     "kind",
     "probability",
@@ -25,6 +27,8 @@ _RULE_KEYS = {
     "hang_s",
     "start_s",
     "duration_s",
+    "start_log",
+    "end_log",
 }
 
 
@@ -54,6 +58,13 @@ class Rule:
     hang_s: float | None = None
     start_s: float = 0.0
     duration_s: float | None = None
+    start_log: str | None = None  # an INFO log the service writes when the window opens (a deploy marker)
+    end_log: str | None = None  # ... and when it closes (the rollback)
+
+    def scaled(self, factor: float) -> Rule:
+        """The same rule with its schedule (``start_s``, ``duration_s``) multiplied by ``factor``."""
+        duration_s = None if self.duration_s is None else self.duration_s * factor
+        return replace(self, start_s=self.start_s * factor, duration_s=duration_s)
 
     def to_json(self) -> dict[str, Any]:
         """The rule as written, with only the keys that matter for its kind."""
@@ -62,6 +73,8 @@ class Rule:
             out["route"] = self.route
         if self.kind == "error":
             out.update(status=self.status, message=self.message, exception=self.exception)
+        if self.kind == "noise":
+            out.update(message=self.message, exception=self.exception)
         if self.kind == "latency":
             low, high = self.latency_ms
             out["latency_ms"] = low if low == high else [low, high]
@@ -71,6 +84,9 @@ class Rule:
             out["start_s"] = self.start_s
         if self.duration_s is not None:
             out["duration_s"] = self.duration_s
+        for key in ("start_log", "end_log"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     def describe(self) -> str:
@@ -81,6 +97,8 @@ class Rule:
             return f"latency {low:g} ms" if low == high else f"latency {low:g}-{high:g} ms"
         if self.kind == "hang":
             return "hang" if self.hang_s is None else f"hang {self.hang_s:g} s"
+        if self.kind == "noise":
+            return f"noise: {self.message}"
         return "drop connection"
 
 
@@ -94,6 +112,8 @@ def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
     if kind not in KINDS:
         raise RuleError(f"{where}.kind: must be one of {', '.join(KINDS)}")
     values: dict[str, Any] = {"kind": kind}
+    if kind == "noise":
+        values.update(message=noise.DEFAULT_MESSAGE, exception=noise.DEFAULT_EXCEPTION)
     if "probability" in raw:
         values["probability"] = number(f"{where}.probability", raw["probability"], low=0, high=1)
     if "route" in raw:
@@ -114,6 +134,11 @@ def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
     for key, high in (("hang_s", MAX_HANG_S), ("start_s", MAX_WINDOW_S), ("duration_s", MAX_WINDOW_S)):
         if key in raw:
             values[key] = number(f"{where}.{key}", raw[key], low=0, high=high)
+    for key in ("start_log", "end_log"):
+        if key in raw:
+            values[key] = text(f"{where}.{key}", raw[key], max_chars=MAX_MESSAGE_CHARS)
+    if "end_log" in values and "duration_s" not in values:
+        raise RuleError(f"{where}.end_log: needs duration_s (a window that never closes logs no end)")
     return Rule(**values)
 
 

@@ -109,6 +109,7 @@ class Run:
             "scenario": checkout.scenario,
             "faults": faults,
             "root_cause_service": verdict.root_cause_service,
+            "root_cause_services": list(verdict.root_cause_services),
             "expected_status": verdict.expected_status,
             "status": status,
             "latency_ms": round(latency_ms, 3),

@@ -16,6 +16,17 @@ the connection; then it calls the next service and waits at most its timeout.
   whose error or drop failed it, or, for a timeout, the slowest service behind
   the caller that gave up; otherwise the service with the largest added delay.
   Ties go to the most downstream service.
+- root causes (``root_cause_services``): every service whose own faults,
+  replayed alone (the other services' faults left out), would have made the
+  checkout faulty, i.e. named a root cause. Alone, a service's faults always
+  do (an error or a drop fails the checkout, a delay slows it), so these are
+  the services with a fault in the record: a checkout whose payment was slowed
+  and whose inventory then failed has both. ``root_cause_service`` is the first
+  of them (the one the replay of all the faults blames, as above); the others
+  follow, the most downstream first. ``[]`` when nothing was injected.
+- ``noise`` faults (a harmless ERROR log, see :mod:`fakesvc.faults.noise`) are
+  left out of the replay: never a root cause, never a change of status, so a
+  checkout with only noise is healthy.
 
 The baseline simulated latency is not replayed: score at latency scale 0, or
 with timeouts far from the baseline.
@@ -27,6 +38,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from fakesvc.faults.rules import HARMLESS_KINDS
 
 CHAIN = ("api-gateway", "payment-service", "inventory-service")  # each calls the next
 FAILED = 500  # what a caller answers when the service behind it failed
@@ -54,6 +67,7 @@ class Verdict(NamedTuple):
 
     expected_status: int | None
     root_cause_service: str | None
+    root_cause_services: tuple[str, ...]  # root_cause_service first, then the others, most downstream first
 
 
 @dataclass(frozen=True)
@@ -107,14 +121,24 @@ def _answer(index: int, by_service: dict[str, list[dict[str, Any]]], timeouts: T
     return _Answer(200, delay + below.elapsed_ms, None)
 
 
-def judge(faults: Sequence[dict[str, Any]], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Verdict:
-    """The expected status and the root cause of a checkout that got ``faults`` (see the module doc)."""
-    by_service: dict[str, list[dict[str, Any]]] = {service: [] for service in CHAIN}
-    for fault in faults:
-        by_service.setdefault(fault.get("service", ""), []).append(fault)
+def _replay(by_service: dict[str, list[dict[str, Any]]], timeouts: Timeouts) -> tuple[int | None, str | None]:
+    """The gateway's answer to the generator and the service to blame, from the faults of every service."""
     gateway = _answer(0, by_service, timeouts)
     if gateway.elapsed_ms >= timeouts.caller_wait_ms(CHAIN[0]):
-        return Verdict(None, _slowest(CHAIN, by_service))
+        return None, _slowest(CHAIN, by_service)
     if gateway.status == 200:
-        return Verdict(200, _slowest(CHAIN, by_service))
-    return Verdict(gateway.status, gateway.cause)
+        return 200, _slowest(CHAIN, by_service)
+    return gateway.status, gateway.cause
+
+
+def judge(faults: Sequence[dict[str, Any]], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Verdict:
+    """The expected status and the root causes of a checkout that got ``faults`` (see the module doc)."""
+    by_service: dict[str, list[dict[str, Any]]] = {service: [] for service in CHAIN}
+    for fault in faults:
+        if fault.get("kind") not in HARMLESS_KINDS:
+            by_service.setdefault(fault.get("service", ""), []).append(fault)
+    status, cause = _replay(by_service, timeouts)
+    if cause is None:
+        return Verdict(status, None, ())
+    others = tuple(service for service in reversed(CHAIN) if service != cause and by_service[service])
+    return Verdict(status, cause, (cause, *others))
