@@ -72,21 +72,37 @@ def decode_faults(headers: Mapping[str, str]) -> tuple[list[dict[str, Any]], boo
     return records, TRIMMED_HEADER in headers
 
 
+def injected_path(trace_id: str) -> str:
+    """The path of ``GET /chaos/injected/{trace_id}``, already percent-encoded.
+
+    A trace id of "." or ".." is valid: sent as is (a client would normalise it
+    away) and with its dots encoded, so no server or proxy on the way reads it
+    as a path step.
+    """
+    return f"/chaos/injected/{quote(trace_id, safe='').replace('.', '%2E')}"
+
+
+def injected_faults(payload: Any) -> list[dict[str, Any]] | None:
+    """The fault records of a ``/chaos/injected`` answer; None when it holds no fault list."""
+    faults = payload.get("faults") if isinstance(payload, dict) else None
+    if isinstance(faults, list):
+        return [record for record in faults if isinstance(record, dict)]
+    return None
+
+
 async def fetch_injected(session: aiohttp.ClientSession, base_url: str, trace_id: str) -> list[dict[str, Any]] | None:
     """Ask the service at ``base_url`` what it and the services behind it injected into a trace.
 
     None when it does not answer: the caller then knows only what it saw itself.
     """
-    # A trace id of "." or ".." is valid: sent as is (the client would normalise it away) and with
-    # its dots encoded, so no server or proxy on the way reads it as a path step.
-    url = URL(f"{base_url}/chaos/injected/{quote(trace_id, safe='').replace('.', '%2E')}", encoded=True)
+    url = URL(f"{base_url}{injected_path(trace_id)}", encoded=True)
     try:
         with suppress_http_instrumentation():  # the harness's own call: no span in the checkout's trace
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_S)) as response:
                 payload = await response.json() if response.status == 200 else None
-        faults = payload.get("faults") if isinstance(payload, dict) else None
-        if isinstance(faults, list):
-            return [record for record in faults if isinstance(record, dict)]
+        faults = injected_faults(payload)
+        if faults is not None:
+            return faults
         error = f"HTTP {response.status} without a fault list"
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 from collections.abc import Iterator, Mapping
@@ -19,13 +20,17 @@ def parse_mix(raw: str) -> dict[str, float]:
         if not sep or name not in SCENARIOS:
             raise ValueError(f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)}")
         try:
+            if not weight.isascii():  # float() takes any script's digits ("\u0661" is 1)
+                raise ValueError
             mix[name] = float(weight)
         except ValueError:
             raise ValueError(f"weight of {name} must be a number") from None
-        if mix[name] < 0:
-            raise ValueError(f"weight of {name} must be >= 0")
+        if not 0 <= mix[name] < math.inf:
+            raise ValueError(f"weight of {name} must be a finite number >= 0")
     if sum(mix.values()) <= 0:
         raise ValueError("at least one weight must be > 0")
+    if sum(mix.values()) == math.inf:
+        raise ValueError("the weights must add up to a finite number")
     return mix
 
 
@@ -48,8 +53,11 @@ class Checkout:
         return {"x-request-id": self.trace_id, "traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-01"}
 
 
-def plan(mix: Mapping[str, float], seed: int | None) -> Iterator[Checkout]:
-    """An endless, reproducible sequence of checkouts (the same seed gives the same sequence)."""
+def plan(mix: Mapping[str, float], seed: int | None, prefix: str = "ord") -> Iterator[Checkout]:
+    """An endless, reproducible sequence of checkouts (the same seed gives the same sequence).
+
+    ``prefix`` starts every order id: a Locust worker tags its own, so no two workers send one id.
+    """
     rng = random.Random(seed)
     names = list(mix)
     weights = [mix[name] for name in names]
@@ -57,5 +65,5 @@ def plan(mix: Mapping[str, float], seed: int | None) -> Iterator[Checkout]:
     while True:
         scenario = rng.choices(names, weights)[0]
         trace_id = format(rng.getrandbits(128), "032x")
-        yield Checkout(index, scenario, f"ord-{index:06d}-{scenario}", trace_id)
+        yield Checkout(index, scenario, f"{prefix}-{index:06d}-{scenario}", trace_id)
         index += 1

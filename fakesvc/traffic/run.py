@@ -30,7 +30,7 @@ from fakesvc.jsonfast import dumps_str
 from fakesvc.stop_signals import StopEvent
 from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.truth import judge
+from fakesvc.traffic.truth import Timeouts, Verdict, judge
 
 
 def _iso(epoch_s: float) -> str:
@@ -46,6 +46,47 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 def new_run_id() -> str:
     """Sortable and unique enough to tell two runs apart in one truth file or database: time + 6 hex digits."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def truth_line(
+    run_id: str,
+    checkout: Checkout,
+    status: int | None,
+    error: str | None,
+    faults: list[dict[str, Any]],
+    trace_id: str,
+    latency_ms: float,
+    start: float,
+    end: float,
+    timeouts: Timeouts,
+    *,
+    interrupted: bool = False,
+) -> tuple[dict[str, Any], Verdict]:
+    """A checkout's truth line (times in epoch seconds) and its verdict; one home for the format.
+
+    The built-in generator and the Locust file both write these, so a scorer
+    reads their truth the same way.
+    """
+    verdict = judge(faults, timeouts)
+    line: dict[str, Any] = {
+        "run_id": run_id,
+        "trace_id": trace_id,
+        "order_id": checkout.order_id,
+        "scenario": checkout.scenario,
+        "faults": faults,
+        "root_cause_service": verdict.root_cause_service,
+        "root_cause_services": list(verdict.root_cause_services),
+        "expected_status": verdict.expected_status,
+        "status": status,
+        "latency_ms": round(latency_ms, 3),
+        "start": _iso(start),
+        "end": _iso(end),
+    }
+    if error is not None:
+        line["error"] = error
+    if interrupted:
+        line["interrupted"] = True
+    return line, verdict
 
 
 class Cut(NamedTuple):
@@ -96,30 +137,24 @@ class Run:
         outcome = "interrupted" if interrupted else str(status) if status is not None else "error"
         self.outcomes[(checkout.scenario, outcome)] += 1
         self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
-        verdict = judge(faults, self.config.timeouts)
+        line, verdict = truth_line(
+            self.run_id,
+            checkout,
+            status,
+            error,
+            faults,
+            trace_id,
+            latency_ms,
+            start,
+            end,
+            self.config.timeouts,
+            interrupted=interrupted,
+        )
         if not interrupted:
             self.completed += 1
             if status != verdict.expected_status:
                 self.mismatches += 1
                 self.unexpected_errors += error is not None
-        line = {
-            "run_id": self.run_id,
-            "trace_id": trace_id,
-            "order_id": checkout.order_id,
-            "scenario": checkout.scenario,
-            "faults": faults,
-            "root_cause_service": verdict.root_cause_service,
-            "root_cause_services": list(verdict.root_cause_services),
-            "expected_status": verdict.expected_status,
-            "status": status,
-            "latency_ms": round(latency_ms, 3),
-            "start": _iso(start),
-            "end": _iso(end),
-        }
-        if error is not None:
-            line["error"] = error
-        if interrupted:
-            line["interrupted"] = True
         if self.config.truth_path:
             self.truth.append(dumps_str(line))
 
