@@ -40,7 +40,8 @@ from tests.processes import ROOT, spawn, start_supervisor, start_traffic
 GATEWAY, PAYMENT, INVENTORY = "api-gateway", "payment-service", "inventory-service"
 # The services a checkout reaches: a declined payment never calls inventory.
 REACHED = {"success": set(SERVICE_NAMES), "timeout": set(SERVICE_NAMES), "fail-pay": {GATEWAY, PAYMENT}}
-SAME_TIMEOUTS = {"FAKESVC_INVENTORY_TIMEOUT_S": "0.3"}
+# Timeouts roomy enough for a busy host: payment waits 1 s for inventory, which hangs 1.5 s (the grace is 3 s).
+TIMEOUTS = {"FAKESVC_INVENTORY_TIMEOUT_S": "1", "FAKESVC_HANG_S": "1.5"}
 OVERRIDE = ROOT / "compose.otel.yaml"
 BASE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -124,14 +125,15 @@ async def test_every_truth_line_has_its_trace_in_otlp_after_sigterm(tmp_path: Pa
         "OTEL_EXPORTER_OTLP_ENDPOINT": str(server.make_url("/")),
         "OTEL_BSP_SCHEDULE_DELAY": "600000",
         "FAKESVC_TELEMETRY": "",
+        **TIMEOUTS,
     }
     truth = tmp_path / "truth.jsonl"
     supervisor = await start_supervisor(tmp_path, **otlp)
     try:
         await supervisor.read_until("api-gateway listening")
         run = ("--rate", "40", "--count", "15", "--mix", "success=3,fail-pay=1,timeout=1", "--seed", "5")
-        # the verdict replays the services' timeouts (inventory hangs 0.6 s; payment waits 0.3 s)
-        traffic = await start_traffic(supervisor.url("gateway"), *run, "--truth", str(truth), **SAME_TIMEOUTS)
+        # the verdict replays the services' timeouts
+        traffic = await start_traffic(supervisor.url("gateway"), *run, "--truth", str(truth), **TIMEOUTS)
         assert (await traffic.exited())[0] == 0, traffic.stdout_lines
         assert receiver.spans == []  # still queued in the services
         status, stderr = await supervisor.stop(signal.SIGTERM)
