@@ -23,7 +23,7 @@ from fakesvc.telemetry.logs import Emit
 from fakesvc.telemetry.loop_lag import LoopLag
 from fakesvc.telemetry.signals import METRICS_PATH, metric_signal
 from fakesvc.telemetry.span_export import ProdSentinelSpanExporter
-from fakesvc.telemetry.tracing import tracer_provider
+from fakesvc.telemetry.tracing import check_otlp, shutdown_providers, tracer_provider
 
 DEFAULT_TRACE_EXPORTERS = frozenset({"prodsentinel"})
 
@@ -65,6 +65,8 @@ def telemetry_config(
     """Build the telemetry config (flag > env > default)."""
     values = settings.resolve(TELEMETRY_SETTINGS, args, environ)
     batcher = BatcherConfig(**settings.resolve(BATCHER_SETTINGS, args, environ))
+    if "otlp" in values["traces_exporter"]:
+        check_otlp(environ)
     return TelemetryConfig(values["telemetry"], values["traces_exporter"], batcher)
 
 
@@ -136,8 +138,7 @@ class Telemetry:
     async def close(self, deadline_s: float | None = None) -> dict[str, Any]:
         """Flush and close: spans first (they feed the batcher), then the batcher."""
         await self.loop_lag.stop()
-        for provider in self._providers.values():
-            provider.shutdown()
+        await shutdown_providers(self._providers.values())
         started = time.monotonic()
         if self.batcher is None:
             return {"remote": False}
