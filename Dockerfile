@@ -15,7 +15,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md LICENSE ./
 COPY fakesvc ./fakesvc
-RUN /opt/venv/bin/pip install ".[fast]"
+RUN /opt/venv/bin/pip install ".[fast,otlp]"
 
 # Final stage: the slim base, the virtual environment and supervisor.py; no compiler, no pip cache, no source.
 FROM base

@@ -10,7 +10,7 @@ import aiohttp
 from fakesvc.fault_report import HEADER_BUDGET_BYTES
 from fakesvc.faults import Rule, parse_rules
 from fakesvc.traffic import TrafficConfig, run_traffic
-from tests.conftest import Chain
+from tests.conftest import FAST, Chain
 
 
 async def checkout(chain: Chain, order_id: str = "success") -> tuple[int, dict, list[dict]]:
@@ -50,7 +50,9 @@ async def test_a_latency_rule_slows_the_hop_and_is_reported(chain: Chain) -> Non
 
 
 async def test_a_hang_rule_times_payment_out_and_the_caller_still_learns_the_fault(chain: Chain) -> None:
-    chain.chaos("inventory-service").set_rules(parse_rules([{"kind": "hang", "hang_s": 0.5}]))
+    chain.chaos("inventory-service").set_rules(
+        parse_rules([{"kind": "hang", "hang_s": FAST.inventory_timeout_s + 0.5}])
+    )
     status, body, faults = await checkout(chain)
     assert status == 500
     assert ("inventory-service", "hang") in [(f["service"], f["kind"]) for f in faults]

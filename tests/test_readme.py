@@ -125,7 +125,7 @@ async def test_the_walkthrough_step_by_step(reader: Reader) -> None:
     sink_block, steps = commands()[3], commands()[4]
     [sink] = sink_block
     await reader.serve(sink, "listening on")
-    run, truth, curl, windows = steps
+    run, truth, curl, windows, score = steps
     reader.env["PRODSENTINEL_URL"] = f"http://127.0.0.1:{reader.ports['sink']}"  # where the reader's port 8000 is
     await reader.run(run)  # 2 s of it: the incident starts later, the mix's timeouts are inventory's
     faulty = (await reader.run(truth)).splitlines()
@@ -134,3 +134,7 @@ async def test_the_walkthrough_step_by_step(reader: Reader) -> None:
     stored = json.loads(await reader.run(curl.replace("TRACE_ID", trace_id)))
     assert stored and {item["trace_id"] for item in stored} == {trace_id}
     assert (await reader.run(windows)).strip().startswith("[")
+    table = await reader.run(score)  # the reference analyser's guesses, scored against the truth
+    scored = json.loads((reader.cwd / "score.json").read_text())
+    assert scored["faulty"] >= len(faulty) and scored["ac@1"] == 1.0, table  # faulty: those of inventory
+    assert "ac@1" in table.lower()
