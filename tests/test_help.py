@@ -37,6 +37,9 @@ ENTRY_POINTS = {
         "--sink-host FAKESVC_SINK_HOST, --host FAKESVC_SINK_HOST",
     ],
     "fakesvc.traffic": [SCENARIOS, "(default 1000)", "(default http://127.0.0.1:8003)"],
+    "fakesvc.score": ["--predictions FILE", "- reads stdin", "docs/scoring.md"],
+    "fakesvc.analyse": ["(default full)", "(default 8)", "(default 1000,"],
+    "fakesvc.truth": ["--service SERVICE"],
 }
 
 
