@@ -4,8 +4,10 @@
 scenarios), the embedded sink and ``supervisor.py`` in their own processes,
 seeded traffic long enough to cover the profile's fault windows, then
 ``python -m fakesvc.analyse`` at both evidence levels piped into
-``python -m fakesvc.score``, exactly the loop the README shows. It prints one
-row per profile and evidence level and writes ``bench/results/scoreboard.json``.
+``python -m fakesvc.score``, exactly the loop the README shows. The baseline,
+scored on the same signals: a naive analyser that blames the deepest service
+that logged an ERROR (the rule the harder profiles are built to fool). It
+prints one row per profile and analyser and writes ``bench/results/scoreboard.json``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from typing import Any
 
 from harness import ROOT, Server, start_sink, start_supervisor, start_traffic, wait_delivered
 
+from fakesvc.analyse.__main__ import checkouts_of
+from fakesvc.analyse.fetch import fetch_trace, open_client
 from fakesvc.faults.profiles import PROFILES
+from fakesvc.traffic.truth import CHAIN
 
 MIX = "success=80,fail-pay=10,timeout=10"
 EVIDENCE = ("full", "summary")
-KEYS = ("ac@1", "ac@3", "avg@3", "detection_precision", "detection_recall")
+KEYS = ("ac@1", "ac@3", "avg@3", "detection_precision", "detection_recall", "kind_accuracy")
 TAIL_S = 10.0  # healthy traffic after the last fault window closes
 
 
@@ -40,13 +45,36 @@ def duration_for(profile: str, minimum_s: float) -> float:
     return max([minimum_s, *(end + TAIL_S for end in ends)])
 
 
-def score(truth: Path, sink_url: str, evidence: str) -> dict[str, Any]:
-    """``analyse --evidence E | score``, as a user types it; the score's JSON."""
-    out = truth.with_suffix(f".{evidence}.json")
+async def naive_predictions(truth: Path, sink_url: str) -> bytes:
+    """The baseline: every service that logged an ERROR, deepest first; no ERROR, no incident."""
+    lines = []
+    async with open_client() as client:
+        for record in checkouts_of(truth):
+            signals = await fetch_trace(client, sink_url, record["trace_id"])
+            failed = {
+                signal["service_name"]
+                for signal in signals
+                if signal["signal_type"] == "log" and signal["payload"].get("level") == "ERROR"
+            }
+            if failed:
+                ranked = [service for service in reversed(CHAIN) if service in failed]
+                lines.append(
+                    json.dumps({"trace_id": record["trace_id"], "run_id": record["run_id"], "services": ranked})
+                )
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def analysed(truth: Path, sink_url: str, evidence: str) -> bytes:
+    """``python -m fakesvc.analyse --evidence E``, as a user types it: its predictions."""
     analyse = [sys.executable, "-m", "fakesvc.analyse", "--truth", str(truth), "--from", sink_url]
-    predictions = subprocess.run([*analyse, "--evidence", evidence], cwd=ROOT, capture_output=True, check=True)
+    return subprocess.run([*analyse, "--evidence", evidence], cwd=ROOT, capture_output=True, check=True).stdout
+
+
+def score(truth: Path, predictions: bytes, label: str) -> dict[str, Any]:
+    """``... | python -m fakesvc.score --predictions -``: the score's JSON."""
+    out = truth.with_suffix(f".{label}.json")
     scorer = [sys.executable, "-m", "fakesvc.score", "--truth", str(truth), "--predictions", "-", "--out", str(out)]
-    subprocess.run(scorer, cwd=ROOT, input=predictions.stdout, capture_output=True, check=True)
+    subprocess.run(scorer, cwd=ROOT, input=predictions, capture_output=True, check=True)
     return json.loads(out.read_text())
 
 
@@ -79,12 +107,15 @@ async def scoreboard(rate: float, minimum_s: float, only: list[str] | None) -> l
                 continue
             truth, sink, sink_url = await one_run(Path(tmp), name.replace(" ", "-"), profile, mix, rate, minimum_s)
             try:
+                answers = {"naive": await naive_predictions(truth, sink_url)}
                 for evidence in EVIDENCE:
-                    result = await asyncio.to_thread(score, truth, sink_url, evidence)
+                    answers[evidence] = await asyncio.to_thread(analysed, truth, sink_url, evidence)
+                for analyser, predictions in answers.items():
+                    result = await asyncio.to_thread(score, truth, predictions, analyser)
                     rows.append(
                         {
                             "run": name,
-                            "evidence": evidence,
+                            "analyser": analyser,
                             **{key: result.get(key) for key in (*KEYS, "faulty", "healthy")},
                         }
                     )
@@ -97,7 +128,7 @@ async def scoreboard(rate: float, minimum_s: float, only: list[str] | None) -> l
 def print_row(row: dict[str, Any]) -> None:
     figures = "  ".join(f"{key} {row[key]:.3f}" if isinstance(row[key], float) else f"{key} -" for key in KEYS)
     print(
-        f"{row['run']:<16} {row['evidence']:<8} faulty {row['faulty']:>4} healthy {row['healthy']:>5}  {figures}",
+        f"{row['run']:<16} {row['analyser']:<8} faulty {row['faulty']:>4} healthy {row['healthy']:>5}  {figures}",
         flush=True,
     )
 
