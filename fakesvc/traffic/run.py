@@ -48,57 +48,47 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def truth_line(
-    run_id: str,
-    checkout: Checkout,
-    status: int | None,
-    error: str | None,
-    faults: list[dict[str, Any]],
-    trace_id: str,
-    latency_ms: float,
-    start: float,
-    end: float,
-    timeouts: Timeouts,
-    *,
-    interrupted: bool = False,
-) -> tuple[dict[str, Any], Verdict]:
-    """A checkout's truth line (times in epoch seconds) and its verdict; one home for the format.
-
-    The built-in generator and the Locust file both write these, so a scorer
-    reads their truth the same way.
-    """
-    verdict = judge(faults, timeouts)
-    line: dict[str, Any] = {
-        "run_id": run_id,
-        "trace_id": trace_id,
-        "order_id": checkout.order_id,
-        "scenario": checkout.scenario,
-        "faults": faults,
-        "root_cause_service": verdict.root_cause_service,
-        "root_cause_services": list(verdict.root_cause_services),
-        "expected_status": verdict.expected_status,
-        "status": status,
-        "latency_ms": round(latency_ms, 3),
-        "start": _iso(start),
-        "end": _iso(end),
-    }
-    if error is not None:
-        line["error"] = error
-    if interrupted:
-        line["interrupted"] = True
-    return line, verdict
-
-
-class Cut(NamedTuple):
-    """A checkout still running when the drain grace ran out: what it had seen when it was cancelled."""
+class Outcome(NamedTuple):
+    """What one checkout saw: its answer (or the error instead), the faults injected, and when."""
 
     checkout: Checkout
-    trace_id: str
+    trace_id: str  # the id the gateway answered with (the planned one unless it chose another)
     status: int | None
+    error: str | None
     faults: list[dict[str, Any]]
     latency_ms: float
     start: float  # epoch seconds
     end: float
+
+
+def truth_line(
+    run_id: str, outcome: Outcome, timeouts: Timeouts, *, interrupted: bool = False
+) -> tuple[dict[str, Any], Verdict]:
+    """A checkout's truth line and its verdict; one home for the format.
+
+    The built-in generator and the Locust file both write these, so a scorer
+    reads their truth the same way.
+    """
+    verdict = judge(outcome.faults, timeouts)
+    line: dict[str, Any] = {
+        "run_id": run_id,
+        "trace_id": outcome.trace_id,
+        "order_id": outcome.checkout.order_id,
+        "scenario": outcome.checkout.scenario,
+        "faults": outcome.faults,
+        "root_cause_service": verdict.root_cause_service,
+        "root_cause_services": list(verdict.root_cause_services),
+        "expected_status": verdict.expected_status,
+        "status": outcome.status,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "start": _iso(outcome.start),
+        "end": _iso(outcome.end),
+    }
+    if outcome.error is not None:
+        line["error"] = outcome.error
+    if interrupted:
+        line["interrupted"] = True
+    return line, verdict
 
 
 class Run:
@@ -115,46 +105,23 @@ class Run:
         self.latencies: dict[str, list[float]] = {}
         self.mismatches = 0
         self.unexpected_errors = 0  # transport errors where the truth expected an answer
-        self.cut: list[Cut] = []
+        self.cut: list[Outcome] = []  # checkouts still running when the drain grace ran out
         self.truth: list[str] = []
         self.telemetry: dict[str, Any] = {}
         self.wall_start = time.time()
 
-    def record(
-        self,
-        checkout: Checkout,
-        status: int | None,
-        error: str | None,
-        faults: list[dict[str, Any]],
-        trace_id: str,
-        latency_ms: float,
-        start: float,
-        end: float,
-        *,
-        interrupted: bool = False,
-    ) -> None:
+    def record(self, outcome: Outcome, *, interrupted: bool = False) -> None:
         """One truth line; a checkout cut short by a stop is written too, ``interrupted``, and judged by no one."""
-        outcome = "interrupted" if interrupted else str(status) if status is not None else "error"
-        self.outcomes[(checkout.scenario, outcome)] += 1
-        self.latencies.setdefault(checkout.scenario, []).append(latency_ms)
-        line, verdict = truth_line(
-            self.run_id,
-            checkout,
-            status,
-            error,
-            faults,
-            trace_id,
-            latency_ms,
-            start,
-            end,
-            self.config.timeouts,
-            interrupted=interrupted,
-        )
+        status = outcome.status
+        answered = "interrupted" if interrupted else str(status) if status is not None else "error"
+        self.outcomes[(outcome.checkout.scenario, answered)] += 1
+        self.latencies.setdefault(outcome.checkout.scenario, []).append(outcome.latency_ms)
+        line, verdict = truth_line(self.run_id, outcome, self.config.timeouts, interrupted=interrupted)
         if not interrupted:
             self.completed += 1
             if status != verdict.expected_status:
                 self.mismatches += 1
-                self.unexpected_errors += error is not None
+                self.unexpected_errors += outcome.error is not None
         if self.config.truth_path:
             self.truth.append(dumps_str(line))
 
@@ -193,13 +160,16 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
             faults = await fetch_injected(session, run.config.target, trace_id) or faults
     except asyncio.CancelledError:
         cut_at = loop.time() if end is None else end
+        latency_ms = (cut_at - scheduled) * 1000
         run.cut.append(
-            Cut(checkout, trace_id, status, faults, (cut_at - scheduled) * 1000, scheduled + offset, cut_at + offset)
+            Outcome(checkout, trace_id, status, None, faults, latency_ms, scheduled + offset, cut_at + offset)
         )
         raise
     finally:
         run.in_flight -= 1
-    run.record(checkout, status, error, faults, trace_id, (end - scheduled) * 1000, scheduled + offset, end + offset)
+    run.record(
+        Outcome(checkout, trace_id, status, error, faults, (end - scheduled) * 1000, scheduled + offset, end + offset)
+    )
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
@@ -307,17 +277,7 @@ async def _record_cut(run: Run, session: aiohttp.ClientSession) -> None:
     cut, run.cut = run.cut, []
     found = await asyncio.gather(*(fetch_injected(session, run.config.target, c.trace_id) for c in cut))
     for c, faults in zip(cut, found, strict=True):
-        run.record(
-            c.checkout,
-            c.status,
-            None,
-            faults or c.faults,
-            c.trace_id,
-            c.latency_ms,
-            c.start,
-            c.end,
-            interrupted=True,
-        )
+        run.record(c._replace(faults=faults or c.faults), interrupted=True)
 
 
 async def _schedule(

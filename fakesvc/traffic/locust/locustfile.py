@@ -40,7 +40,7 @@ from fakesvc.traffic.locust.options import (
     worker_seed,
 )
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.run import new_run_id, truth_line
+from fakesvc.traffic.run import Outcome, new_run_id, truth_line
 from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Verdict
 
 _log = logging.getLogger("fakesvc.locust")
@@ -150,19 +150,17 @@ class CheckoutUser(FastHttpUser):
 
         def truth(end: float, *, interrupted: bool = False) -> tuple[dict[str, Any], Verdict]:
             latency_ms = (end - began) * 1000
-            return truth_line(
-                share.run_id,
+            outcome = Outcome(
                 checkout,
+                trace_id,
                 status,
                 None if interrupted else error,
                 faults,
-                trace_id,
                 latency_ms,
                 start,
                 start + latency_ms / 1000,
-                share.options.timeouts,
-                interrupted=interrupted,
             )
+            return truth_line(share.run_id, outcome, share.options.timeouts, interrupted=interrupted)
 
         try:
             with self.client.post(
