@@ -18,6 +18,9 @@ from tests.telemetry_fixtures import free_port
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"(\S+) listening on (http://[^\s;]+)")
 # The simulated latencies as shipped (payment 100-400 ms), and timeouts that never cut them.
+# Payment's wait for inventory and the timeout scenario's hang: short, yet far enough apart that a success
+# checkout on a loaded 2-core host is not timed out (0.3 s was not).
+FAST_TIMEOUTS = {"FAKESVC_INVENTORY_TIMEOUT_S": "1", "FAKESVC_HANG_S": "1.5"}
 REAL_LATENCY = {"FAKESVC_LATENCY_SCALE": "1", "FAKESVC_INVENTORY_TIMEOUT_S": "2", "FAKESVC_PAYMENT_TIMEOUT_S": "5"}
 SHORT_NAMES = {"gateway": "api-gateway", "payment": "payment-service", "inventory": "inventory-service"}
 
@@ -123,8 +126,7 @@ async def start_supervisor(tmp_path: Path, *args: str, python_args: tuple[str, .
         "FAKESVC_SINK_DB": str(db),
         "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),
         "FAKESVC_LATENCY_SCALE": "0",
-        "FAKESVC_INVENTORY_TIMEOUT_S": "0.3",
-        "FAKESVC_HANG_S": "0.6",
+        **FAST_TIMEOUTS,
         **env,
     }
     return Supervisor(await _python([*python_args, str(ROOT / "supervisor.py"), *args], tmp_path, environ, True), db)

@@ -12,15 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import ROOT, Process, spawn
+from tests.processes import FAST_TIMEOUTS, ROOT, Process, spawn
 
 
 async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
     """Each on port 0; each caller is pointed at the URL its downstream announced."""
     env = {
         "FAKESVC_LATENCY_SCALE": "0",
-        "FAKESVC_INVENTORY_TIMEOUT_S": "0.3",
-        "FAKESVC_HANG_S": "0.5",
+        **FAST_TIMEOUTS,
         "FAKESVC_TELEMETRY": "",
         "OTEL_TRACES_EXPORTER": "none",
         "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TRUTH_KEYS
-from tests.processes import Process, spawn, start_supervisor, start_traffic
+from tests.processes import FAST_TIMEOUTS, Process, spawn, start_supervisor, start_traffic
 
 STOPS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
 # No telemetry backend to wait for: these tests are about the processes' lives, not their signals.
@@ -92,11 +92,11 @@ async def test_a_signal_cuts_a_standalone_run_short_and_serving_stops_with_0(tmp
 
 
 async def test_a_finished_run_exits_0_when_every_checkout_answered_as_expected_and_1_when_not(tmp_path: Path) -> None:
-    supervisor = await start_supervisor(tmp_path, **QUIET)  # inventory hangs 0.6 s; payment waits 0.3 s
+    supervisor = await start_supervisor(tmp_path, **QUIET)  # inventory hangs 1.5 s; payment waits 1 s
     run = ("--rate", "200", "--count", "20", "--mix", "success=1,timeout=1", "--seed", "1")
     try:
         await supervisor.read_until("api-gateway listening on")
-        same = {**QUIET, "FAKESVC_INVENTORY_TIMEOUT_S": "0.3"}  # the verdict replays the services' timeouts
+        same = {**QUIET, **FAST_TIMEOUTS}  # the verdict replays the services' timeouts
         passed = await start_traffic(supervisor.url("gateway"), *run, *outputs(tmp_path), **same)
         status, _ = await passed.exited()
         assert status == 0, passed.stdout_lines

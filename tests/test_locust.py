@@ -25,7 +25,7 @@ from fakesvc.traffic.locust.options import DEFAULT_MIX_TEXT, load_options, order
 from fakesvc.traffic.plan import plan
 from fakesvc.truth import read_truth
 from tests.conftest import TRUTH_KEYS
-from tests.processes import Process, Supervisor, spawn, start_supervisor
+from tests.processes import FAST_TIMEOUTS, Process, Supervisor, spawn, start_supervisor
 from tests.telemetry_fixtures import eventually, free_port
 
 MIX = "success=50,fail-pay=25,timeout=25"
@@ -33,9 +33,7 @@ MIX = "success=50,fail-pay=25,timeout=25"
 CHAOS = {
     "inventory-service": [{"kind": "error", "status": 503, "probability": 0.2, "message": "Inventory DB unavailable"}]
 }
-# The supervisor's and Locust's: the truth replays the chain with the services' timeouts. Payment waits 1 s
-# for inventory (not the 0.3 s of tests/processes.py) so a busy host does not time out a success checkout.
-TIMEOUTS = {"FAKESVC_INVENTORY_TIMEOUT_S": "1", "FAKESVC_HANG_S": "1.5"}
+# Locust's truth replays the chain with the services' timeouts: it is given the supervisor's (FAST_TIMEOUTS).
 
 
 def _options(**given: str | None) -> argparse.Namespace:
@@ -98,7 +96,7 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
     """The supervisor with its embedded sink and no traffic of its own, and a fault rule at inventory."""
     chaos = tmp_path / "chaos.json"
     chaos.write_text(json.dumps(CHAOS))
-    sup = await start_supervisor(tmp_path, FAKESVC_CHAOS=str(chaos), FAKESVC_SEED="11", **TIMEOUTS)
+    sup = await start_supervisor(tmp_path, FAKESVC_CHAOS=str(chaos), FAKESVC_SEED="11")
     try:
         await sup.read_until("api-gateway listening on")
         yield sup
@@ -161,7 +159,7 @@ async def test_headless_locust_f_writes_the_truth(supervisor: Supervisor, tmp_pa
     """``locust -f`` the packaged file, one process: worker 0's truth, judged against the sink."""
     locust = Path(sys.executable).with_name("locust")
     args = _load_args(supervisor, tmp_path / "truth.jsonl", run_s=4, users=2)
-    process = await spawn([str(locust), "-f", str(LOCUSTFILE), "--stop-timeout", "10", *args], TIMEOUTS)
+    process = await spawn([str(locust), "-f", str(LOCUSTFILE), "--stop-timeout", "10", *args], FAST_TIMEOUTS)
     await _finished(process)
     lines = list(read_truth(tmp_path / "truth-w0.jsonl"))
     assert {line["order_id"].split("-")[1] for line in lines} == {"w0"}
@@ -174,10 +172,10 @@ async def test_a_master_and_two_workers_write_disjoint_mergeable_truth(superviso
     port = str(free_port())
     entry = ["-m", "fakesvc.traffic.locust"]
     worker = [*entry, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
-    workers = [await spawn(worker, TIMEOUTS) for _ in range(2)]
+    workers = [await spawn(worker, FAST_TIMEOUTS) for _ in range(2)]
     master_args = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--expect-workers", "2"]
     truth = tmp_path / "truth"
-    master = await spawn([*entry, *master_args, *_load_args(supervisor, truth, run_s=6, users=4)], TIMEOUTS)
+    master = await spawn([*entry, *master_args, *_load_args(supervisor, truth, run_s=6, users=4)], FAST_TIMEOUTS)
     try:
         await _finished(master)
         for process in workers:

@@ -35,13 +35,11 @@ from fakesvc import SERVICE_NAMES
 from fakesvc.correlation import TRACE_ID_ATTRIBUTE
 from fakesvc.settings import ConfigError
 from fakesvc.telemetry.pipeline import Telemetry, TelemetryConfig, telemetry_config
-from tests.processes import ROOT, spawn, start_supervisor, start_traffic
+from tests.processes import FAST_TIMEOUTS, ROOT, spawn, start_supervisor, start_traffic
 
 GATEWAY, PAYMENT, INVENTORY = "api-gateway", "payment-service", "inventory-service"
 # The services a checkout reaches: a declined payment never calls inventory.
 REACHED = {"success": set(SERVICE_NAMES), "timeout": set(SERVICE_NAMES), "fail-pay": {GATEWAY, PAYMENT}}
-# Timeouts roomy enough for a busy host: payment waits 1 s for inventory, which hangs 1.5 s (the grace is 3 s).
-TIMEOUTS = {"FAKESVC_INVENTORY_TIMEOUT_S": "1", "FAKESVC_HANG_S": "1.5"}
 OVERRIDE = ROOT / "compose.otel.yaml"
 BASE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -125,7 +123,7 @@ async def test_every_truth_line_has_its_trace_in_otlp_after_sigterm(tmp_path: Pa
         "OTEL_EXPORTER_OTLP_ENDPOINT": str(server.make_url("/")),
         "OTEL_BSP_SCHEDULE_DELAY": "600000",
         "FAKESVC_TELEMETRY": "",
-        **TIMEOUTS,
+        **FAST_TIMEOUTS,
     }
     truth = tmp_path / "truth.jsonl"
     supervisor = await start_supervisor(tmp_path, **otlp)
@@ -133,7 +131,7 @@ async def test_every_truth_line_has_its_trace_in_otlp_after_sigterm(tmp_path: Pa
         await supervisor.read_until("api-gateway listening")
         run = ("--rate", "40", "--count", "15", "--mix", "success=3,fail-pay=1,timeout=1", "--seed", "5")
         # the verdict replays the services' timeouts
-        traffic = await start_traffic(supervisor.url("gateway"), *run, "--truth", str(truth), **TIMEOUTS)
+        traffic = await start_traffic(supervisor.url("gateway"), *run, "--truth", str(truth), **FAST_TIMEOUTS)
         assert (await traffic.exited())[0] == 0, traffic.stdout_lines
         assert receiver.spans == []  # still queued in the services
         status, stderr = await supervisor.stop(signal.SIGTERM)
