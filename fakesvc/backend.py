@@ -19,20 +19,9 @@ from yarl import URL
 from fakesvc import settings
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink import SinkConfig, SinkServer, start_sink
+from fakesvc.sink_address import SINK_DB, SINK_HOST, SINK_PORT
 from fakesvc.telemetry.pipeline import TelemetryConfig
 
-# Declared once: ``supervisor.py`` and ``python -m fakesvc.sink`` read the same variables.
-SINK_HOST = Setting("FAKESVC_SINK_HOST", "--sink-host", "127.0.0.1", settings.text, "where the embedded sink listens")
-SINK_PORT = Setting(
-    "FAKESVC_SINK_PORT",
-    "--sink-port",
-    8000,
-    settings.port,
-    "port of the embedded sink; signals go there while PRODSENTINEL_URL is unset",
-)
-SINK_DB = Setting(
-    "FAKESVC_SINK_DB", "--sink-db", "fakesvc-signals.db", settings.text, "SQLite file of the embedded sink"
-)
 SINK_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_SINK", "--sink", "auto", settings.choice("auto", "on", "off"), "start the embedded sink"),
     SINK_DB,

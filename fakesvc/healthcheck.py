@@ -21,6 +21,7 @@ from pathlib import Path
 from fakesvc import settings
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.settings import ConfigError, Setting
+from fakesvc.sink_address import STANDALONE_ADDRESS
 
 SERVICE_ROUTE = "/readyz"
 SINK_ROUTE = "/ingest/health"
@@ -92,9 +93,7 @@ def health_urls(command: Command, environ: Mapping[str, str]) -> list[str]:
     if command.role == "traffic":
         return []
     if command.role == "sink":
-        from fakesvc.sink.__main__ import SETTINGS as SINK_SETTINGS  # heavy imports: only the sink's probe pays
-
-        values = settings.resolve(SINK_SETTINGS, _flags(SINK_SETTINGS, command.args), environ)
+        values = settings.resolve(STANDALONE_ADDRESS, _flags(STANDALONE_ADDRESS, command.args), environ)
         return [f"http://{_loopback(str(values['sink_host']))}:{values['sink_port']}{SINK_ROUTE}"]
     config = service_config(_flags(SERVICE_SETTINGS, command.args), environ)
     services = ("gateway", "payment", "inventory") if command.role == "supervisor" else (command.role,)

@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from dataclasses import replace
 
 from fakesvc import settings
-from fakesvc.backend import SINK_DB, SINK_HOST, SINK_PORT
 from fakesvc.faults import ADMIN_TOKEN
 from fakesvc.loop_errors import install_resource_error_log
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
+from fakesvc.sink_address import STANDALONE_ADDRESS
 from fakesvc.stop_signals import stop_on_signals
 
 SETTINGS: tuple[Setting, ...] = (
-    # the supervisor's names, and the older short flags kept so existing scripts still run
-    replace(SINK_HOST, help="bind address", aliases=("--host",)),
-    replace(SINK_PORT, help="port (0: any free one)", aliases=("--port",)),
-    replace(SINK_DB, help="SQLite file (':memory:' for none)", aliases=("--db",)),
+    *STANDALONE_ADDRESS,
     Setting(
         "FAKESVC_SINK_ERROR_RATE",
         "--error-rate",
