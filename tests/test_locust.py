@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from itertools import islice
@@ -210,3 +211,16 @@ async def test_the_entry_point_help_lists_its_own_options_then_locusts() -> None
     help_text = "".join(process.stdout_lines)
     assert help_text.index("--truth PREFIX") < help_text.index("--expect-workers")
     assert "--pace SECONDS" in help_text and "(env FAKESVC_SEED; default unset: random)" in help_text
+
+
+def test_without_locust_the_entry_point_says_how_to_install_it(tmp_path: Path) -> None:
+    """A plain install has no Locust: one line naming the extra, exit 2 (Locust hidden from the import system)."""
+    hide = (
+        "import importlib.util, runpy, sys; find = importlib.util.find_spec; "
+        "importlib.util.find_spec = lambda name, *rest: None if name == 'locust' else find(name, *rest); "
+        "sys.argv = ['fakesvc.traffic.locust', '--headless']; "
+        "runpy.run_module('fakesvc.traffic.locust', run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", hide], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "fakesvc: Locust is not installed: pip install 'fakesvc[locust]'"
