@@ -47,6 +47,12 @@ class FakeClock:
         ([{"kind": "noise", "probability": float("nan")}], "rules[0].probability: must be a finite number"),
         ([{"kind": "noise", "message": {"nested": ["x"]}}], "rules[0].message: must be a non-empty string"),
         ([{"kind": "error", "start_log": 5}], "rules[0].start_log: must be a non-empty string"),
+        ([{"kind": "error", "start_log": ""}], "rules[0].start_log: must be a non-empty string"),
+        (
+            [{"kind": "error", "start_log": "x" * 1025}],
+            "rules[0].start_log: must be a non-empty string of at most 1024",
+        ),
+        ([{"kind": "error", "duration_s": 5, "end_log": ["Rollback"]}], "rules[0].end_log: must be a non-empty string"),
         ([{"kind": "error", "end_log": "Rollback"}], "rules[0].end_log: needs duration_s"),
         ([{"kind": "error", "probability": 1.5}], "rules[0].probability: must be a finite number between 0 and 1"),
         ([{"kind": "error", "status": 200}], "rules[0].status: must be a whole number between 400 and 599"),
