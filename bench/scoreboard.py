@@ -24,8 +24,9 @@ from typing import Any
 from harness import ROOT, Server, start_sink, start_supervisor, start_traffic, wait_delivered
 
 from fakesvc.analyse.__main__ import checkouts_of
-from fakesvc.analyse.fetch import fetch_trace, open_client
+from fakesvc.analyse.fetch import fetch_trace
 from fakesvc.faults.profiles import PROFILES
+from fakesvc.query_client import open_client
 from fakesvc.traffic.truth import CHAIN
 
 MIX = "success=80,fail-pay=10,timeout=10"

@@ -19,9 +19,10 @@ from typing import Any, TextIO
 from yarl import URL
 
 from fakesvc.analyse.evidence import full_view, summarise
-from fakesvc.analyse.fetch import BackendError, fetch_trace, open_client
+from fakesvc.analyse.fetch import BackendError, fetch_trace
 from fakesvc.analyse.rule import DEFAULT_SLOW_MS, judge
 from fakesvc.console import say
+from fakesvc.query_client import open_client
 from fakesvc.truth import read_truth
 
 VIEWS = {"full": full_view, "summary": summarise}

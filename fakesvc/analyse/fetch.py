@@ -1,9 +1,8 @@
 """Reading a trace's signals from a ProdSentinel-compatible query API (the embedded sink or the real one).
 
 ``GET {base}/query/traces/{trace_id}`` answers a JSON list of ``SignalRead``
-items. Transport errors and 5xx answers are retried (aiohttp-retry's
-exponential schedule); anything else that is not such a list is a
-:class:`BackendError` with one line saying what came back.
+items (read through :func:`fakesvc.query_client.open_client`, which retries);
+anything else is a :class:`BackendError` with one line saying what came back.
 """
 
 from __future__ import annotations
@@ -13,32 +12,16 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp_retry import ExponentialRetry, RetryClient
+from aiohttp_retry import RetryClient
 
-ATTEMPTS = 4  # 0.2 + 0.4 + 0.8 s of backoff: a backend restarting is waited for, a dead one is not
-REQUEST_TIMEOUT_S = 30.0
+from fakesvc.query_client import ATTEMPTS
+
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a trace is a few dozen signals; this bounds a runaway answer
 MAX_QUOTED = 120  # of a bad answer, what the error line shows
 
 
 class BackendError(Exception):
     """The backend cannot be read: unreachable, or answering something that is not a trace's signals."""
-
-
-def retry_options() -> ExponentialRetry:
-    return ExponentialRetry(
-        attempts=ATTEMPTS,
-        start_timeout=0.2,
-        max_timeout=2.0,
-        statuses={408, 429},
-        exceptions={aiohttp.ClientError, TimeoutError},
-    )
-
-
-def open_client() -> RetryClient:
-    """One session for every request of a run, retrying as above."""
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
-    return RetryClient(client_session=session, retry_options=retry_options())
 
 
 def _quoted(body: bytes) -> str:

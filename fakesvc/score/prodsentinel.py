@@ -25,18 +25,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from aiohttp_retry import ExponentialRetry, RetryClient
+from aiohttp_retry import RetryClient
 from yarl import URL
 
+from fakesvc.query_client import ATTEMPTS, open_client
 from fakesvc.score.inputs import Checkout, Prediction, ScoreError, text, timestamp
 from fakesvc.score.mentions import ranked_services
 from fakesvc.score.metrics import share
 from fakesvc.traffic.run import percentile
 
 PAGE = 200  # ProdSentinel's largest page
-ATTEMPTS = 4
 CONCURRENCY = 8  # analyses fetched at once: ProdSentinel commits per request, so stay gentle
-TIMEOUT = aiohttp.ClientTimeout(total=30)
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 DETECTED = 1  # medium and above
 NEVER = datetime.min.replace(tzinfo=UTC)
@@ -156,11 +155,6 @@ def _analysis(answer: Any, where: str) -> Analysis:
     return Analysis(answer["root_cause"], timestamp(answer, "generated_at", where))
 
 
-def _client(session: aiohttp.ClientSession, backoff_s: float) -> RetryClient:
-    retry = ExponentialRetry(attempts=ATTEMPTS, start_timeout=backoff_s, exceptions={aiohttp.ClientError, TimeoutError})
-    return RetryClient(client_session=session, retry_options=retry)
-
-
 def _worth_reading(incidents: list[Incident]) -> bool:
     """A trace's analyses matter when it has a detection or two incidents compete; a lone LOW one predicts nothing."""
     return len(incidents) > 1 or incidents[0].severity >= DETECTED
@@ -169,8 +163,8 @@ def _worth_reading(incidents: list[Incident]) -> bool:
 async def read_answers(url: str, trace_ids: Iterable[str], *, backoff_s: float = 0.1) -> Answers:
     """ProdSentinel's answer for each of ``trace_ids`` it has an incident for."""
     wanted = set(trace_ids)
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        api = QueryApi(_client(session, backoff_s), URL(url))
+    async with open_client(backoff_s) as client:
+        api = QueryApi(client, URL(url))
         listed = await api.incidents()
         by_trace: dict[str, list[Incident]] = {}
         for incident in listed:
