@@ -1,29 +1,49 @@
 """Ground truth: what was injected into a checkout, where the root cause is, what it should answer.
 
-The verdict replays the chain (gateway -> payment -> inventory) from the
-structured fault records the services reported, never from their prose
-``detail``. Each service applies its faults in order: ``latency`` and ``hang``
-add their ``delay_ms``, an ``error`` answers its ``status``, a ``drop`` cuts
-the connection; then it calls the next service and waits at most its timeout.
+The verdict replays the checkout over the service graph (by default the
+built-in ``checkout``: api-gateway -> payment-service -> inventory-service),
+from the structured fault records the services reported, never from their
+prose ``detail``. The graph is a DAG, unfolded per entry route into a tree of
+*hops* (``0`` is the entry request, ``0.1`` the one its second call makes:
+:func:`fakesvc.graph.model.child_hop`); each record says the hop it was
+injected at (a record of an older file, without ``hop``, belongs to every hop
+of its service).
 
-- expected status: what the gateway answers the traffic generator. 200 when
-  nothing failed; an error at the gateway answers its own status; a failure
-  below it (an error, a drop, or a service slower than its caller's timeout)
-  makes it 500; ``None`` (no answer) when the gateway drops the connection or
-  takes longer than the generator's own timeout. So a hang shorter than its
-  caller's timeout is as harmless as a latency of the same length.
-- root cause: ``None`` when nothing was injected; for a failure, the service
-  whose error or drop failed it, or, for a timeout, the slowest service behind
-  the caller that gave up; otherwise the service with the largest added delay.
-  Ties go to the most downstream service.
+- a hop first applies its records in order: ``latency`` and ``hang`` add
+  their ``delay_ms``, an ``error`` answers its ``status`` (500 unless
+  400-599), a ``drop`` gives no answer; a record after an error or a drop
+  never happened. Then its route's script: sleeps and logs are not replayed,
+  a span's steps run inline, ``fail_if`` / ``hang_if`` add nothing (their
+  faults are in the records), sequential steps add up their time. Nothing
+  failed: 200.
+- a call waits for its callee hop at most ``timeout_s``. It fails with reason
+  ``timeout`` when the callee took that long (after exactly the timeout),
+  ``connection`` when the callee gave no answer, ``status`` when it answered
+  400 or more; the caller then answers ``call.failure(reason)`` (the call's
+  ``errors``: a timeout 504, the rest 502 unless mapped). So a hang shorter
+  than its caller's timeout is as harmless as a latency of the same length.
+- a fallback (``on_error: ignore``) that failed leaves its caller going on,
+  degraded, and *absorbs* the callee's whole subtree: none of its faults is a
+  root cause or counts as slowing the checkout, unless the wait for it (at
+  most its timeout) made a caller above, or the generator, give up.
+- a ``parallel`` block takes as long as its slowest branch; when branches
+  fail, the first in document order decides the hop's answer.
+- expected status: what the edge answers the traffic generator; ``None`` (no
+  answer) when the edge drops the connection or takes at least the
+  generator's own timeout.
+- root cause: ``None`` when no fault counts (none but noise, or all absorbed);
+  for a failure, the service whose error or drop failed it, following the
+  failing calls down; for a timeout, the slowest service in the subtree of
+  the call that gave up; otherwise (200, or no answer in time) the slowest
+  service of the checkout. The slowest is the one whose faults added the most
+  delay; ties go to the most downstream service, then to the later hop.
 - root causes (``root_cause_services``): every service whose own faults,
   replayed alone (the other services' faults left out), would have made the
-  checkout faulty, i.e. named a root cause. Alone, a service's faults always
-  do (an error or a drop fails the checkout, a delay slows it), so these are
-  the services with a fault in the record: a checkout whose payment was slowed
-  and whose inventory then failed has both. ``root_cause_service`` is the first
-  of them (the one the replay of all the faults blames, as above); the others
-  follow, the most downstream first. ``[]`` when nothing was injected.
+  checkout faulty, i.e. named a root cause: a checkout whose payment was
+  slowed and whose inventory then failed has both. ``root_cause_service`` is
+  the first of them; the others follow, the most downstream first (the
+  longest call path from the edge), then in graph file order. ``[]`` when no
+  fault counts.
 - ``noise`` faults (a harmless ERROR log, see :mod:`fakesvc.faults.noise`) are
   left out of the replay: never a root cause, never a change of status, so a
   checkout with only noise is healthy.
@@ -35,14 +55,18 @@ with timeouts far from the baseline.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from fakesvc.faults.rules import HARMLESS_KINDS
+from fakesvc.graph.load import load_graph
+from fakesvc.graph.model import ENTRY_HOP, Call, Graph, Parallel, Route, Service, Span, Step, calls_of, child_hop
 
-CHAIN = ("api-gateway", "payment-service", "inventory-service")  # each calls the next
-FAILED = 500  # what a caller answers when the service behind it failed
+CHAIN = ("api-gateway", "payment-service", "inventory-service")  # the checkout graph's services, each calls the next
+FAILED = 500  # what an error record answers when its status is not one
+
+Records = Mapping[str, Sequence[dict[str, Any]]]  # hop -> the fault records injected there
 
 
 @dataclass(frozen=True)
@@ -52,11 +76,6 @@ class Timeouts:
     inventory_s: float = 2.0  # payment waiting for inventory
     payment_s: float = 5.0  # the gateway waiting for payment
     checkout_s: float = 30.0  # the traffic generator waiting for the gateway
-
-    def caller_wait_ms(self, service: str) -> float:
-        """How long the caller of ``service`` waits for it."""
-        seconds = {"inventory-service": self.inventory_s, "payment-service": self.payment_s}
-        return seconds.get(service, self.checkout_s) * 1000
 
 
 DEFAULT_TIMEOUTS = Timeouts()
@@ -71,12 +90,33 @@ class Verdict(NamedTuple):
 
 
 @dataclass(frozen=True)
+class _Mark:
+    """A reached hop with faults: the delay they added there, and whether a failed fallback absorbed them."""
+
+    hop: str
+    service: str
+    delay_ms: float
+    absorbed: bool = False
+
+
+@dataclass(frozen=True)
 class _Answer:
-    """How one service answered its caller: status (None: no answer), time taken, and the culprit."""
+    """How a hop (or some of its steps) ended: status (None: no answer), time taken, culprit, the faulted hops below."""
 
     status: int | None
     elapsed_ms: float
     cause: str | None
+    marks: tuple[_Mark, ...]
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A graph unfolded from one entry route: each hop's service in document order, each service's depth."""
+
+    graph: Graph
+    entry: tuple[Service, Route]
+    hops: dict[str, str]  # hop -> service, in document order
+    depth: dict[str, int]  # service -> the longest call path from the edge to it
 
 
 def _delay(fault: dict[str, Any]) -> float:
@@ -87,58 +127,185 @@ def _delay(fault: dict[str, Any]) -> float:
     return float(value)
 
 
-def _delay_ms(faults: Sequence[dict[str, Any]]) -> float:
-    return sum(_delay(fault) for fault in faults)
+def _error_status(fault: dict[str, Any]) -> int:
+    status = fault.get("status")
+    return status if isinstance(status, int) and 400 <= status <= 599 else FAILED
 
 
-def _slowest(services: Sequence[str], by_service: dict[str, list[dict[str, Any]]]) -> str | None:
-    """The service among ``services`` that added the most delay (ties: the most downstream)."""
-    faulted = [s for s in services if by_service[s]]
-    if not faulted:
+def _order(hop: str) -> tuple[int, ...]:
+    """A hop's place in document order (the tree's pre-order)."""
+    return tuple(int(part) for part in hop.split("."))
+
+
+def _slowest(marks: Sequence[_Mark], tree: _Tree, late: bool) -> str | None:
+    """The service whose faults added the most delay (ties: the most downstream, then the later hop).
+
+    Absorbed faults only count when someone gave up (``late``): waiting for a failed fallback made it late.
+    """
+    added: dict[str, float] = {}
+    last: dict[str, tuple[int, ...]] = {}
+    for mark in marks:
+        if mark.absorbed and not late:
+            continue
+        added[mark.service] = added.get(mark.service, 0.0) + mark.delay_ms
+        last[mark.service] = max(last.get(mark.service, ()), _order(mark.hop))
+    if not added:
         return None
-    return max(faulted, key=lambda s: (_delay_ms(by_service[s]), CHAIN.index(s)))
+    return max(added, key=lambda service: (added[service], tree.depth[service], last[service]))
 
 
-def _answer(index: int, by_service: dict[str, list[dict[str, Any]]], timeouts: Timeouts) -> _Answer:
-    """Replay the chain from ``CHAIN[index]`` down: its faults in order, then its downstream call."""
-    service = CHAIN[index]
+def _callee(graph: Graph, call: Call) -> tuple[Service, Route]:
+    service = graph.service(call.service)
+    return service, service.route(call.route)
+
+
+def _hop(tree: _Tree, records: Records, hop: str, service: Service, route: Route) -> _Answer:
+    """Replay one request: its faults in order, then its route's script."""
     delay = 0.0
-    for fault in by_service[service]:
-        if fault.get("kind") == "error":
-            status = fault.get("status")
-            return _Answer(status if isinstance(status, int) and 400 <= status <= 599 else FAILED, delay, service)
-        if fault.get("kind") == "drop":
-            return _Answer(None, delay, service)
+    mine = records.get(hop, ())
+    for fault in mine:
+        if fault.get("kind") in ("error", "drop"):
+            status = _error_status(fault) if fault.get("kind") == "error" else None
+            return _Answer(status, delay, service.name, (_Mark(hop, service.name, delay),))
         delay += _delay(fault)
-    if index + 1 == len(CHAIN):
-        return _Answer(200, delay, None)
-    below = _answer(index + 1, by_service, timeouts)
-    wait_ms = timeouts.caller_wait_ms(CHAIN[index + 1])
-    if below.elapsed_ms >= wait_ms:
-        return _Answer(FAILED, delay + wait_ms, _slowest(CHAIN[index + 1 :], by_service))
-    if below.status != 200:
-        return _Answer(FAILED, delay + below.elapsed_ms, below.cause)
-    return _Answer(200, delay + below.elapsed_ms, None)
+    marks = (_Mark(hop, service.name, delay),) if mine else ()
+    ran = _steps(tree, records, hop, route.script)
+    return _Answer(ran.status, delay + ran.elapsed_ms, ran.cause, marks + ran.marks)
 
 
-def _replay(by_service: dict[str, list[dict[str, Any]]], timeouts: Timeouts) -> tuple[int | None, str | None]:
-    """The gateway's answer to the generator and the service to blame, from the faults of every service."""
-    gateway = _answer(0, by_service, timeouts)
-    if gateway.elapsed_ms >= timeouts.caller_wait_ms(CHAIN[0]):
-        return None, _slowest(CHAIN, by_service)
-    if gateway.status == 200:
-        return 200, _slowest(CHAIN, by_service)
-    return gateway.status, gateway.cause
+def _steps(tree: _Tree, records: Records, hop: str, steps: Sequence[Step]) -> _Answer:
+    """Steps one after the other: their times add up, the first failure ends them."""
+    elapsed = 0.0
+    marks: tuple[_Mark, ...] = ()
+    for step in steps:
+        ran = _step(tree, records, hop, step)
+        elapsed += ran.elapsed_ms
+        marks += ran.marks
+        if ran.status != 200:
+            return _Answer(ran.status, elapsed, ran.cause, marks)
+    return _Answer(200, elapsed, None, marks)
 
 
-def judge(faults: Sequence[dict[str, Any]], timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Verdict:
-    """The expected status and the root causes of a checkout that got ``faults`` (see the module doc)."""
-    by_service: dict[str, list[dict[str, Any]]] = {service: [] for service in CHAIN}
+def _step(tree: _Tree, records: Records, hop: str, step: Step) -> _Answer:
+    """One step of a script; sleeps, logs and scenario faults take no time here (see the module doc)."""
+    if isinstance(step, Call):
+        return _call(tree, records, hop, step)
+    if isinstance(step, Span):
+        return _steps(tree, records, hop, step.steps)
+    if isinstance(step, Parallel):
+        return _parallel(tree, records, hop, step)
+    return _Answer(200, 0.0, None, ())
+
+
+def _parallel(tree: _Tree, records: Records, hop: str, block: Parallel) -> _Answer:
+    """Every branch runs; the block lasts as long as the slowest, the first failure in document order decides."""
+    branches = [_step(tree, records, hop, step) for step in block.steps]
+    failed = next((branch for branch in branches if branch.status != 200), None)
+    elapsed = max((branch.elapsed_ms for branch in branches), default=0.0)
+    marks = tuple(mark for branch in branches for mark in branch.marks)
+    if failed is None:
+        return _Answer(200, elapsed, None, marks)
+    return _Answer(failed.status, elapsed, failed.cause, marks)
+
+
+def _call(tree: _Tree, records: Records, hop: str, call: Call) -> _Answer:
+    """A call to the callee hop, waiting at most its timeout; a failed fallback absorbs the callee's faults."""
+    callee = _hop(tree, records, child_hop(hop, call), *_callee(tree.graph, call))
+    wait_ms = call.timeout_s * 1000
+    elapsed = min(callee.elapsed_ms, wait_ms)
+    if callee.elapsed_ms >= wait_ms:
+        reason, cause = "timeout", _slowest(callee.marks, tree, late=True)
+    elif callee.status is None or callee.status >= 400:
+        reason, cause = ("connection" if callee.status is None else "status"), callee.cause
+    else:
+        return _Answer(200, elapsed, None, callee.marks)
+    if call.on_error == "ignore":
+        return _Answer(200, elapsed, None, tuple(replace(mark, absorbed=True) for mark in callee.marks))
+    return _Answer(call.failure(reason).status, elapsed, cause, callee.marks)
+
+
+def _unfold(graph: Graph, hop: str, service: Service, route: Route, depth: int) -> list[tuple[str, str, int]]:
+    """(hop, service, depth) of the hop and every hop below it, in document order."""
+    found = [(hop, service.name, depth)]
+    for call in calls_of(route.script):
+        found += _unfold(graph, child_hop(hop, call), *_callee(graph, call), depth + 1)
+    return found
+
+
+_TREES: dict[tuple[int, str], _Tree] = {}  # (id of the graph, entry route name): the tree holds the graph alive
+
+
+def _tree(graph: Graph, entry: Route | str | None) -> _Tree:
+    """The graph unfolded from ``entry`` (None: the first entry route), computed once per graph and entry."""
+    routes = graph.entry_routes()
+    name = routes[0][1].name if entry is None else entry if isinstance(entry, str) else entry.name
+    key = (id(graph), name)
+    if key not in _TREES:
+        service, route = next((s, r) for s, r in routes if r.name == name)
+        depth: dict[str, int] = {}
+        hops: dict[str, str] = {}
+        for hop, callee, level in _unfold(graph, ENTRY_HOP, service, route, 0):
+            hops[hop] = callee
+            depth[callee] = max(depth.get(callee, 0), level)
+        if len(_TREES) >= 64:
+            _TREES.clear()
+        _TREES[key] = _Tree(graph, (service, route), hops, depth)
+    return _TREES[key]
+
+
+def _records(faults: Sequence[dict[str, Any]], tree: _Tree) -> dict[str, list[dict[str, Any]]]:
+    """The faults that count, by the hop they were injected at (no ``hop``: every hop of their service)."""
+    by_hop: dict[str, list[dict[str, Any]]] = {}
     for fault in faults:
-        if fault.get("kind") not in HARMLESS_KINDS:
-            by_service.setdefault(fault.get("service", ""), []).append(fault)
-    status, cause = _replay(by_service, timeouts)
+        if fault.get("kind") in HARMLESS_KINDS:
+            continue
+        service, hop = fault.get("service"), fault.get("hop")
+        for at in [hop] if isinstance(hop, str) else [at for at, owner in tree.hops.items() if owner == service]:
+            if tree.hops.get(at) == service:  # else it was injected at no hop of this graph
+                by_hop.setdefault(at, []).append(fault)
+    return by_hop
+
+
+def _replay(tree: _Tree, records: Records, checkout_ms: float) -> tuple[int | None, str | None]:
+    """The edge's answer to the generator and the service to blame."""
+    answer = _hop(tree, records, ENTRY_HOP, *tree.entry)
+    if answer.elapsed_ms >= checkout_ms:
+        return None, _slowest(answer.marks, tree, late=True)
+    if answer.status == 200:
+        return 200, _slowest(answer.marks, tree, late=False)
+    return answer.status, answer.cause
+
+
+def judge(
+    faults: Sequence[dict[str, Any]],
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    graph: Graph | None = None,
+    entry: Route | str | None = None,
+) -> Verdict:
+    """The expected status and the root causes of a checkout that got ``faults`` (see the module doc).
+
+    Without ``graph``, the checkout graph with the call timeouts of ``timeouts``;
+    a given graph has its own, and only ``timeouts.checkout_s`` is used.
+    """
+    if graph is None:
+        graph = load_graph(
+            "checkout", {"inventory_timeout_s": timeouts.inventory_s, "payment_timeout_s": timeouts.payment_s}
+        )
+    tree = _tree(graph, entry)
+    checkout_ms = timeouts.checkout_s * 1000
+    records = _records(faults, tree)
+    status, cause = _replay(tree, records, checkout_ms)
     if cause is None:
         return Verdict(status, None, ())
-    others = tuple(service for service in reversed(CHAIN) if service != cause and by_service[service])
-    return Verdict(status, cause, (cause, *others))
+    faulted = {tree.hops[hop] for hop in records} - {cause}
+    faulty = [
+        service for service in tree.graph.names if service in faulted and _alone(tree, records, service, checkout_ms)
+    ]
+    faulty.sort(key=lambda service: -tree.depth[service])  # stable: file order among equals
+    return Verdict(status, cause, (cause, *faulty))
+
+
+def _alone(tree: _Tree, records: Records, service: str, checkout_ms: float) -> bool:
+    """Whether ``service``'s own faults, the others' left out, name a root cause."""
+    own = {hop: found for hop, found in records.items() if tree.hops[hop] == service}
+    return _replay(tree, own, checkout_ms)[1] is not None
