@@ -1,4 +1,7 @@
-"""Run the whole checkout in one event loop: sink (if needed), three services, optional traffic.
+"""Run a whole service graph in one event loop: sink (if needed), every service, optional traffic.
+
+The graph is the checkout (api-gateway -> payment -> inventory) unless ``--graph``
+names another (``shop``, or a YAML/JSON file).
 
 ``python supervisor.py`` serves until Ctrl-C / SIGTERM (exit 0); with ``--rate`` it
 also drives traffic, prints the summary and exits with the run's status (0 all as
@@ -14,12 +17,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from fakesvc import SERVICE_NAMES
 from fakesvc.backend import SINK_SETTINGS, start_backend, with_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import ChaosConfig, chaos_config
 from fakesvc.gc_tuning import tune_gc
+from fakesvc.graph.model import Graph
+from fakesvc.graph.placement import graph_of
 from fakesvc.runner import RunningServices, Work, serve, service_parser, until_stopped
 from fakesvc.settings import ConfigError, add_settings, resolve
 from fakesvc.stop_signals import StopEvent
@@ -32,19 +36,20 @@ from fakesvc.traffic.truth import Timeouts
 
 
 class Drive:
-    """Work that sends the traffic to the gateway, prints its summary and keeps its exit status.
+    """Work that sends the traffic to the graph's edge, prints its summary and keeps its exit status.
 
     A signal stops the schedule: the checkouts in flight get ``drain_s`` to
     finish before the services stop (from the gateway inward).
     """
 
-    def __init__(self, traffic: TrafficConfig, drain_s: float) -> None:
+    def __init__(self, traffic: TrafficConfig, drain_s: float, edge: str) -> None:
         self.traffic = traffic
         self.drain_s = drain_s
+        self.edge = edge
         self.status = 128 + signal.SIGINT  # until the run ends: only a Ctrl-C can keep it from ending
 
     async def __call__(self, running: RunningServices, stop: StopEvent) -> None:
-        target = running.urls["api-gateway"]
+        target = running.urls[self.edge]
         report = await run_traffic(replace(self.traffic, target=target), stop=stop, drain_s=self.drain_s)
         if report["interrupted"]:
             say("traffic stopped by a signal: no checkout started after it")
@@ -59,8 +64,10 @@ async def supervise(
     sink: dict[str, str],
     url_configured: bool,
     work: Work,
+    graph: Graph | None = None,
 ) -> None:
-    """Start the sink when the telemetry needs one, then serve; stop the sink last."""
+    """Start the sink when the telemetry needs one, then serve every service of the graph; stop the sink last."""
+    graph = graph or graph_of(config)
     server = None
     if telemetry.config.remote and telemetry.config.batcher is not None:
         backend_url = telemetry.config.batcher.prodsentinel_url
@@ -73,7 +80,7 @@ async def supervise(
         else:
             say(f"telemetry goes to {backend_url}")
     try:
-        await serve(SERVICE_NAMES, config, telemetry, chaos, work)
+        await serve(graph.names, config, telemetry, chaos, work)
     finally:
         if server is not None:
             await server.stop()
@@ -81,7 +88,9 @@ async def supervise(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = service_parser(
-        "supervisor.py", "Run api-gateway, payment-service and inventory-service in one event loop."
+        "supervisor.py",
+        "Run every service of a graph in one event loop: by default the checkout "
+        "(api-gateway, payment-service and inventory-service).",
     )
     add_settings(parser, SINK_SETTINGS)
     add_traffic_arguments(parser, with_target=False)
@@ -90,19 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     url_configured = "PRODSENTINEL_URL" in os.environ or args.prodsentinel_url is not None
     try:
         config = service_config(args)
+        graph = graph_of(config)
         sink = resolve(SINK_SETTINGS, args)
         telemetry = Telemetry(with_backend(telemetry_config(args), sink, url_configured=url_configured))
-        chaos = chaos_config(args)
+        chaos = chaos_config(args, graph=graph)
         timeouts = Timeouts(config.inventory_timeout_s, config.payment_timeout_s)
-        # the gateway's URL is known once it is bound: drive() fills it in
-        traffic = traffic_config_from_args(args, target="", seed=config.seed, timeouts=timeouts)
+        # the edge's URL is known once it is bound: drive() fills it in
+        traffic = traffic_config_from_args(args, target="", seed=config.seed, timeouts=timeouts, graph=graph)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)
     tune_gc()
-    drive = None if traffic is None else Drive(traffic, config.shutdown_grace_s)
+    drive = None if traffic is None else Drive(traffic, config.shutdown_grace_s, graph.edge.name)
     try:
-        asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, drive or until_stopped))
+        asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, drive or until_stopped, graph))
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound supervise()

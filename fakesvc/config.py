@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fakesvc import settings
 from fakesvc.settings import Setting
@@ -15,14 +16,23 @@ REMOTE_SIGNALS = ("logs", "metrics")
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Settings shared by the three services; each reads the fields it needs."""
+    """Settings shared by every service of the graph; each reads the fields it needs.
+
+    The ports and URLs named here are the checkout's (SPEC section 10); None
+    means the graph's own (its file, or the base port plus the service's
+    index). Any graph's service is also placed by ``<PREFIX>_PORT`` and
+    ``<PREFIX>_URL`` in the environment (``address_env``), its prefix being
+    its ``code_prefix`` (see :mod:`fakesvc.graph.placement`).
+    """
 
     host: str = "127.0.0.1"
-    gateway_port: int = 8003
-    payment_port: int = 8004
-    inventory_port: int = 8002
-    payment_url: str = "http://127.0.0.1:8004"
-    inventory_url: str = "http://127.0.0.1:8002"
+    graph: str = "checkout"
+    base_port: int = 8100
+    gateway_port: int | None = None
+    payment_port: int | None = None
+    inventory_port: int | None = None
+    payment_url: str | None = None
+    inventory_url: str | None = None
     latency_scale: float = 1.0
     inventory_timeout_s: float = 2.0
     payment_timeout_s: float = 5.0
@@ -33,15 +43,34 @@ class ServiceConfig:
     # Cancel a handler whose caller hung up (aiohttp's handler_cancellation), so hangs do not pile up;
     # a cancelled hop still emits its evidence (log, span, metric) as it unwinds (fakesvc/hop.py).
     handler_cancellation: bool = True
+    address_env: Mapping[str, str] = field(default_factory=dict)  # the *_PORT and *_URL variables, read at start
 
 
 SERVICE_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_HOST", "--host", "127.0.0.1", settings.text, "bind address of the services"),
-    Setting("GATEWAY_PORT", "--gateway-port", 8003, settings.port, "api-gateway port"),
-    Setting("PAYMENT_PORT", "--payment-port", 8004, settings.port, "payment-service port"),
-    Setting("INVENTORY_PORT", "--inventory-port", 8002, settings.port, "inventory-service port"),
-    Setting("PAYMENT_URL", "--payment-url", None, settings.http_url, "where the gateway finds payment"),
-    Setting("INVENTORY_URL", "--inventory-url", None, settings.http_url, "where payment finds inventory"),
+    Setting(
+        "FAKESVC_GRAPH",
+        "--graph",
+        "checkout",
+        settings.text,
+        "the service graph: a built-in name (checkout, shop) or a YAML/JSON file",
+    ),
+    Setting(
+        "FAKESVC_BASE_PORT",
+        "--base-port",
+        8100,
+        settings.port,
+        "a graph service with no port of its own listens on this plus its index; 0 = any free port",
+    ),
+    Setting("GATEWAY_PORT", "--gateway-port", None, settings.port, "api-gateway port", shown="8003"),
+    Setting("PAYMENT_PORT", "--payment-port", None, settings.port, "payment-service port", shown="8004"),
+    Setting("INVENTORY_PORT", "--inventory-port", None, settings.port, "inventory-service port", shown="8002"),
+    Setting(
+        "PAYMENT_URL", "--payment-url", None, settings.http_url, "where the gateway finds payment", shown="its port"
+    ),
+    Setting(
+        "INVENTORY_URL", "--inventory-url", None, settings.http_url, "where payment finds inventory", shown="its port"
+    ),
     Setting(
         "FAKESVC_LATENCY_SCALE",
         "--latency-scale",
@@ -82,10 +111,8 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
 
 
 def service_config(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> ServiceConfig:
-    """Build the service config (flag > env > default); downstream URLs follow the ports."""
+    """Build the service config (flag > env > default); unset ports and URLs are the graph's."""
+    environ = os.environ if environ is None else environ
     values = settings.resolve(SERVICE_SETTINGS, args, environ)
-    if values["payment_url"] is None:
-        values["payment_url"] = f"http://127.0.0.1:{values['payment_port']}"
-    if values["inventory_url"] is None:
-        values["inventory_url"] = f"http://127.0.0.1:{values['inventory_port']}"
-    return ServiceConfig(**values)
+    address_env = {name: value for name, value in environ.items() if name.endswith(("_PORT", "_URL"))}
+    return ServiceConfig(**values, address_env=address_env)

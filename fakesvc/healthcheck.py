@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakesvc import settings
-from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
+from fakesvc.config import SERVICE_SETTINGS, service_config
+from fakesvc.graph.placement import graph_of, port_of
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink_address import STANDALONE_ADDRESS
 
@@ -27,6 +28,7 @@ SERVICE_ROUTE = "/readyz"
 SINK_ROUTE = "/ingest/health"
 # The module (python -m ...) or script each role runs as, in the image and in compose/k8s commands.
 ENTRY_POINTS = {
+    "service": "fakesvc.service",
     "gateway": "fakesvc.gateway",
     "payment": "fakesvc.payment",
     "inventory": "fakesvc.inventory",
@@ -35,6 +37,7 @@ ENTRY_POINTS = {
     "supervisor": "supervisor.py",
 }
 ROLES = tuple(ENTRY_POINTS)
+CHECKOUT_ROLES = {"gateway": "api-gateway", "payment": "payment-service", "inventory": "inventory-service"}
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}  # bound to every address: reached on loopback
 TIMEOUT_S = 3.0
 
@@ -70,12 +73,11 @@ def container_command(cmdline: Path = Path("/proc/1/cmdline")) -> Command:
     return command_of([part.decode("utf-8", "replace") for part in raw.split(b"\0") if part])
 
 
-def _flags(declared: Sequence[Setting], args: Sequence[str]) -> argparse.Namespace:
-    """The flags of ``declared`` in a command's arguments; its other arguments are not the probe's business."""
+def _flags(declared: Sequence[Setting], args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The flags of ``declared`` in a command's arguments, and the rest (a service's name, other flags)."""
     parser = argparse.ArgumentParser(add_help=False)
     settings.add_settings(parser, declared)
-    known, _rest = parser.parse_known_args(list(args))
-    return known
+    return parser.parse_known_args(list(args))
 
 
 def _loopback(host: str) -> str:
@@ -83,9 +85,16 @@ def _loopback(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _service_urls(config: ServiceConfig, services: Sequence[str]) -> list[str]:
-    ports = {"gateway": config.gateway_port, "payment": config.payment_port, "inventory": config.inventory_port}
-    return [f"http://{_loopback(config.host)}:{ports[name]}{SERVICE_ROUTE}" for name in services]
+def _services(command: Command, rest: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The services a command runs: the graph's all (supervisor), one by role, or the one it names (default: the first)."""
+    if command.role == "supervisor":
+        return list(names)
+    if command.role in CHECKOUT_ROLES:
+        return [CHECKOUT_ROLES[command.role]]
+    named = [arg for arg in rest if not arg.startswith("-")][:1] or [names[0]]
+    if named[0] not in names:
+        raise ConfigError(f"python -m fakesvc.service: no service {named[0]!r} (use {', '.join(names)})")
+    return named
 
 
 def health_urls(command: Command, environ: Mapping[str, str]) -> list[str]:
@@ -93,11 +102,15 @@ def health_urls(command: Command, environ: Mapping[str, str]) -> list[str]:
     if command.role == "traffic":
         return []
     if command.role == "sink":
-        values = settings.resolve(STANDALONE_ADDRESS, _flags(STANDALONE_ADDRESS, command.args), environ)
+        values = settings.resolve(STANDALONE_ADDRESS, _flags(STANDALONE_ADDRESS, command.args)[0], environ)
         return [f"http://{_loopback(str(values['sink_host']))}:{values['sink_port']}{SINK_ROUTE}"]
-    config = service_config(_flags(SERVICE_SETTINGS, command.args), environ)
-    services = ("gateway", "payment", "inventory") if command.role == "supervisor" else (command.role,)
-    return _service_urls(config, services)
+    flags, rest = _flags(SERVICE_SETTINGS, command.args)
+    config = service_config(flags, environ)
+    graph = graph_of(config)
+    return [
+        f"http://{_loopback(config.host)}:{port_of(graph, name, config)}{SERVICE_ROUTE}"
+        for name in _services(command, rest, graph.names)
+    ]
 
 
 def probe(url: str, timeout_s: float = TIMEOUT_S) -> str | None:

@@ -1,22 +1,23 @@
-"""The skeleton of one hop, shared by the three services.
+"""The skeleton of one hop, shared by every service of every graph.
 
 A request flows through it in one direction: bind the checkout -> decide and
-apply faults -> run the service's step (which may call downstream) -> log,
-measure -> answer JSON. The services only describe their step; how a hop
-fails, what evidence an error log carries and how faults travel back to the
-caller live here, once.
+apply faults -> run the route's script (:mod:`fakesvc.script`, which may call
+other services) -> log, measure -> answer JSON. The graph only describes the
+script; how a hop fails, what evidence an error log carries and how faults
+travel back to the caller live here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import random
+import re
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -30,8 +31,10 @@ from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, e
 from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.faults.noise import log_noise
+from fakesvc.graph.model import ENTRY_HOP, Call, Route, Service, child_hop, fill
 from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.raising import raiser
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
@@ -126,74 +129,77 @@ def upstream_error_code(service_prefix: str, failure: UpstreamFailure) -> str:
     return f"{service_prefix}_{_UPSTREAM_CODES[failure.reason]}"
 
 
-@dataclass(frozen=True)
-class Downstream:
-    """A service this hop calls, and how long it waits for it."""
-
-    service: str
-    base_url: str
-    timeout_s: float
-
-
-Step = Callable[["HopContext"], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class HopSpec:
-    """What a service is: its business route, its log wording, and its step."""
-
-    service: str
-    code_prefix: str
-    method: str
-    route: str
-    key: str
-    completed: str
-    failed: str
-    step: Step
-    downstream: Downstream | None = None
-    slow_code: str = "SLOW_RESPONSE"
-
-
 @dataclass
 class HopState:
-    """What a running service holds for its hops (one per app)."""
+    """What a running service holds for its hops (one per app): its place in the graph and its parts."""
 
-    spec: HopSpec
+    service: Service
     config: ServiceConfig
     telemetry: Telemetry
     chaos: Chaos
     tracer: trace.Tracer | None  # None when no span is exported
     rng: random.Random
+    urls: Mapping[str, str]  # where each service this one calls listens
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 
 
 class HopContext:
-    """One request's view of its hop: the key, the logger, the faults seen so far."""
+    """One request's view of its hop: the route, the key, the logger, the faults and answers seen so far."""
 
-    __slots__ = ("state", "request", "key", "trace_id", "log", "faults", "faults_trimmed", "own_faults", "slow")
+    __slots__ = (
+        "state",
+        "route",
+        "request",
+        "key",
+        "trace_id",
+        "hop",
+        "log",
+        "faults",
+        "faults_trimmed",
+        "own_faults",
+        "slow",
+        "answers",
+    )
 
-    def __init__(self, state: HopState, request: web.Request, key: str, trace_id: str) -> None:
+    def __init__(self, state: HopState, route: Route, request: web.Request, key: str, trace_id: str) -> None:
         self.state = state
+        self.route = route
         self.request = request
         self.key = key
         self.trace_id = trace_id
-        self.log = _log.bind(**{state.spec.key: key})
+        self.hop = hop_of(request.headers)
+        self.log = _log.bind(**{route.key: key})
         self.faults: list[dict[str, Any]] = []  # this hop's and its downstream's, for the caller
         self.faults_trimmed = False  # the downstream left some out: the caller must ask /chaos/injected
         self.own_faults: list[Fault] = []  # this hop's, for /chaos/injected
         self.slow = False  # set by a step that knows it was slow (a query that hung)
+        self.answers: dict[str, dict[str, Any]] = {}  # the first answer of each service called
 
     @property
     def config(self) -> ServiceConfig:
         return self.state.config
 
+    @property
+    def code_prefix(self) -> str:
+        return self.state.service.code_prefix
+
     def inject(self, *faults: Fault) -> None:
-        """Note faults of this service, so the caller and the ground truth learn of them."""
+        """Note faults of this service, so the caller and the ground truth learn of them (with this hop)."""
         self.own_faults.extend(faults)
-        self.state.chaos.record(self.trace_id, self.own_faults)
+        self.state.chaos.record(self.trace_id, self.own_faults, self.hop)
         self.state.chaos.injected_by_kind.update(fault.kind for fault in faults)
-        self.faults.extend(fault.truth() for fault in faults)
+        self.add_faults([fault.truth(self.hop) for fault in faults])
+
+    def add_faults(self, records: list[dict[str, Any]]) -> None:
+        """Add fault records for the caller, each once (a shared service can be reported by several paths)."""
+        for record in records:
+            if record not in self.faults:
+                self.faults.append(record)
+
+    def fill(self, template: str) -> str:
+        """A template of the graph with this request's key and trace id."""
+        return fill(template, {self.route.key: self.key, "trace_id": self.trace_id})
 
     async def simulate(self, low_ms: float, high_ms: float) -> float:
         """Sleep a baseline latency drawn from [low, high] ms times the latency scale."""
@@ -209,45 +215,53 @@ class HopContext:
             return contextlib.nullcontext()
         return tracer.start_as_current_span(name, attributes=attributes)
 
-    async def call(self, method: str, path: str) -> dict[str, Any]:
-        """Call this hop's downstream service, forwarding the trace; raise :class:`UpstreamFailure`."""
-        session, downstream = self.state.session, self.state.spec.downstream
-        assert session is not None and downstream is not None, "only a hop with a downstream calls"
-        timeout = aiohttp.ClientTimeout(total=downstream.timeout_s)
+    async def call(self, call: Call) -> dict[str, Any]:
+        """Make one call of the script, forwarding the trace and the hop; raise :class:`UpstreamFailure`."""
+        session, base_url = self.state.session, self.state.urls[call.service]
+        assert session is not None, "only a service with calls calls"
+        path = fill(call.path, {self.route.key: quote(self.key, safe="")})
+        headers = {REQUEST_ID_HEADER: self.trace_id, HOP_HEADER: child_hop(self.hop, call)}
         try:
             async with session.request(
-                method,
-                downstream.base_url + path,
-                headers={REQUEST_ID_HEADER: self.trace_id},
-                timeout=timeout,
+                call.method, base_url + path, headers=headers, timeout=aiohttp.ClientTimeout(total=call.timeout_s)
             ) as response:
                 self._merge_faults(response.headers)
                 body = await response.read()
                 status = response.status
         except TimeoutError:
-            await self._ask_injected(downstream)
-            raise UpstreamFailure(downstream.service, "timeout", f"{downstream.timeout_s:g} s") from None
+            await self._ask_injected(base_url)
+            raise UpstreamFailure(call.service, "timeout", f"{call.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            await self._ask_injected(downstream)
-            raise UpstreamFailure(downstream.service, "connection", describe_exception(exc)) from exc
+            await self._ask_injected(base_url)
+            raise UpstreamFailure(call.service, "connection", describe_exception(exc)) from exc
         payload = _json_object(body)
         if status >= 400:
             detail = str(payload.get("detail", f"HTTP {status}"))
             if isinstance(payload.get("error_type"), str):  # the exception behind the answer, when it says
                 detail = f"{payload['error_type']}: {detail}"
-            raise UpstreamFailure(downstream.service, "status", detail, status)
+            raise UpstreamFailure(call.service, "status", detail, status)
         return payload
 
     def _merge_faults(self, headers: Mapping[str, str]) -> None:
         faults, trimmed = decode_faults(headers)
-        self.faults.extend(faults)
+        self.add_faults(faults)
         self.faults_trimmed = self.faults_trimmed or trimmed
 
-    async def _ask_injected(self, downstream: Downstream) -> None:
+    async def _ask_injected(self, base_url: str) -> None:
         """A downstream that hung or dropped us could not say what it injected: ask it."""
         session = self.state.session
-        assert session is not None, "only a hop with a downstream calls"
-        self.faults.extend(await fetch_injected(session, downstream.base_url, self.trace_id) or [])
+        assert session is not None, "only a service with calls calls"
+        self.add_faults(await fetch_injected(session, base_url, self.trace_id) or [])
+
+
+HOP_HEADER = "x-fakesvc-hop"
+_HOP = re.compile(r"0(\.[0-9]{1,4}){0,32}")
+
+
+def hop_of(headers: Mapping[str, str]) -> str:
+    """Where in the checkout this request is (``0.2``: the entry's third call); the entry when unsaid or malformed."""
+    value = headers.get(HOP_HEADER, ENTRY_HOP)
+    return value if _HOP.fullmatch(value) else ENTRY_HOP
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -256,18 +270,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _exception_type(name: str) -> type[Exception]:
-    """The builtin exception called ``name``, or a new one of that name (for rules' errors)."""
-    found = getattr(builtins, name, None)
-    if isinstance(found, type) and issubclass(found, Exception):
-        return found
-    return type(name, (RuntimeError,), {})
-
-
-def _raise_fault(fault: Fault) -> None:
-    raise _exception_type(fault.exception)(fault.message)
 
 
 def exception_evidence(exc: BaseException) -> dict[str, str]:
@@ -327,9 +329,9 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
             log_noise(ctx.log, fault.message, fault.exception, ctx.key)
         elif fault.kind == "error":
             try:
-                _raise_fault(fault)
+                raiser(fault.exception)(fault.message)
             except Exception as exc:
-                code = error_code(ctx.state.spec.code_prefix, fault.status or 500)
+                code = error_code(ctx.code_prefix, fault.status or 500)
                 raise HopError(fault.status or 500, fault.message, error_code=code, cause=exc) from exc
     return True
 
@@ -349,24 +351,26 @@ def key_problem(name: str, value: str) -> str | None:
     return None
 
 
-def hop_handler(state: HopState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The aiohttp handler of a service's business route, built around its step."""
-    spec = state.spec
+def hop_handler(
+    state: HopState, route: Route, step: Callable[[HopContext], Awaitable[dict[str, Any]]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of one business route, built around its step (the route's script)."""
+    prefix = state.service.code_prefix
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         trace_id = current_trace_id.get() or ""
-        key = request.match_info[spec.key]
-        problem = key_problem(spec.key, key)
+        key = request.match_info[route.key]
+        problem = key_problem(route.key, key)
         if problem is not None:  # the caller's mistake, not an incident: answered, not logged
-            return error_response(400, problem, error_code=error_code(spec.code_prefix, 400))
-        ctx = HopContext(state, request, key, trace_id)
+            return error_response(400, problem, error_code=error_code(prefix, 400))
+        ctx = HopContext(state, route, request, key, trace_id)
         try:
-            injected = state.chaos.decide(spec.route, trace_id)
+            injected = state.chaos.decide(route.path, trace_id)
             if injected and not await _apply_faults(ctx, injected):
                 _finish_dropped(ctx, started)
                 return web.Response(status=500)  # never sent: the connection is gone
-            body = await spec.step(ctx)
+            body = await step(ctx)
         except HopError as err:
             latency_ms = _elapsed_ms(started)
             _record_failure(ctx, err, latency_ms)
@@ -406,12 +410,12 @@ def _with_faults(response: web.Response, ctx: HopContext) -> web.Response:
 
 
 def _record_success(ctx: HopContext, latency_ms: float) -> None:
-    spec = ctx.state.spec
+    route = ctx.route
     if ctx.slow or latency_ms >= SLOW_HOP_MS:
-        message = f"{spec.completed}: {_slow_words(spec)}, took {latency_ms:.0f} ms"
-        ctx.log.warning(message, latency_ms=round(latency_ms, 3), error_code=spec.slow_code, slow=True)
+        message = f"{route.completed}: {_slow_words(route)}, took {latency_ms:.0f} ms"
+        ctx.log.warning(message, latency_ms=round(latency_ms, 3), error_code=route.slow_code, slow=True)
     else:
-        ctx.log.info(spec.completed, latency_ms=round(latency_ms, 3))
+        ctx.log.info(route.completed, latency_ms=round(latency_ms, 3))
 
 
 def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
@@ -422,13 +426,13 @@ def _record_failure(ctx: HopContext, err: HopError, latency_ms: float) -> None:
     span = trace.get_current_span()
     span.record_exception(cause)
     span.set_status(StatusCode.ERROR, err.detail)
-    message = failure_message(err.event or ctx.state.spec.failed, cause)
+    message = failure_message(err.event or ctx.route.failed, cause)
     ctx.log.error(message, latency_ms=round(latency_ms, 3), **evidence)
 
 
-def _slow_words(spec: HopSpec) -> str:
+def _slow_words(route: Route) -> str:
     """``slow query`` from ``SLOW_QUERY``: the slow code in words."""
-    return spec.slow_code.replace("_", " ").lower()
+    return route.slow_code.replace("_", " ").lower()
 
 
 def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
@@ -437,13 +441,13 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
     The slow-dependency evidence (a hung query's WARNING, the latency metric an
     analyser thresholds) must not vanish because the caller stopped waiting.
     """
-    spec = ctx.state.spec
+    route = ctx.route
     slow = ctx.slow or any(fault.kind in DELAY_KINDS for fault in ctx.own_faults)
-    code = spec.slow_code if slow else f"{spec.code_prefix}_CANCELLED"
+    code = route.slow_code if slow else f"{ctx.code_prefix}_CANCELLED"
     trace.get_current_span().set_status(StatusCode.ERROR, "cancelled: the caller gave up")
-    what = f"{_slow_words(spec)}, the caller gave up" if slow else "the caller gave up"
+    what = f"{_slow_words(route)}, the caller gave up" if slow else "the caller gave up"
     ctx.log.warning(
-        f"{spec.failed}: {what} after {latency_ms:.0f} ms",
+        f"{route.failed}: {what} after {latency_ms:.0f} ms",
         latency_ms=round(latency_ms, 3),
         error_code=code,
         status=CLIENT_CLOSED,
@@ -455,18 +459,18 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
 
 def _finish_dropped(ctx: HopContext, started: float) -> None:
     latency_ms = _elapsed_ms(started)
-    code = f"{ctx.state.spec.code_prefix}_CONNECTION_RESET"
-    message = f"{ctx.state.spec.failed}: connection reset before the answer was sent"
+    code = f"{ctx.code_prefix}_CONNECTION_RESET"
+    message = f"{ctx.route.failed}: connection reset before the answer was sent"
     ctx.log.error(message, latency_ms=round(latency_ms, 3), error_code=code, status=None)
     _measure(ctx, latency_ms, 0)
 
 
 def _measure(ctx: HopContext, latency_ms: float, status: int) -> None:
-    spec = ctx.state.spec
+    route = ctx.route
     ctx.state.telemetry.metric(
-        spec.service,
+        ctx.state.service.name,
         LATENCY_METRIC,
         round(latency_ms, 3),
         "ms",
-        {"route": spec.route, "status": status, spec.key: ctx.key},
+        {"route": route.path, "status": status, route.key: ctx.key},
     )

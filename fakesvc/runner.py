@@ -1,7 +1,8 @@
-"""Run services in one event loop: bind sites, say where they listen, stop gracefully on a signal.
+"""Run services of a graph in one event loop: bind sites, say where they listen, stop gracefully on a signal.
 
-Used by ``supervisor.py`` (all three services, one batcher) and by
-``python -m fakesvc.<service>`` (one service, its own batcher).
+Used by ``supervisor.py`` (every service of the graph, one batcher), by
+``python -m fakesvc.service NAME`` and ``python -m fakesvc.<service>`` (one
+service, its own batcher).
 """
 
 from __future__ import annotations
@@ -9,36 +10,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from fakesvc import gateway, inventory, payment
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
 from fakesvc.gc_tuning import tune_gc
+from fakesvc.graph.model import Graph
+from fakesvc.graph.placement import graph_of, port_of, url_of
 from fakesvc.loop_errors import install_resource_error_log
-from fakesvc.service import AppFactory
+from fakesvc.service import build_app
 from fakesvc.settings import ConfigError, add_settings
 from fakesvc.stop_signals import StopEvent, stop_on_signals
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings
 
-FACTORIES: dict[str, AppFactory] = {
-    gateway.SERVICE: gateway.create_app,
-    payment.SERVICE: payment.create_app,
-    inventory.SERVICE: inventory.create_app,
-}
 
+def start_order(graph: Graph, services: Sequence[str]) -> list[str]:
+    """``services`` with every callee before its callers (the edge last), so the graph is ready front to back."""
+    order: list[str] = []
 
-def port_of(config: ServiceConfig, service: str) -> int:
-    return {
-        gateway.SERVICE: config.gateway_port,
-        payment.SERVICE: config.payment_port,
-        inventory.SERVICE: config.inventory_port,
-    }[service]
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for callee in graph.callees(name):
+            visit(callee)
+        order.append(name)
+
+    for name in graph.names:
+        visit(name)
+    return [name for name in order if name in services]
 
 
 @dataclass
@@ -52,7 +56,7 @@ class RunningServices:
         return self.runners[service].app
 
     async def stop(self) -> None:
-        """Stop from the edge inward: gateway, then payment, then inventory, each after the one before is done.
+        """Stop from the edge inward (gateway, then payment, then inventory), each after the one before is done.
 
         Each runner stops accepting, lets its in-flight requests finish within
         its grace, then closes; a service stops only once nothing in flight
@@ -67,25 +71,40 @@ async def start_services(
     config: ServiceConfig,
     telemetry: Telemetry,
     chaos: ChaosConfig,
+    graph: Graph | None = None,
 ) -> RunningServices:
-    """Build and bind each service (downstream first, so the chain is ready front to back).
+    """Build and bind each service of the graph (``config``'s by default), callees first.
 
-    A port of 0 binds any free port, and the caller of that service is pointed
-    at the port actually bound (tests and benchmarks use this). The gateway
-    also serves ``/chaos/services``, reaching the services run elsewhere over HTTP.
+    A port of 0 binds any free port, and the callers of that service are
+    pointed at the port actually bound (tests and benchmarks use this). The
+    edge also serves ``/chaos/services``, reaching the services run elsewhere
+    over HTTP.
     """
+    graph = graph or graph_of(config)
     running = RunningServices()
-    order = [name for name in (inventory.SERVICE, payment.SERVICE, gateway.SERVICE) if name in services]
+    order = start_order(graph, services)
+    urls = {name: url_of(graph, name, config) for name in graph.names if name not in order}
+    elsewhere = dict(urls)
     chaos_by_service = {
         name: Chaos(name, chaos.rules.get(name, ()), seed=config.seed, hang_s=config.hang_s) for name in order
     }
     try:
         for name in order:
-            app = FACTORIES[name](config, telemetry, chaos=chaos_by_service[name], admin_token=chaos.admin_token)
-            if name == gateway.SERVICE:
+            callees = {callee: urls[callee] for callee in graph.callees(name)}
+            app = build_app(
+                graph,
+                name,
+                config,
+                telemetry,
+                urls=callees,
+                chaos=chaos_by_service[name],
+                admin_token=chaos.admin_token,
+            )
+            if name == graph.edge.name:
                 app.router.add_routes(
-                    services_routes(chaos_by_service, admin_token=chaos.admin_token, remote=_elsewhere(config, order))
+                    services_routes(chaos_by_service, admin_token=chaos.admin_token, remote=elsewhere, graph=graph)
                 )
+            port = port_of(graph, name, config)
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=config.shutdown_grace_s,
@@ -97,35 +116,18 @@ async def start_services(
             )
             await runner.setup()
             running.runners[name] = runner
-            site = web.TCPSite(runner, config.host, port_of(config, name))  # SO_REUSEADDR on POSIX only
+            site = web.TCPSite(runner, config.host, port)  # SO_REUSEADDR on POSIX only
             try:
                 await site.start()
             except OSError as exc:
-                raise ConfigError(
-                    f"{name}: cannot listen on {config.host}:{port_of(config, name)} ({exc.strerror})"
-                ) from None
-            host, port = runner.addresses[0][:2]
-            running.urls[name] = f"http://{_url_host(host)}:{port}"
-            if port_of(config, name) == 0:
-                config = _point_callers_at(config, name, f"http://127.0.0.1:{port}")
+                raise ConfigError(f"{name}: cannot listen on {config.host}:{port} ({exc.strerror})") from None
+            host, bound = runner.addresses[0][:2]
+            running.urls[name] = f"http://{_url_host(host)}:{bound}"
+            urls[name] = f"http://127.0.0.1:{bound}"
     except BaseException:
         await running.stop()
         raise
     return running
-
-
-def _elsewhere(config: ServiceConfig, here: Sequence[str]) -> dict[str, str]:
-    """The gateway's downstream services that run in other processes, by base URL (for ``/chaos/services``)."""
-    urls = {payment.SERVICE: config.payment_url, inventory.SERVICE: config.inventory_url}
-    return {name: url for name, url in urls.items() if name not in here}
-
-
-def _point_callers_at(config: ServiceConfig, service: str, url: str) -> ServiceConfig:
-    if service == inventory.SERVICE:
-        return replace(config, inventory_url=url)
-    if service == payment.SERVICE:
-        return replace(config, payment_url=url)
-    return config
 
 
 def _url_host(host: str) -> str:
@@ -175,14 +177,24 @@ async def serve(
                 say(format_summary(summary))
 
 
-def main(module: str, services: Sequence[str], argv: Sequence[str] | None = None) -> None:
-    """``python -m fakesvc.<service>``: run one service alone with its own batcher."""
-    parser = service_parser(f"python -m fakesvc.{module}", f"Run {', '.join(services)} alone.")
+def main(module: str, services: Sequence[str] | None = None, argv: Sequence[str] | None = None) -> None:
+    """Run services alone with their own batcher: ``python -m fakesvc.payment``, or ``python -m fakesvc.service NAME``."""
+    what = ", ".join(services) if services else "one service of the graph"
+    parser = service_parser(f"python -m fakesvc.{module}", f"Run {what} alone.")
+    if services is None:
+        parser.add_argument(
+            "service", nargs="?", help="the name of a service of the graph (--graph); default: the graph's first"
+        )
     args = parser.parse_args(argv)
     try:
         config = service_config(args)
+        graph = graph_of(config)
+        services = services or [args.service or graph.names[0]]
+        for name in services:
+            if name not in graph.names:
+                raise ConfigError(f"graph {graph.name} has no service {name!r} (use {', '.join(graph.names)})")
         telemetry = Telemetry(telemetry_config(args))
-        chaos = chaos_config(args)
+        chaos = chaos_config(args, graph=graph)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)

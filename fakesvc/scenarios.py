@@ -1,11 +1,12 @@
-"""The deterministic scenarios of SPEC section 3, keyed by what the order id contains."""
+"""Scenario faults: deterministic by order id (SPEC section 3), declared in the graph as ``fail_if`` / ``hang_if``.
+
+A scenario is named by what the order id contains (``fail-pay``, ``timeout``);
+the traffic mix picks among a graph's scenarios (:func:`fakesvc.graph.model.Graph.scenarios`).
+"""
 
 from __future__ import annotations
 
 from fakesvc.faults import Fault
-
-DECLINED = "fail-pay"  # payment-service: the issuer declines, payment answers 500
-HANG = "timeout"  # inventory-service: the query hangs longer than payment waits
 
 SCENARIO_RULE = -1  # scenario faults come from the order id, not from a chaos rule
 

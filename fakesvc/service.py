@@ -1,15 +1,17 @@
-"""The application every service is: one business route around a hop, plus health, telemetry and chaos.
+"""The application every service of a graph is: its business routes around hops, plus health, telemetry and chaos.
 
-``build_app`` is what the three ``create_app`` factories share; they only say
-what their hop is and which service they call.
+``build_app`` makes any service of any graph; a service's ``create_app``
+(``fakesvc.payment.create_app``) is :func:`app_factory` of its graph and name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -25,11 +27,15 @@ from fakesvc.config import ServiceConfig
 from fakesvc.correlation import correlation_middleware
 from fakesvc.fault_report import fetch_injected
 from fakesvc.faults import Chaos, chaos_routes
-from fakesvc.hop import HopSpec, HopState, hop_handler
+from fakesvc.faults.rules import service_routes
+from fakesvc.graph.model import Graph
+from fakesvc.graph.placement import graph_of, url_of
+from fakesvc.hop import HopState, hop_handler
 from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.in_flight import IN_FLIGHT, InFlight
 from fakesvc.jsonfast import dumps_str
 from fakesvc.prometheus import ServiceMetrics
+from fakesvc.script import run_route
 from fakesvc.telemetry.pipeline import Telemetry
 
 HOP_STATE = web.AppKey("hop_state", HopState)
@@ -59,13 +65,13 @@ MAX_BODY_BYTES = 64 * 1024
 UNWIND_TIMEOUT_S = 1.0
 
 
-def _traced_business_routes(tracing: Middleware, business_route: str) -> Middleware:
-    """Trace only the business route: health checks and control calls would be noise in a trace."""
+def _traced_business_routes(tracing: Middleware, business_routes: Collection[str]) -> Middleware:
+    """Trace only the business routes: health checks and control calls would be noise in a trace."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        if resource is not None and resource.canonical == business_route:
+        if resource is not None and resource.canonical in business_routes:
             return await tracing(request, handler)
         return await handler(request)
 
@@ -82,8 +88,8 @@ async def readyz(request: web.Request) -> web.Response:
         return error_response(503, "not ready")
     degraded = state.telemetry.degraded
     if degraded is not None:  # still serving: only the telemetry's durability is at risk
-        return web.json_response({"status": "degraded", "service": state.spec.service, "reason": degraded})
-    return web.json_response({"status": "ready", "service": state.spec.service})
+        return web.json_response({"status": "degraded", "service": state.service.name, "reason": degraded})
+    return web.json_response({"status": "ready", "service": state.service.name})
 
 
 async def telemetry_stats(request: web.Request) -> web.Response:
@@ -103,8 +109,8 @@ class AppFactory(Protocol):
     ) -> web.Application: ...
 
 
-def app_factory(spec_for: Callable[[ServiceConfig], HopSpec]) -> AppFactory:
-    """A service's ``create_app``, from the function that describes its hop under a config."""
+def app_factory(graph_name: str, service: str) -> AppFactory:
+    """``create_app`` of one service of a graph: the services it calls are found by the settings (:mod:`.placement`)."""
 
     def create_app(
         config: ServiceConfig,
@@ -113,53 +119,61 @@ def app_factory(spec_for: Callable[[ServiceConfig], HopSpec]) -> AppFactory:
         chaos: Chaos | None = None,
         admin_token: str | None = None,
     ) -> web.Application:
-        return build_app(spec_for(config), config, telemetry, chaos=chaos, admin_token=admin_token)
+        graph = graph_of(replace(config, graph=graph_name))
+        urls = {callee: url_of(graph, callee, config) for callee in graph.callees(service)}
+        return build_app(graph, service, config, telemetry, urls=urls, chaos=chaos, admin_token=admin_token)
 
     return create_app
 
 
 def build_app(
-    spec: HopSpec,
+    graph: Graph,
+    service_name: str,
     config: ServiceConfig,
     telemetry: Telemetry,
     *,
+    urls: Mapping[str, str],
     chaos: Chaos | None = None,
     admin_token: str | None = None,
 ) -> web.Application:
     """Assemble one service: middlewares (trace, correlate, JSON errors), routes and lifecycle.
 
-    With no span exporter the OpenTelemetry instrumentations are left out
-    altogether: they cost ~100 us a request even when nothing is recorded,
-    and the checkout's trace id still travels in ``x-request-id``.
+    ``urls`` says where each service it calls listens. With no span exporter
+    the OpenTelemetry instrumentations are left out altogether: they cost
+    ~100 us a request even when nothing is recorded, and the checkout's trace
+    id still travels in ``x-request-id``.
     """
+    service = graph.service(service_name)
     quiet_parser_errors()
     in_flight = InFlight()
-    middlewares = [correlation_middleware(spec.service), json_errors(), body_deadline(config.idle_timeout_s)]
+    middlewares = [correlation_middleware(service.name), json_errors(), body_deadline(config.idle_timeout_s)]
     trace_configs = []
     tracer = None
     if telemetry.tracing:
-        provider = telemetry.tracer_provider(spec.service)
+        provider = telemetry.tracer_provider(service.name)
         _server_instrumentation_ready()
         tracing = create_aiohttp_middleware(tracer_provider=provider)
-        middlewares.insert(0, _traced_business_routes(tracing, spec.route))
+        middlewares.insert(0, _traced_business_routes(tracing, {route.path for route in service.routes}))
         trace_configs.append(create_trace_config(tracer_provider=provider))
         tracer = provider.get_tracer("fakesvc")
-    chaos = chaos or Chaos(spec.service, seed=config.seed, hang_s=config.hang_s)
+    chaos = chaos or Chaos(service.name, seed=config.seed, hang_s=config.hang_s)
     metrics = ServiceMetrics(chaos, telemetry)
     middlewares.insert(0, metrics.middleware)  # sees the final status, JSON errors included
     middlewares.insert(0, in_flight.middleware)  # outermost: a request counts until its span has ended
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     state = HopState(
-        spec=spec,
+        service=service,
         config=config,
         telemetry=telemetry,
         chaos=chaos,
         tracer=tracer,
         rng=random.Random(config.seed),
+        urls=dict(urls),
     )
     app[HOP_STATE] = state
     app[IN_FLIGHT] = in_flight
-    app.router.add_route(spec.method, spec.route, hop_handler(state))
+    for route in service.routes:
+        app.router.add_route(route.method, route.path, hop_handler(state, route, run_route))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/telemetry", telemetry_stats)
@@ -167,14 +181,15 @@ def build_app(
     app.router.add_routes(
         chaos_routes(
             state.chaos,
+            routes=service_routes(graph, service.name),
             admin_token=admin_token,
-            downstream_windows=(lambda: downstream_windows(state)) if spec.downstream else None,
-            downstream_injected=(lambda trace_id: downstream_injected(state, trace_id)) if spec.downstream else None,
+            downstream_windows=(lambda: downstream_windows(state)) if state.urls else None,
+            downstream_injected=(lambda trace_id: downstream_injected(state, trace_id)) if state.urls else None,
         )
     )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if spec.downstream is not None:
+        if state.urls:
             state.session = aiohttp.ClientSession(
                 trace_configs=trace_configs,
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
@@ -185,7 +200,7 @@ def build_app(
         # requests that outlived the server's grace: cut them, and let them end their spans and logs
         cut = await in_flight.cut(UNWIND_TIMEOUT_S)
         if cut:
-            _log.warning("Requests cut at shutdown", service=spec.service, count=cut, harness=True)
+            _log.warning("Requests cut at shutdown", service=service.name, count=cut, harness=True)
         if state.session is not None:
             await state.session.close()
 
@@ -194,29 +209,49 @@ def build_app(
     return app
 
 
-async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
-    """The scheduled fault windows of the services behind this one (empty if they do not answer)."""
-    assert state.session is not None and state.spec.downstream is not None
+async def _windows_of(state: HopState, service: str, base_url: str) -> list[dict[str, Any]]:
+    assert state.session is not None
     try:
         with suppress_http_instrumentation():
             async with state.session.get(
-                f"{state.spec.downstream.base_url}/chaos/windows", timeout=aiohttp.ClientTimeout(total=2)
+                f"{base_url}/chaos/windows", timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 windows = await response.json() if response.status == 200 else []
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        _log.warning(
-            "Fault windows unavailable", upstream_service=state.spec.downstream.service, error=str(exc), harness=True
-        )
+        _log.warning("Fault windows unavailable", upstream_service=service, error=str(exc), harness=True)
         return []
     return windows if isinstance(windows, list) else []
 
 
+async def downstream_windows(state: HopState) -> list[dict[str, Any]]:
+    """The scheduled fault windows of the services behind this one, each once (empty for those that do not answer)."""
+    found = await asyncio.gather(*(_windows_of(state, name, url) for name, url in state.urls.items()))
+    return _unique(window for windows in found for window in windows)
+
+
 async def downstream_injected(state: HopState, trace_id: str) -> list[dict[str, Any]]:
-    """What the services behind this one injected into a trace (empty if they do not answer)."""
-    assert state.session is not None and state.spec.downstream is not None
-    return await fetch_injected(state.session, state.spec.downstream.base_url, trace_id) or []
+    """What the services behind this one injected into a trace, each record once (empty if they do not answer)."""
+    assert state.session is not None
+    session = state.session
+    found = await asyncio.gather(*(fetch_injected(session, url, trace_id) for url in state.urls.values()))
+    return _unique(record for records in found for record in records or [])
+
+
+def _unique(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item once, in order: a service behind two callers is reported by both."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
 
 
 async def _not_ready(app: web.Application) -> None:
     """Stop advertising readiness as soon as shutdown begins, before in-flight requests end."""
     app[HOP_STATE].ready = False
+
+
+if __name__ == "__main__":
+    from fakesvc.runner import main
+
+    main("service")

@@ -57,6 +57,7 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
                     "detail": "connection dropped (rule 0)",
                     "status": None,
                     "delay_ms": None,
+                    "hop": "0.0.0",  # the gateway's call 0 (payment), then payment's call 0
                 }
             ]
         for process in reversed(processes):  # from the edge inward, as the supervisor stops them

@@ -123,6 +123,7 @@ async def test_rule_faults_and_fault_windows_reach_the_truth_and_the_report(chai
                 "detail": "latency 20 ms (rule 0)",
                 "status": None,
                 "delay_ms": 20.0,
+                "hop": "0.0",  # reached by the gateway's first call
             }
         ]
         assert line["root_cause_service"] == "payment-service" and line["expected_status"] == 200 == line["status"]

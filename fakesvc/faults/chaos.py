@@ -25,6 +25,7 @@ from typing import Any
 
 from fakesvc.faults.markers import Marker, log_marker, markers_for, window_trace_id
 from fakesvc.faults.rules import Rule
+from fakesvc.graph.model import ENTRY_HOP
 
 INJECTED_TRACES = 10_000
 DELAY_KINDS = ("latency", "hang")
@@ -42,12 +43,13 @@ class Fault:
     exception: str
     delay_s: float
 
-    def truth(self) -> dict[str, Any]:
+    def truth(self, hop: str = ENTRY_HOP) -> dict[str, Any]:
         """The ground-truth record: structured fields to compute with, and a human ``detail`` to read.
 
         ``status`` is the answer an ``error`` gives, ``delay_ms`` the time a
-        ``latency`` or ``hang`` adds (null for the other kinds): the truth is
-        computed from these, never parsed back from ``detail``.
+        ``latency`` or ``hang`` adds (null for the other kinds), ``hop`` where
+        in the checkout's calls the request was (``0.1``: the entry's second
+        call): the truth is computed from these, never parsed back from ``detail``.
         """
         delay_ms = round(self.delay_s * 1000, 3) if self.kind in DELAY_KINDS else None
         if self.rule < 0:
@@ -61,7 +63,14 @@ class Fault:
         else:
             detail = f"connection dropped (rule {self.rule})"
         status = self.status if self.kind == "error" else None
-        return {"service": self.service, "kind": self.kind, "detail": detail, "status": status, "delay_ms": delay_ms}
+        return {
+            "service": self.service,
+            "kind": self.kind,
+            "detail": detail,
+            "status": status,
+            "delay_ms": delay_ms,
+            "hop": hop,
+        }
 
 
 def _unit(seed: int, service: str, index: int, key: str, salt: str) -> float:
@@ -92,7 +101,7 @@ class Chaos:
         self._on_marker = on_marker
         self._timers: list[asyncio.TimerHandle] = []
         self._random = random.Random()
-        self._injected: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._injected: OrderedDict[str, dict[str, list[dict[str, Any]]]] = OrderedDict()  # trace -> hop -> records
         self.injected_by_kind: Counter[str] = Counter()  # every fault applied, for /metrics
         self.set_rules(rules)
 
@@ -188,19 +197,21 @@ class Chaos:
         status = rule.status if rule.kind == "error" else None
         return Fault(self.service, rule.kind, index, status, rule.message, rule.exception, delay_s)
 
-    def record(self, trace_id: str, faults: Iterable[Fault]) -> None:
-        """Remember what this service injected into the latest request of a trace.
+    def record(self, trace_id: str, faults: Iterable[Fault], hop: str = ENTRY_HOP) -> None:
+        """Remember what this service injected into the latest request of a trace at one hop.
 
-        Bounded (oldest forgotten first); a later request with the same trace
-        id (a rerun with the same seed) replaces the entry.
+        A service called from several places in one checkout (a shared cache)
+        keeps each hop's faults. Bounded (oldest trace forgotten first); a later
+        request with the same trace id and hop (a rerun with the same seed)
+        replaces that hop's entry.
         """
-        self._injected[trace_id] = [fault.truth() for fault in faults]
+        self._injected.setdefault(trace_id, {})[hop] = [fault.truth(hop) for fault in faults]
         self._injected.move_to_end(trace_id)
         if len(self._injected) > INJECTED_TRACES:
             self._injected.popitem(last=False)
 
     def injected(self, trace_id: str) -> list[dict[str, Any]]:
-        return list(self._injected.get(trace_id, ()))
+        return [record for records in self._injected.get(trace_id, {}).values() for record in records]
 
     def windows(self) -> list[dict[str, Any]]:
         """Each scheduled rule's absolute window, so an incident's start and end can be scored."""

@@ -7,23 +7,24 @@ change leaves the old rules in force.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from fakesvc import BUSINESS_ROUTES
 from fakesvc.faults import fanout
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.chaos import Chaos
 from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.faults.rules import parse_rules, rules_by_service
+from fakesvc.graph.model import Graph
 
 
 def chaos_routes(
     chaos: Chaos,
     *,
+    routes: Collection[str] | None = None,
     admin_token: str | None,
     downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     downstream_injected: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
@@ -31,11 +32,11 @@ def chaos_routes(
     """``GET/PUT/DELETE /chaos``, ``GET /chaos/windows`` and ``GET /chaos/injected/{trace_id}``.
 
     Reading needs nothing; changing rules needs a caller :func:`check_caller`
-    lets through. ``/chaos/windows`` adds the windows of the services
-    downstream, so the gateway answers for the chain; ``/chaos/injected`` adds
-    their faults in the trace the same way.
+    lets through; a rule may name only one of ``routes`` (the service's
+    business routes, when known). ``/chaos/windows`` adds the windows of the
+    services downstream, so the edge answers for the graph; ``/chaos/injected``
+    adds their faults in the trace the same way.
     """
-    routes = (BUSINESS_ROUTES[chaos.service],) if chaos.service in BUSINESS_ROUTES else None
 
     async def get_rules(_request: web.Request) -> web.Response:
         return web.json_response(chaos.snapshot())
@@ -80,9 +81,13 @@ def chaos_routes(
 
 
 def services_routes(
-    chaos_by_service: dict[str, Chaos], *, admin_token: str | None, remote: Mapping[str, str] | None = None
+    chaos_by_service: dict[str, Chaos],
+    *,
+    admin_token: str | None,
+    remote: Mapping[str, str] | None = None,
+    graph: Graph | None = None,
 ) -> list[web.RouteDef]:
-    """``GET/PUT /chaos/services``: every service's rules in one call, served by the gateway.
+    """``GET/PUT /chaos/services``: every service's rules in one call, served by the edge (the gateway).
 
     The body of a PUT is keyed by service like a rules file; every service's
     rules are validated before any is replaced, so a bad rule changes nothing.
@@ -107,7 +112,7 @@ def services_routes(
     async def put_all(request: web.Request) -> web.Response:
         check_caller(request, admin_token)
         try:
-            rules = rules_by_service(await read_json(request), "body")
+            rules = rules_by_service(await read_json(request), "body", graph)
             unknown = sorted(set(rules) - set(chaos_by_service) - set(remote))
             if unknown:
                 raise InputError(f"body: {unknown[0]} does not run in this process")

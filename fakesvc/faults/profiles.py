@@ -18,6 +18,8 @@ from typing import Any
 from fakesvc import settings
 from fakesvc.faults.inputs import InputError
 from fakesvc.faults.rules import Rule, RuleError, rules_by_service
+from fakesvc.graph.load import load_graph
+from fakesvc.graph.model import Graph
 from fakesvc.settings import ConfigError, Setting
 
 PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -132,11 +134,13 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
         ],
     },
 }
-PROFILE_NAMES = tuple(PROFILES)
+# Each graph's profiles; a graph without any has only "none".
+GRAPH_PROFILES: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {"checkout": PROFILES}
+PROFILE_NAMES = tuple(dict.fromkeys(name for profiles in GRAPH_PROFILES.values() for name in profiles))
 
 
-def load_chaos_file(path: str) -> dict[str, tuple[Rule, ...]]:
-    """Rules keyed by service from a JSON or TOML file (by suffix)."""
+def load_chaos_file(path: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:
+    """Rules keyed by service from a JSON or TOML file (by suffix), checked against ``graph`` (default: checkout)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -146,13 +150,16 @@ def load_chaos_file(path: str) -> dict[str, tuple[Rule, ...]]:
         document = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise RuleError(f"{path}: not valid {'TOML' if file.suffix == '.toml' else 'JSON'}: {exc}") from None
-    return rules_by_service(document, path)
+    return rules_by_service(document, path, graph)
 
 
-def profile_rules(name: str) -> dict[str, tuple[Rule, ...]]:
-    if name not in PROFILES:
-        raise RuleError(f"unknown profile {name!r} (use {', '.join(PROFILE_NAMES)})")
-    return rules_by_service(PROFILES[name], f"profile {name}")
+def profile_rules(name: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:
+    """A named profile's rules for the graph (default: checkout); a profile of another graph is refused."""
+    graph = graph or load_graph("checkout")
+    profiles = GRAPH_PROFILES.get(graph.name, {"none": {}})
+    if name not in profiles:
+        raise RuleError(f"profile {name!r} is not for graph {graph.name} (use {', '.join(profiles)})")
+    return rules_by_service(profiles[name], f"profile {name}", graph)
 
 
 @dataclass(frozen=True)
@@ -190,13 +197,16 @@ CHAOS_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None) -> ChaosConfig:
-    """Rules from the profile, then the file (a file's service replaces the profile's), on the time scale."""
+def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None, graph: Graph | None = None) -> ChaosConfig:
+    """Rules from the profile, then the file (a file's service replaces the profile's), on the time scale.
+
+    Both are checked against ``graph`` (default: checkout): its services and routes.
+    """
     values = settings.resolve(CHAOS_SETTINGS, args, environ)
     try:
-        rules = dict(profile_rules(values["chaos_profile"]))
+        rules = dict(profile_rules(values["chaos_profile"], graph))
         if values["chaos"]:
-            rules.update(load_chaos_file(values["chaos"]))
+            rules.update(load_chaos_file(values["chaos"], graph))
     except InputError as exc:
         raise ConfigError(f"--chaos: {exc}") from None
     scale = values["chaos_time_scale"]

@@ -10,9 +10,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fakesvc import BUSINESS_ROUTES, SERVICE_NAMES
 from fakesvc.faults import noise
 from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
+from fakesvc.graph.load import load_graph
+from fakesvc.graph.model import Graph
+from fakesvc.raising import is_exception_name
 
 KINDS = ("error", "latency", "hang", "drop", "noise")
 HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout
@@ -124,7 +126,7 @@ def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
         values["message"] = text(f"{where}.message", raw["message"], max_chars=MAX_MESSAGE_CHARS)
     if "exception" in raw:
         name = text(f"{where}.exception", raw["exception"], max_chars=MAX_EXCEPTION_CHARS)
-        if not name.isidentifier():
+        if not is_exception_name(name):
             raise RuleError(f"{where}.exception: must be an exception class name")
         values["exception"] = name
     if "latency_ms" in raw:
@@ -179,13 +181,19 @@ def parse_rules(payload: Any, where: str = "rules", routes: Collection[str] | No
     return tuple(_rule(f"{where}[{index}]", raw, routes) for index, raw in enumerate(payload))
 
 
-def rules_by_service(document: Any, where: str) -> dict[str, tuple[Rule, ...]]:
-    """``{"inventory-service": [rules...], ...}`` validated; unknown services are errors."""
+def service_routes(graph: Graph, service: str) -> tuple[str, ...]:
+    """The routes a rule of ``service`` may name: the ones it serves in the graph."""
+    return tuple(route.path for route in graph.service(service).routes)
+
+
+def rules_by_service(document: Any, where: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:
+    """``{"inventory-service": [rules...], ...}`` validated against the graph (default: checkout); unknown services are errors."""
+    graph = graph or load_graph("checkout")
     if not isinstance(document, Mapping):
         raise RuleError(f"{where}: must map service names to lists of rules")
     out = {}
     for service, rules in document.items():
-        if service not in SERVICE_NAMES:
-            raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(SERVICE_NAMES)})")
-        out[service] = parse_rules(rules, f"{where}[{service}]", (BUSINESS_ROUTES[service],))
+        if service not in graph.names:
+            raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(graph.names)})")
+        out[service] = parse_rules(rules, f"{where}[{service}]", service_routes(graph, service))
     return out

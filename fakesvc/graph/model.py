@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-Reason = Literal["timeout", "connection", "status"]  # how a call fails (fakesvc.hop.UpstreamFailure.reason)
+# How a call fails (fakesvc.hop.UpstreamFailure.reason: timeout, connection, status), and "any" of them.
 FAILURE_KEYS: tuple[str, ...] = ("timeout", "connection", "status", "any")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -69,8 +69,8 @@ class Call:
     errors: Mapping[str, Failure] = field(default_factory=dict)
     index: int = 0
 
-    def failure(self, reason: Reason) -> Failure:
-        """This hop's answer when the call failed for ``reason``."""
+    def failure(self, reason: str) -> Failure:
+        """This hop's answer when the call failed for ``reason`` (``timeout``, ``connection`` or ``status``)."""
         found = self.errors.get(reason) or self.errors.get("any")
         if found is not None:
             return found
@@ -213,6 +213,16 @@ class Graph:
                 seen.setdefault(call.service, None)
         return list(seen)
 
+    def scenarios(self) -> list[str]:
+        """The scenario names (``fail_if`` / ``hang_if`` ``key_contains``), each once, in file order."""
+        found: dict[str, None] = {}
+        for service in self.services:
+            for route in service.routes:
+                for step in steps_of(route.script):
+                    if isinstance(step, (FailIf, HangIf)):
+                        found.setdefault(step.key_contains, None)
+        return list(found)
+
     def edges(self) -> list[tuple[str, str, str]]:
         """Every (caller, callee, call path) in the graph, once each, in file order."""
         out: dict[tuple[str, str, str], None] = {}
@@ -223,13 +233,17 @@ class Graph:
         return list(out)
 
 
+def steps_of(steps: tuple[Step, ...]) -> Iterator[Step]:
+    """Every step of a script in document order, those nested in ``parallel`` and ``span`` included."""
+    for step in steps:
+        yield step
+        if isinstance(step, (Parallel, Span)):
+            yield from steps_of(step.steps)
+
+
 def calls_of(steps: tuple[Step, ...]) -> Iterator[Call]:
     """The calls of a script in document order, nested ones included."""
-    for step in steps:
-        if isinstance(step, Call):
-            yield step
-        elif isinstance(step, (Parallel, Span)):
-            yield from calls_of(step.steps)
+    return (step for step in steps_of(steps) if isinstance(step, Call))
 
 
 ENTRY_HOP = "0"

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 
 from fakesvc import settings
-from fakesvc.config import service_config
+from fakesvc.config import SERVICE_SETTINGS, service_config
 from fakesvc.console import say
+from fakesvc.graph.placement import graph_of
 from fakesvc.settings import ConfigError
 from fakesvc.stop_signals import stop_on_signals
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
@@ -44,6 +45,7 @@ def main() -> None:
         epilog=f"{EXIT_STATUSES}; 1 also when nothing answers at --target.",
     )
     add_traffic_arguments(parser, with_target=True)
+    settings.add_settings(parser, [setting for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_GRAPH"])
     args = parser.parse_args()
     try:
         seed = settings.resolve((settings.Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, ""),), args)[
@@ -51,9 +53,9 @@ def main() -> None:
         ]
         if args.rate is None:
             raise ConfigError("--rate: required")
-        services = service_config()  # the timeouts the services run with (same environment)
+        services = service_config(args)  # the graph and timeouts the services run with (same environment)
         timeouts = Timeouts(services.inventory_timeout_s, services.payment_timeout_s)
-        config = traffic_config_from_args(args, seed=seed, timeouts=timeouts)
+        config = traffic_config_from_args(args, seed=seed, timeouts=timeouts, graph=graph_of(services))
         assert config is not None, "--rate was given"
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from fakesvc.graph.model import Graph
 from fakesvc.settings import ConfigError
-from fakesvc.traffic.plan import DEFAULT_MIX, SCENARIOS, parse_mix
+from fakesvc.traffic.plan import DEFAULT_MIX, SCENARIOS, default_mix, mix_text, parse_mix, scenarios_of
 from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Timeouts
 
 
@@ -23,6 +24,7 @@ class TrafficConfig:
     max_in_flight: int = 1000
     progress: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)  # the services' and the generator's (checkout_s)
+    graph: Graph | None = None  # the topology sent to and judged on; None: the checkout, with ``timeouts``
 
     @property
     def total(self) -> int:
@@ -36,7 +38,10 @@ def add_traffic_arguments(parser: argparse.ArgumentParser, *, with_target: bool)
     group = parser.add_argument_group("traffic (with --rate, send checkouts, print a summary and exit)")
     if with_target:
         group.add_argument(
-            "--target", default="http://127.0.0.1:8003", help="the api-gateway base URL (default http://127.0.0.1:8003)"
+            "--target",
+            default="http://127.0.0.1:8003",
+            help="the base URL of the graph's edge service, the api-gateway's for the checkout "
+            "(default http://127.0.0.1:8003)",
         )
         group.add_argument(
             "--seed",
@@ -48,9 +53,10 @@ def add_traffic_arguments(parser: argparse.ArgumentParser, *, with_target: bool)
     group.add_argument("--count", default=None, help="number of checkouts, instead of --duration")
     group.add_argument(
         "--mix",
-        default="success=90,fail-pay=5,timeout=5",
+        default=None,
         help=f"scenario weights, SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)}"
-        " (default success=90,fail-pay=5,timeout=5)",
+        f" (default {mix_text(DEFAULT_MIX)}); another graph: success and its own fail_if/hang_if names,"
+        " 90 %% success by default",
     )
     group.add_argument("--truth", default=None, help="write the ground truth here (JSON lines)")
     group.add_argument("--report", default=None, help="write the JSON report here")
@@ -78,8 +84,9 @@ def traffic_config_from_args(
     target: str | None = None,
     seed: int | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    graph: Graph | None = None,
 ) -> TrafficConfig | None:
-    """The traffic to send, or None when ``--rate`` was not given (serve until stopped)."""
+    """The traffic to send to ``graph`` (None: the checkout), or None when ``--rate`` was not given (serve until stopped)."""
     if args.rate is None:
         for flag in ("duration", "count", "truth", "report"):
             if getattr(args, flag) is not None:
@@ -92,8 +99,9 @@ def traffic_config_from_args(
     duration = _number("--duration", args.duration, float, 0) if args.duration is not None else None
     if count is None and duration is None:
         duration = 10.0
+    scenarios = scenarios_of(graph.scenarios()) if graph is not None else SCENARIOS
     try:
-        mix = parse_mix(args.mix)
+        mix = default_mix(scenarios) if args.mix is None else parse_mix(args.mix, scenarios)
     except ValueError as exc:
         raise ConfigError(f"--mix: {exc} (got {args.mix!r})") from None
     return TrafficConfig(
@@ -108,4 +116,5 @@ def traffic_config_from_args(
         max_in_flight=int(_number("--max-in-flight", args.max_in_flight, int, 0)),
         progress=not args.quiet,
         timeouts=timeouts,
+        graph=graph,
     )

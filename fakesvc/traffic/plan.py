@@ -5,20 +5,39 @@ from __future__ import annotations
 import math
 import random
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-SCENARIOS = ("success", "fail-pay", "timeout")
-DEFAULT_MIX = {"success": 90, "fail-pay": 5, "timeout": 5}
+HEALTHY = "success"  # the scenario every graph has: an order id no fail_if or hang_if matches
+SCENARIOS = (HEALTHY, "fail-pay", "timeout")  # the checkout graph's
+DEFAULT_MIX = {HEALTHY: 90, "fail-pay": 5, "timeout": 5}
 
 
-def parse_mix(raw: str) -> dict[str, float]:
+def scenarios_of(graph_scenarios: Sequence[str]) -> tuple[str, ...]:
+    """A graph's traffic scenarios: ``success``, then its own (``fail_if`` / ``hang_if`` names)."""
+    return (HEALTHY, *(name for name in graph_scenarios if name != HEALTHY))
+
+
+def default_mix(scenarios: Sequence[str]) -> dict[str, float]:
+    """90 % healthy, the other 10 % shared by the graph's scenarios (the checkout: 90/5/5)."""
+    others = [name for name in scenarios if name != HEALTHY]
+    if not others:
+        return {HEALTHY: 100}
+    return {HEALTHY: 90, **{name: 10 / len(others) for name in others}}
+
+
+def mix_text(mix: Mapping[str, float]) -> str:
+    """``success=90,fail-pay=5,timeout=5``: a mix as the flag takes it."""
+    return ",".join(f"{name}={weight:g}" for name, weight in mix.items())
+
+
+def parse_mix(raw: str, scenarios: Sequence[str] = SCENARIOS) -> dict[str, float]:
     """``success=90,fail-pay=5,timeout=5`` -> weights; unknown scenarios and bad weights are errors."""
     mix: dict[str, float] = {}
     for part in raw.split(","):
         name, sep, weight = part.strip().partition("=")
-        if not sep or name not in SCENARIOS:
-            raise ValueError(f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)}")
+        if not sep or name not in scenarios:
+            raise ValueError(f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(scenarios)}")
         try:
             if not weight.isascii():  # float() takes any script's digits ("\u0661" is 1)
                 raise ValueError
@@ -36,12 +55,13 @@ def parse_mix(raw: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Checkout:
-    """One planned checkout: its position, scenario, order id and trace id."""
+    """One planned checkout: its position, scenario, order id, trace id, and the entry route it is sent to."""
 
     index: int
     scenario: str
     order_id: str
     trace_id: str
+    entry: str = ""  # the entry route's name ("POST /checkout/{order_id}"); "" is the graph's first
 
     def headers(self) -> dict[str, str]:
         """What the checkout request carries: its trace id as ``x-request-id`` and as a W3C ``traceparent``.
@@ -53,17 +73,27 @@ class Checkout:
         return {"x-request-id": self.trace_id, "traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-01"}
 
 
-def plan(mix: Mapping[str, float], seed: int | None, prefix: str = "ord") -> Iterator[Checkout]:
+def plan(
+    mix: Mapping[str, float],
+    seed: int | None,
+    prefix: str = "ord",
+    entries: Sequence[tuple[str, float]] = (),
+) -> Iterator[Checkout]:
     """An endless, reproducible sequence of checkouts (the same seed gives the same sequence).
 
-    ``prefix`` starts every order id: a Locust worker tags its own, so no two workers send one id.
+    ``prefix`` starts every order id: a Locust worker tags its own, so no two
+    workers send one id. ``entries`` are the graph's entry routes and their
+    weights; with more than one, each checkout draws its route too.
     """
     rng = random.Random(seed)
     names = list(mix)
     weights = [mix[name] for name in names]
+    routes = [name for name, _ in entries]
+    route_weights = [weight for _, weight in entries]
     index = 0
     while True:
         scenario = rng.choices(names, weights)[0]
         trace_id = format(rng.getrandbits(128), "032x")
-        yield Checkout(index, scenario, f"{prefix}-{index:06d}-{scenario}", trace_id)
+        entry = rng.choices(routes, route_weights)[0] if len(routes) > 1 else ""
+        yield Checkout(index, scenario, f"{prefix}-{index:06d}-{scenario}", trace_id, entry)
         index += 1

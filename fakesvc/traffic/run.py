@@ -22,10 +22,13 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
+from urllib.parse import quote
 
 import aiohttp
 
 from fakesvc.fault_report import decode_faults, fetch_injected
+from fakesvc.graph.load import load_graph
+from fakesvc.graph.model import Graph, fill
 from fakesvc.jsonfast import dumps_str
 from fakesvc.stop_signals import StopEvent
 from fakesvc.traffic.config import TrafficConfig
@@ -62,14 +65,14 @@ class Outcome(NamedTuple):
 
 
 def truth_line(
-    run_id: str, outcome: Outcome, timeouts: Timeouts, *, interrupted: bool = False
+    run_id: str, outcome: Outcome, timeouts: Timeouts, *, interrupted: bool = False, graph: Graph | None = None
 ) -> tuple[dict[str, Any], Verdict]:
     """A checkout's truth line and its verdict; one home for the format.
 
     The built-in generator and the Locust file both write these, so a scorer
     reads their truth the same way.
     """
-    verdict = judge(outcome.faults, timeouts)
+    verdict = judge(outcome.faults, timeouts, graph, outcome.checkout.entry or None)
     line: dict[str, Any] = {
         "run_id": run_id,
         "trace_id": outcome.trace_id,
@@ -116,7 +119,9 @@ class Run:
         answered = "interrupted" if interrupted else str(status) if status is not None else "error"
         self.outcomes[(outcome.checkout.scenario, answered)] += 1
         self.latencies.setdefault(outcome.checkout.scenario, []).append(outcome.latency_ms)
-        line, verdict = truth_line(self.run_id, outcome, self.config.timeouts, interrupted=interrupted)
+        line, verdict = truth_line(
+            self.run_id, outcome, self.config.timeouts, interrupted=interrupted, graph=self.config.graph
+        )
         if not interrupted:
             self.completed += 1
             if status != verdict.expected_status:
@@ -145,9 +150,8 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
     end: float | None = None
     try:
         try:
-            async with session.post(
-                f"{run.config.target}/checkout/{checkout.order_id}", headers=checkout.headers()
-            ) as response:
+            method, url = entry_request(run.config, checkout)
+            async with session.request(method, url, headers=checkout.headers()) as response:
                 await response.read()
                 status = response.status
                 trace_id = response.headers.get("x-request-id", trace_id)
@@ -170,6 +174,14 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
     run.record(
         Outcome(checkout, trace_id, status, error, faults, (end - scheduled) * 1000, scheduled + offset, end + offset)
     )
+
+
+def entry_request(config: TrafficConfig, checkout: Checkout) -> tuple[str, str]:
+    """The method and URL of a checkout: its entry route of the graph (the checkout's ``POST /checkout/{order_id}``)."""
+    graph = config.graph or load_graph("checkout")
+    routes = {route.name: route for _, route in graph.entry_routes()}
+    route = routes.get(checkout.entry) or next(iter(routes.values()))
+    return route.method, config.target + fill(route.path, {route.key: quote(checkout.order_id, safe="")})
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
@@ -287,7 +299,8 @@ async def _schedule(
     config = run.config
     loop = asyncio.get_running_loop()
     interval = 1.0 / config.rate
-    for checkout in islice(plan(config.mix, config.seed), config.total):
+    entries = [(route.name, route.weight) for _, route in (config.graph or load_graph("checkout")).entry_routes()]
+    for checkout in islice(plan(config.mix, config.seed, entries=entries), config.total):
         scheduled = started + checkout.index * interval
         delay = scheduled - loop.time()
         if delay > 0:

@@ -1,0 +1,64 @@
+"""Which graph a process runs, where each of its services listens, and where callers find it.
+
+A port is, in order: the checkout's named setting (``GATEWAY_PORT``,
+``PAYMENT_PORT``, ``INVENTORY_PORT``: SPEC section 10), ``<PREFIX>_PORT`` in
+the environment (any graph: ``CARTSERVICE_PORT``), the graph file's
+``port``, else ``FAKESVC_BASE_PORT`` plus the service's index (0: any free
+port). A caller finds a service at ``PAYMENT_URL``/``INVENTORY_URL``, else
+``<PREFIX>_URL``, else on loopback at its port: separate hosts set the URLs.
+Light to import (no aiohttp): the container probe reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakesvc import settings
+from fakesvc.config import ServiceConfig
+from fakesvc.graph.load import load_graph
+from fakesvc.graph.model import Graph
+from fakesvc.settings import ConfigError
+
+_NAMED_PORTS = {"GATEWAY": "gateway_port", "PAYMENT": "payment_port", "INVENTORY": "inventory_port"}
+_NAMED_URLS = {"PAYMENT": "payment_url", "INVENTORY": "inventory_url"}
+# Settings that override the graph parameters of the same name (the checkout's timeouts, any graph's hang).
+PARAMETER_SETTINGS = ("inventory_timeout_s", "payment_timeout_s", "hang_s")
+
+
+def graph_of(config: ServiceConfig) -> Graph:
+    """The graph ``config`` names, its parameters overridden by the settings; :class:`ConfigError` if it is bad."""
+    return load_graph(config.graph, {name: getattr(config, name) for name in PARAMETER_SETTINGS})
+
+
+def _from_env(config: ServiceConfig, name: str, parse: Any) -> Any:
+    raw = config.address_env.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def port_of(graph: Graph, service: str, config: ServiceConfig) -> int:
+    """The port ``service`` listens on (0: any free one)."""
+    found = graph.service(service)
+    named = _NAMED_PORTS.get(found.code_prefix)
+    if named is not None and getattr(config, named) is not None:
+        return int(getattr(config, named))
+    port = _from_env(config, f"{found.code_prefix}_PORT", settings.port)
+    if port is not None:
+        return int(port)
+    if found.port is not None:
+        return found.port
+    return config.base_port + graph.names.index(service) if config.base_port else 0
+
+
+def url_of(graph: Graph, service: str, config: ServiceConfig) -> str:
+    """The base URL a caller reaches ``service`` at, when it is not bound in this process."""
+    prefix = graph.service(service).code_prefix
+    named = _NAMED_URLS.get(prefix)
+    if named is not None and getattr(config, named) is not None:
+        return str(getattr(config, named))
+    url = _from_env(config, f"{prefix}_URL", settings.http_url)
+    return str(url) if url is not None else f"http://127.0.0.1:{port_of(graph, service, config)}"
