@@ -134,8 +134,57 @@ PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
         ],
     },
 }
+# The shop graph's incidents (fakesvc/graph/graphs/shop.yaml), each with a trap for an analyser that blames
+# the deepest or loudest ERROR. Same length as the checkout's: 90 s, windows from 15 s.
+SHOP_PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "none": {},
+    # The shared catalogue degrades (15-75 s): browse pages and orders fail through it, while recommendations,
+    # which also call it, fall back quietly. Three callers' ERRORs and WARNINGs name one dependency.
+    "catalog-outage": {
+        "productcatalogservice": [
+            {
+                "kind": "error",
+                "probability": 0.3,
+                "status": 503,
+                "exception": "ConnectionError",
+                "message": "Catalog DB connection pool exhausted",
+                "start_s": 15,
+                "duration_s": 60,
+            },
+        ],
+    },
+    # The confirmation email is down all run (503 every time), behind a fallback: orders still succeed. Its
+    # ERRORs are loud and harmless, and the slow payments (20-60 s, 0.6-1.2 s, in time) are the real incident.
+    "email-down": {
+        "emailservice": [
+            {
+                "kind": "error",
+                "status": 503,
+                "exception": "ConnectionRefusedError",
+                "message": "SMTP relay refused the connection",
+            },
+        ],
+        "paymentservice": [
+            {"kind": "latency", "probability": 0.5, "latency_ms": [600, 1200], "start_s": 20, "duration_s": 40},
+        ],
+    },
+    # A slow-only dependency: currency conversion slows to 0.4-0.9 s (15-75 s), in time for its callers' 1 s:
+    # WARNINGs only, no ERROR anywhere, every page slower.
+    "slow-currency": {
+        "currencyservice": [
+            {"kind": "latency", "probability": 0.6, "latency_ms": [400, 900], "start_s": 15, "duration_s": 60},
+        ],
+    },
+    # The cart's cache stalls (30-60 s) past the cart's 0.5 s: the cart's 504s fail pages and orders, and the
+    # cause is one hop below the service whose ERROR says "timeout".
+    "cache-stall": {
+        "redis-cart": [
+            {"kind": "hang", "probability": 0.25, "hang_s": 1.0, "start_s": 30, "duration_s": 30},
+        ],
+    },
+}
 # Each graph's profiles; a graph without any has only "none".
-GRAPH_PROFILES: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {"checkout": PROFILES}
+GRAPH_PROFILES: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {"checkout": PROFILES, "shop": SHOP_PROFILES}
 PROFILE_NAMES = tuple(dict.fromkeys(name for profiles in GRAPH_PROFILES.values() for name in profiles))
 
 

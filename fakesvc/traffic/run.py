@@ -420,19 +420,20 @@ def outcome_line(report: dict[str, Any]) -> str:
 def format_summary(report: dict[str, Any]) -> str:
     """The end-of-run table."""
     latency = report["latency_ms"]
+    width = max([10, *map(len, report["scenarios"])])  # a graph's scenario names can be longer than the checkout's
     lines = [
         f"traffic to {report['target']}: {report['sent']} sent, {report['completed']} completed, "
         f"{report['skipped']} skipped, {report['errors']} transport errors, "
         f"rate {report['rate_achieved']}/s (target {report['rate_target']}/s)",
-        f"{'scenario':<10} {'count':>7} {'statuses':<28} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}",
+        f"{'scenario':<{width}} {'count':>7} {'statuses':<28} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}",
     ]
     for scenario, row in report["scenarios"].items():
         statuses = ", ".join(f"{status}: {n}" for status, n in row["statuses"].items())
         lines.append(
-            f"{scenario:<10} {row['count']:>7} {statuses:<28} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9} {row['p99_ms']!s:>9}"
+            f"{scenario:<{width}} {row['count']:>7} {statuses:<28} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9} {row['p99_ms']!s:>9}"
         )
     lines.append(
-        f"{'all':<10} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}"
+        f"{'all':<{width}} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}"
     )
     lines.append(f"observed != expected status: {report['mismatches']}; fault windows: {len(report['fault_windows'])}")
     telemetry = report.get("telemetry") or {}
