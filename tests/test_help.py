@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fakesvc.faults.profiles import PROFILE_NAMES
+from fakesvc.faults.profiles import ALL_PROFILE_NAMES as PROFILE_NAMES  # every graph's
 from fakesvc.telemetry.pipeline import REMOTE_SIGNALS, TRACE_EXPORTERS
 from tests.processes import ROOT
 

@@ -185,7 +185,8 @@ SHOP_PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
 }
 # Each graph's profiles; a graph without any has only "none".
 GRAPH_PROFILES: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {"checkout": PROFILES, "shop": SHOP_PROFILES}
-PROFILE_NAMES = tuple(dict.fromkeys(name for profiles in GRAPH_PROFILES.values() for name in profiles))
+PROFILE_NAMES = tuple(PROFILES)  # the checkout's
+ALL_PROFILE_NAMES = tuple(dict.fromkeys(name for profiles in GRAPH_PROFILES.values() for name in profiles))
 
 
 def load_chaos_file(path: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:
@@ -234,7 +235,13 @@ def time_scale(raw: str) -> float:
 ADMIN_TOKEN = Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes")
 CHAOS_SETTINGS: tuple[Setting, ...] = (
     Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON or TOML), keyed by service"),
-    Setting("FAKESVC_CHAOS_PROFILE", "--chaos-profile", "none", settings.choice(*PROFILE_NAMES), "named fault profile"),
+    Setting(
+        "FAKESVC_CHAOS_PROFILE",
+        "--chaos-profile",
+        "none",
+        settings.choice(*ALL_PROFILE_NAMES),
+        "named fault profile (each is for one graph: docs/incidents.md)",
+    ),
     Setting(
         "FAKESVC_CHAOS_TIME_SCALE",
         "--chaos-time-scale",
