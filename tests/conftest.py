@@ -44,6 +44,7 @@ TRUTH_KEYS = [
     "trace_id",
     "order_id",
     "scenario",
+    "entry",  # the entry route it was sent to ("POST /checkout/{order_id}")
     "faults",
     "root_cause_service",
     "root_cause_services",

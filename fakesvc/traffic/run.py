@@ -28,7 +28,7 @@ import aiohttp
 
 from fakesvc.fault_report import decode_faults, fetch_injected
 from fakesvc.graph.load import load_graph
-from fakesvc.graph.model import Graph, fill
+from fakesvc.graph.model import Graph, Route, fill
 from fakesvc.jsonfast import dumps_str
 from fakesvc.stop_signals import StopEvent
 from fakesvc.traffic.config import TrafficConfig
@@ -78,6 +78,7 @@ def truth_line(
         "trace_id": outcome.trace_id,
         "order_id": outcome.checkout.order_id,
         "scenario": outcome.checkout.scenario,
+        "entry": entry_name(graph, outcome.checkout),
         "faults": outcome.faults,
         "root_cause_service": verdict.root_cause_service,
         "root_cause_services": list(verdict.root_cause_services),
@@ -176,11 +177,19 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
     )
 
 
+def entry_route(graph: Graph | None, checkout: Checkout) -> Route:
+    """The entry route a checkout is sent to (the checkout graph's ``POST /checkout/{order_id}``)."""
+    routes = {route.name: route for _, route in (graph or load_graph("checkout")).entry_routes()}
+    return routes.get(checkout.entry) or next(iter(routes.values()))
+
+
+def entry_name(graph: Graph | None, checkout: Checkout) -> str:
+    return entry_route(graph, checkout).name
+
+
 def entry_request(config: TrafficConfig, checkout: Checkout) -> tuple[str, str]:
-    """The method and URL of a checkout: its entry route of the graph (the checkout's ``POST /checkout/{order_id}``)."""
-    graph = config.graph or load_graph("checkout")
-    routes = {route.name: route for _, route in graph.entry_routes()}
-    route = routes.get(checkout.entry) or next(iter(routes.values()))
+    """The method and URL of a checkout: its entry route at the target."""
+    route = entry_route(config.graph, checkout)
     return route.method, config.target + fill(route.path, {route.key: quote(checkout.order_id, safe="")})
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import quote
 
 import gevent
 from locust import FastHttpUser, constant_pacing, events, task
@@ -29,6 +30,7 @@ from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, LocalRunner, WorkerRunner
 
 from fakesvc.fault_report import LOOKUP_TIMEOUT_S, decode_faults, injected_faults, injected_path
+from fakesvc.graph.model import fill
 from fakesvc.jsonfast import dumps_str
 from fakesvc.settings import ConfigError
 from fakesvc.traffic.locust.options import (
@@ -40,7 +42,7 @@ from fakesvc.traffic.locust.options import (
     worker_seed,
 )
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.run import Outcome, new_run_id, truth_line
+from fakesvc.traffic.run import Outcome, entry_route, new_run_id, truth_line
 from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Verdict
 
 _log = logging.getLogger("fakesvc.locust")
@@ -108,7 +110,8 @@ def _start(environment: Environment, **_kwargs: Any) -> None:
         return
     if _share is not None:
         _share.close()
-    checkouts = plan(options.mix, worker_seed(options.seed, index), prefix=order_prefix(index))
+    entries = [(route.name, route.weight) for _, route in options.graph.entry_routes()]
+    checkouts = plan(options.mix, worker_seed(options.seed, index), prefix=order_prefix(index), entries=entries)
     _share = _Share(options, environment.parsed_options.run_id or new_run_id(), checkouts, truth)
     CheckoutUser.wait_time = constant_pacing(options.pace_s)
     _log.info("fakesvc: run %s, worker %d, truth %s", _share.run_id, index, path)
@@ -160,13 +163,17 @@ class CheckoutUser(FastHttpUser):
                 start,
                 start + latency_ms / 1000,
             )
-            return truth_line(share.run_id, outcome, share.options.timeouts, interrupted=interrupted)
+            return truth_line(
+                share.run_id, outcome, share.options.timeouts, interrupted=interrupted, graph=share.options.graph
+            )
 
+        route = entry_route(share.options.graph, checkout)
         try:
-            with self.client.post(
-                f"/checkout/{checkout.order_id}",
+            with self.client.request(
+                route.method,
+                fill(route.path, {route.key: quote(checkout.order_id, safe="")}),
                 headers=checkout.headers(),
-                name="/checkout/[order_id]",
+                name=route.path.replace("{", "[").replace("}", "]"),  # Locust's stats: one row per route
                 catch_response=True,
             ) as response:
                 complete = False

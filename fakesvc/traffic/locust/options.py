@@ -16,12 +16,14 @@ from typing import TypeVar
 
 from fakesvc import settings
 from fakesvc.config import service_config
+from fakesvc.graph.model import Graph
+from fakesvc.graph.placement import graph_of
 from fakesvc.settings import ConfigError
-from fakesvc.traffic.plan import DEFAULT_MIX, SCENARIOS, parse_mix
+from fakesvc.traffic.plan import DEFAULT_MIX, SCENARIOS, default_mix, mix_text, parse_mix, scenarios_of
 from fakesvc.traffic.truth import Timeouts
 
 T = TypeVar("T")
-DEFAULT_MIX_TEXT = ",".join(f"{name}={weight:g}" for name, weight in DEFAULT_MIX.items())
+DEFAULT_MIX_TEXT = mix_text(DEFAULT_MIX)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class LoadOptions:
     truth_prefix: str | None
     pace_s: float
     timeouts: Timeouts
+    graph: Graph  # FAKESVC_GRAPH, as the services read it
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +46,10 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument(
         "--mix",
-        default=DEFAULT_MIX_TEXT,
+        default=None,
         metavar="MIX",
-        help=f"scenario weights, SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)} (default {DEFAULT_MIX_TEXT})",
+        help=f"scenario weights, SCENARIO=WEIGHT,... with scenarios {', '.join(SCENARIOS)} (default {DEFAULT_MIX_TEXT});"
+        " another graph (FAKESVC_GRAPH): success and its own scenarios, 90 %% success by default",
     )
     parser.add_argument(
         "--seed",
@@ -87,8 +91,11 @@ def load_options(options: argparse.Namespace) -> LoadOptions:
     Run where the flags are given (the master, a headless run) and again where
     they arrive (each worker), so the truth's directory is checked where it is written.
     """
+    services = service_config()  # the graph and timeouts the services run with (same environment)
+    graph = graph_of(services)
+    scenarios = scenarios_of(graph.scenarios())
     try:
-        mix = parse_mix(options.mix)
+        mix = default_mix(scenarios) if options.mix is None else parse_mix(options.mix, scenarios)
     except ValueError as exc:
         raise ConfigError(f"--mix: {exc} (got {options.mix!r})") from None
     seed = _checked("--seed", options.seed, settings.optional_int) if options.seed is not None else None
@@ -99,8 +106,8 @@ def load_options(options: argparse.Namespace) -> LoadOptions:
             raise ConfigError(f"--truth: must end in a file name prefix, not a directory (got {prefix!r})")
         if not Path(prefix).parent.is_dir():
             raise ConfigError(f"--truth: no directory {str(Path(prefix).parent)!r} to write in (got {prefix!r})")
-    services = service_config()  # the timeouts the services run with (same environment)
-    return LoadOptions(mix, seed, prefix, pace_s, Timeouts(services.inventory_timeout_s, services.payment_timeout_s))
+    timeouts = Timeouts(services.inventory_timeout_s, services.payment_timeout_s)
+    return LoadOptions(mix, seed, prefix, pace_s, timeouts, graph)
 
 
 def worker_seed(seed: int | None, worker_index: int) -> int | None:
