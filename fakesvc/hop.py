@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import re
+import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ class HopContext:
         "key",
         "trace_id",
         "hop",
+        "run",
         "log",
         "faults",
         "faults_trimmed",
@@ -169,6 +171,7 @@ class HopContext:
         self.key = key
         self.trace_id = trace_id
         self.hop = hop_of(request.headers)
+        self.run = run_of(request.headers)
         self.log = _log.bind(**{route.key: key})
         self.faults: list[dict[str, Any]] = []  # this hop's and its downstream's, for the caller
         self.faults_trimmed = False  # the downstream left some out: the caller must ask /chaos/injected
@@ -187,7 +190,7 @@ class HopContext:
     def inject(self, *faults: Fault) -> None:
         """Note faults of this service, so the caller and the ground truth learn of them (with this hop)."""
         self.own_faults.extend(faults)
-        self.state.chaos.record(self.trace_id, self.own_faults, self.hop)
+        self.state.chaos.record(self.trace_id, self.own_faults, self.hop, self.run)
         self.state.chaos.injected_by_kind.update(fault.kind for fault in faults)
         self.add_faults([fault.truth(self.hop) for fault in faults])
 
@@ -220,7 +223,7 @@ class HopContext:
         session, base_url = self.state.session, self.state.urls[call.service]
         assert session is not None, "only a service with calls calls"
         path = fill(call.path, {self.route.key: quote(self.key, safe="")})
-        headers = {REQUEST_ID_HEADER: self.trace_id, HOP_HEADER: child_hop(self.hop, call)}
+        headers = {REQUEST_ID_HEADER: self.trace_id, HOP_HEADER: child_hop(self.hop, call), RUN_HEADER: self.run}
         try:
             async with session.request(
                 call.method, base_url + path, headers=headers, timeout=aiohttp.ClientTimeout(total=call.timeout_s)
@@ -255,13 +258,21 @@ class HopContext:
 
 
 HOP_HEADER = "x-fakesvc-hop"
+RUN_HEADER = "x-fakesvc-run"  # one checkout's calls share it; a rerun of the same trace id gets a new one
 _HOP = re.compile(r"0(\.[0-9]{1,4}){0,32}")
+_RUN = re.compile(r"[0-9a-f]{1,32}")
 
 
 def hop_of(headers: Mapping[str, str]) -> str:
     """Where in the checkout this request is (``0.2``: the entry's third call); the entry when unsaid or malformed."""
     value = headers.get(HOP_HEADER, ENTRY_HOP)
     return value if _HOP.fullmatch(value) else ENTRY_HOP
+
+
+def run_of(headers: Mapping[str, str]) -> str:
+    """The checkout run this request belongs to: the caller's, or a new one at the edge."""
+    value = headers.get(RUN_HEADER, "")
+    return value if _RUN.fullmatch(value) else secrets.token_hex(8)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -365,6 +376,7 @@ def hop_handler(
         if problem is not None:  # the caller's mistake, not an incident: answered, not logged
             return error_response(400, problem, error_code=error_code(prefix, 400))
         ctx = HopContext(state, route, request, key, trace_id)
+        state.chaos.arrived(trace_id, ctx.run)
         try:
             injected = state.chaos.decide(route.path, trace_id)
             if injected and not await _apply_faults(ctx, injected):

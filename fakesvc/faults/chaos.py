@@ -101,7 +101,8 @@ class Chaos:
         self._on_marker = on_marker
         self._timers: list[asyncio.TimerHandle] = []
         self._random = random.Random()
-        self._injected: OrderedDict[str, dict[str, list[dict[str, Any]]]] = OrderedDict()  # trace -> hop -> records
+        # trace -> (the checkout run it was last seen in, hop -> records)
+        self._injected: OrderedDict[str, tuple[str, dict[str, list[dict[str, Any]]]]] = OrderedDict()
         self.injected_by_kind: Counter[str] = Counter()  # every fault applied, for /metrics
         self.set_rules(rules)
 
@@ -197,21 +198,34 @@ class Chaos:
         status = rule.status if rule.kind == "error" else None
         return Fault(self.service, rule.kind, index, status, rule.message, rule.exception, delay_s)
 
-    def record(self, trace_id: str, faults: Iterable[Fault], hop: str = ENTRY_HOP) -> None:
-        """Remember what this service injected into the latest request of a trace at one hop.
+    def arrived(self, trace_id: str, run: str) -> None:
+        """A request of ``trace_id`` reached this service in checkout ``run``: forget an older run of that trace.
+
+        The same seed sends the same trace ids again; what an earlier run
+        injected must not be reported for the new one, even at hops where the
+        new run injects nothing.
+        """
+        entry = self._injected.get(trace_id)
+        if entry is not None and entry[0] != run:
+            del self._injected[trace_id]
+
+    def record(self, trace_id: str, faults: Iterable[Fault], hop: str = ENTRY_HOP, run: str = "") -> None:
+        """Remember what this service injected into a trace at one hop of checkout ``run``.
 
         A service called from several places in one checkout (a shared cache)
-        keeps each hop's faults. Bounded (oldest trace forgotten first); a later
-        request with the same trace id and hop (a rerun with the same seed)
-        replaces that hop's entry.
+        keeps each hop's faults. Bounded, oldest trace forgotten first.
         """
-        self._injected.setdefault(trace_id, {})[hop] = [fault.truth(hop) for fault in faults]
+        entry = self._injected.get(trace_id)
+        if entry is None or entry[0] != run:
+            entry = self._injected[trace_id] = (run, {})
+        entry[1][hop] = [fault.truth(hop) for fault in faults]
         self._injected.move_to_end(trace_id)
         if len(self._injected) > INJECTED_TRACES:
             self._injected.popitem(last=False)
 
     def injected(self, trace_id: str) -> list[dict[str, Any]]:
-        return [record for records in self._injected.get(trace_id, {}).values() for record in records]
+        entry = self._injected.get(trace_id)
+        return [] if entry is None else [record for records in entry[1].values() for record in records]
 
     def windows(self) -> list[dict[str, Any]]:
         """Each scheduled rule's absolute window, so an incident's start and end can be scored."""
