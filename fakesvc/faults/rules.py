@@ -182,8 +182,8 @@ def parse_rules(payload: Any, where: str = "rules", routes: Collection[str] | No
 
 
 def service_routes(graph: Graph, service: str) -> tuple[str, ...]:
-    """The routes a rule of ``service`` may name: the ones it serves in the graph."""
-    return tuple(route.path for route in graph.service(service).routes)
+    """The routes a rule of ``service`` may name: the paths it serves (a rule on a path covers all its methods)."""
+    return tuple(dict.fromkeys(route.path for route in graph.service(service).routes))
 
 
 def rules_by_service(document: Any, where: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:

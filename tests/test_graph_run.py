@@ -1,0 +1,181 @@
+"""Graphs as a user runs them: ``supervisor.py --graph``, ``python -m fakesvc.service NAME``, the control API.
+
+The shop and a user's own file run end to end in one process (real sockets,
+the embedded sink); a bad graph file stops everything before it starts; fault
+rules and ``/chaos/services`` speak the graph's names and routes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from fakesvc.faults import ChaosConfig
+from fakesvc.graph.load import load_graph
+from fakesvc.runner import RunningServices, start_services
+from tests.conftest import FAST, recording_telemetry
+from tests.processes import ROOT, start_supervisor
+
+MINI = """\
+name: mini
+services:
+  - name: edge
+    routes:
+      - path: /buy/{order_id}
+        method: POST
+        entry: true
+        script:
+          - sleep: {ms: [20, 50]}
+          - call: {service: pricing, path: /price/{order_id}, timeout_s: 1.0}
+          - parallel:
+              - call: {service: stock, path: /stock/{order_id}, timeout_s: 1.0}
+              - call: {service: ads, path: /ads/{order_id}, timeout_s: 0.3, on_error: ignore}
+  - name: pricing
+    routes:
+      - path: /price/{order_id}
+        method: GET
+        script: [{sleep: {ms: 5}}, {fail_if: {key_contains: no-price, status: 503, exception: LookupError, message: No price list}}]
+  - name: stock
+    routes: [{path: /stock/{order_id}, method: GET, script: [{sleep: {ms: [5, 10]}}]}]
+  - name: ads
+    routes: [{path: /ads/{order_id}, method: GET, script: [{sleep: {ms: 2}}]}]
+"""
+ON_FREE_PORTS = {"FAKESVC_BASE_PORT": "0"}
+
+
+def truth_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_the_shop_runs_end_to_end_in_one_process(tmp_path: Path) -> None:
+    truth = tmp_path / "t.jsonl"
+    supervisor = await start_supervisor(
+        tmp_path,
+        "--graph", "shop", "--rate", "40", "--count", "80", "--truth", str(truth), "--seed", "4", "--quiet",
+        **ON_FREE_PORTS,
+    )  # fmt: skip
+    status, stderr = await supervisor.exited(timeout=60)
+    assert status == 0, stderr
+    assert "every checkout answered as expected" in stderr and "Traceback" not in stderr
+    lines = truth_lines(truth)
+    assert len(lines) == 80
+    assert {line["entry"] for line in lines} == {"GET /browse/{order_id}", "POST /checkout/{order_id}"}
+    assert {line["scenario"] for line in lines} == {"success", "card-declined", "cart-hang"}
+    assert all(line["status"] == line["expected_status"] for line in lines)
+    declined = [line for line in lines if line["scenario"] == "card-declined"]
+    # a declined card fails an order (payment's 402 becomes the frontend's 500), never a page that pays nothing
+    for line in declined:
+        ordered = line["entry"] == "POST /checkout/{order_id}"
+        assert (line["status"], line["root_cause_service"]) == ((500, "paymentservice") if ordered else (200, None))
+    with sqlite3.connect(supervisor.db) as db:
+        services = {row[0] for row in db.execute("SELECT DISTINCT service_name FROM raw_signals")}
+    assert services == set(load_graph("shop").names)  # every one of the 11 services emitted telemetry
+
+
+async def test_a_users_graph_file_runs_and_its_scenario_is_in_the_mix(tmp_path: Path) -> None:
+    graph = tmp_path / "mini.yaml"
+    graph.write_text(MINI)
+    truth = tmp_path / "t.jsonl"
+    supervisor = await start_supervisor(
+        tmp_path, "--graph", str(graph), "--rate", "50", "--count", "40", "--truth", str(truth), "--seed", "2",
+        "--quiet", **ON_FREE_PORTS,
+    )  # fmt: skip
+    status, stderr = await supervisor.exited(timeout=60)
+    assert status == 0, stderr
+    lines = truth_lines(truth)
+    failed = [line for line in lines if line["scenario"] == "no-price"]
+    assert failed and all(
+        (line["status"], line["root_cause_service"]) == (502, "pricing") for line in failed
+    )  # pricing's 503 is the edge's 502 (a failed call), blamed on pricing
+    assert {line["status"] for line in lines if line["scenario"] == "success"} == {200}
+
+
+@pytest.mark.parametrize(
+    ("document", "line"),
+    [
+        (MINI.replace("service: pricing,", "service: pricng,"), "no service named 'pricng' (did you mean 'pricing'?)"),
+        (MINI.replace("timeout_s: 0.3", "timeout_s: .nan"), "timeout_s: must be a finite number"),
+        ("name: empty\nservices: []\n", "services: "),
+    ],
+    ids=["unknown service", "NaN timeout", "empty graph"],
+)
+def test_a_bad_graph_file_stops_the_supervisor_before_anything_starts(tmp_path: Path, document: str, line: str) -> None:
+    graph = tmp_path / "bad.yaml"
+    graph.write_text(document)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "supervisor.py"), "--graph", str(graph), "--rate", "5", "--count", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "FAKESVC_SINK": "off"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert line in done.stderr and "Traceback" not in done.stderr
+    assert "listening on" not in done.stderr + done.stdout  # nothing started
+
+
+def test_one_service_of_a_graph_refuses_a_name_the_graph_lacks() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fakesvc.service", "cartservise", "--graph", "shop"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("fakesvc: graph shop has no service 'cartservise' (use ")
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[RunningServices]:
+    started = await start_services(
+        load_graph("shop").names, replace(FAST, graph="shop", base_port=0), recording_telemetry(), ChaosConfig()
+    )
+    yield started
+    await started.stop()
+
+
+async def test_fault_control_speaks_the_graphs_services_and_routes(shop: RunningServices) -> None:
+    edge = shop.urls["frontend"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{edge}/chaos/services") as response:
+            assert set(await response.json()) == set(load_graph("shop").names)  # every service, from the edge
+        bad_route = {"rules": [{"kind": "drop", "route": "/cart/{item_id}"}]}
+        async with session.put(f"{shop.urls['cartservice']}/chaos", json=bad_route) as response:
+            assert response.status == 400
+            assert "serves no route '/cart/{item_id}' (use /cart/{order_id})" in (await response.json())["detail"]
+        async with session.put(f"{edge}/chaos/services", json={"api-gateway": []}) as response:
+            assert response.status == 400
+            assert "unknown service 'api-gateway' (use frontend, checkoutservice" in (await response.json())["detail"]
+        async with session.get(f"{shop.urls['redis-cart']}/chaos") as response:
+            assert (await response.json())["rules"] == []  # the refused changes changed nothing
+        rule = {"redis-cart": [{"kind": "error", "status": 503, "message": "OOM command not allowed"}]}
+        async with session.put(f"{edge}/chaos/services", json=rule) as response:
+            assert response.status == 200
+        async with session.post(f"{edge}/checkout/ord-1") as response:
+            assert response.status == 500
+            faults = json.loads(response.headers["x-fakesvc-faults"])
+        # the cart is read at hop 0.0.0 (frontend -> checkoutservice -> cartservice -> redis-cart), once
+        assert [(fault["service"], fault["hop"]) for fault in faults] == [("redis-cart", "0.0.0.0")]
+
+
+@pytest.mark.parametrize("hop", ["", "1", "0.", "0.x", "0." + ".".join(["1"] * 40), "0.99999", "0.-1"])
+async def test_a_malformed_hop_header_is_read_as_the_entry(shop: RunningServices, hop: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        rule = {"rules": [{"kind": "latency", "latency_ms": 1}]}
+        async with session.put(f"{shop.urls['adservice']}/chaos", json=rule) as response:
+            assert response.status == 200
+        headers = {"x-fakesvc-hop": hop, "x-fakesvc-run": "not hex!"}
+        async with session.get(f"{shop.urls['adservice']}/ads/o-1", headers=headers) as response:
+            assert response.status == 200
+            (fault,) = json.loads(response.headers["x-fakesvc-faults"])
+    assert fault["hop"] == "0"
