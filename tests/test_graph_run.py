@@ -22,7 +22,7 @@ from fakesvc.faults import ChaosConfig
 from fakesvc.graph.load import load_graph
 from fakesvc.runner import RunningServices, start_services
 from tests.conftest import FAST, recording_telemetry
-from tests.processes import ROOT, start_supervisor
+from tests.processes import ROOT, spawn, start_supervisor
 
 MINI = """\
 name: mini
@@ -179,3 +179,40 @@ async def test_a_malformed_hop_header_is_read_as_the_entry(shop: RunningServices
             assert response.status == 200
             (fault,) = json.loads(response.headers["x-fakesvc-faults"])
     assert fault["hop"] == "0"
+
+
+async def test_services_of_a_graph_in_separate_processes_find_each_other_by_their_url_settings(
+    tmp_path: Path,
+) -> None:
+    """``python -m fakesvc.service NAME --graph shop``: the cart finds its cache at ``REDIS_CART_URL``."""
+    env = {
+        "FAKESVC_LATENCY_SCALE": "0",
+        "FAKESVC_TELEMETRY": "",
+        "OTEL_TRACES_EXPORTER": "none",
+        "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),
+        "FAKESVC_BASE_PORT": "0",
+    }
+    cache = await spawn(["-m", "fakesvc.service", "redis-cart", "--graph", "shop"], env, stdout=False)
+    cart = None
+    try:
+        await cache.read_until("redis-cart listening on")
+        cart = await spawn(
+            ["-m", "fakesvc.service", "cartservice", "--graph", "shop"],
+            {**env, "REDIS_CART_URL": cache.url("redis-cart")},
+            stdout=False,
+        )
+        await cart.read_until("cartservice listening on")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{cart.url('cartservice')}/cart/o-1") as response:
+                assert response.status == 200 and (await response.json())["items"] == 3
+            rule = {"rules": [{"kind": "drop", "route": "/get/{order_id}"}]}
+            async with session.put(f"{cache.url('redis-cart')}/chaos", json=rule) as response:
+                assert response.status == 200
+            async with session.get(f"{cart.url('cartservice')}/cart/o-2") as response:
+                assert response.status == 502  # the cache's drop, a failed call: the cart's own 502
+                body = await response.json()
+        assert body["detail"].startswith("Cart read failed: connection to redis-cart failed")
+    finally:
+        for process in (cart, cache):
+            if process is not None:
+                await process.kill()
