@@ -216,3 +216,11 @@ async def test_services_of_a_graph_in_separate_processes_find_each_other_by_thei
         for process in (cart, cache):
             if process is not None:
                 await process.kill()
+
+
+def test_the_example_in_the_graph_docs_is_a_valid_graph(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "graphs.md").read_text()
+    example = tmp_path / "example.yaml"
+    example.write_text(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    graph = load_graph(example)
+    assert graph.names == ("edge", "pricing", "stock", "ads") and graph.scenarios() == ["no-price"]
