@@ -37,34 +37,10 @@ from fakesvc.graph import (
 )
 from fakesvc.graph.model import calls_of
 from fakesvc.settings import ConfigError
+from tests.graph_fixtures import MINI_YAML
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((Path(fakesvc.graph.__file__).parent / "schema.json").read_text(encoding="utf-8"))
-
-MINI_YAML = """\
-name: mini
-services:
-  - name: edge
-    routes:
-      - path: /buy/{order_id}
-        method: POST
-        entry: true                 # the traffic generator sends here
-        script:
-          - sleep: {ms: [20, 50]}   # uniform, scaled by FAKESVC_LATENCY_SCALE; or a number
-          - call: {service: pricing, path: /price/{order_id}, timeout_s: 1.0}
-          - parallel:
-              - call: {service: stock, path: /stock/{order_id}, timeout_s: 1.0}
-              - call: {service: ads, path: /ads/{order_id}, timeout_s: 0.3, on_error: ignore}
-  - name: pricing
-    routes:
-      - path: /price/{order_id}
-        method: GET
-        script: [{sleep: {ms: 5}}]
-  - name: stock
-    routes: [{path: /stock/{order_id}, method: GET, script: [{sleep: {ms: [5, 10]}}]}]
-  - name: ads
-    routes: [{path: /ads/{order_id}, method: GET, script: [{sleep: {ms: 2}}]}]
-"""
 
 
 def _route(path: str, script: list[Any], **more: Any) -> dict[str, Any]:
@@ -567,7 +543,10 @@ def test_file_errors_name_the_file_and_the_reason(tmp_path: Path, monkeypatch: p
     for source, line in (
         ("missing.yaml", "missing.yaml: cannot read: No such file or directory"),
         ("dir.yaml", "dir.yaml: cannot read: Is a directory"),
-        ("chekout", "chekout: no such file, nor a built-in graph (did you mean 'checkout'?) (built-in: checkout)"),
+        (
+            "chekout",
+            "chekout: no such file, nor a built-in graph (did you mean 'checkout'?) (built-in: checkout, shop)",
+        ),
     ):
         with pytest.raises(GraphError) as raised:
             load_graph(source)

@@ -22,32 +22,15 @@ from fakesvc.faults import ChaosConfig
 from fakesvc.graph.load import load_graph
 from fakesvc.runner import RunningServices, start_services
 from tests.conftest import FAST, recording_telemetry
+from tests.graph_fixtures import MINI_YAML
 from tests.processes import ROOT, spawn, start_supervisor
 
-MINI = """\
-name: mini
-services:
-  - name: edge
-    routes:
-      - path: /buy/{order_id}
-        method: POST
-        entry: true
-        script:
-          - sleep: {ms: [20, 50]}
-          - call: {service: pricing, path: /price/{order_id}, timeout_s: 1.0}
-          - parallel:
-              - call: {service: stock, path: /stock/{order_id}, timeout_s: 1.0}
-              - call: {service: ads, path: /ads/{order_id}, timeout_s: 0.3, on_error: ignore}
-  - name: pricing
-    routes:
-      - path: /price/{order_id}
-        method: GET
-        script: [{sleep: {ms: 5}}, {fail_if: {key_contains: no-price, status: 503, exception: LookupError, message: No price list}}]
-  - name: stock
-    routes: [{path: /stock/{order_id}, method: GET, script: [{sleep: {ms: [5, 10]}}]}]
-  - name: ads
-    routes: [{path: /ads/{order_id}, method: GET, script: [{sleep: {ms: 2}}]}]
-"""
+# The issue's example, with a scenario of its own at pricing.
+MINI = MINI_YAML.replace(
+    "script: [{sleep: {ms: 5}}]",
+    "script: [{fail_if: {key_contains: no-price, status: 503, exception: LookupError, message: No price list}}, "
+    "{sleep: {ms: 5}}]",
+)
 ON_FREE_PORTS = {"FAKESVC_BASE_PORT": "0"}
 
 

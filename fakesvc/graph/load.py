@@ -800,14 +800,26 @@ def _span(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> Spa
 
 
 def _attributes(ctx: _Context, where: str, raw: Any, scope: _Scope) -> dict[str, Any] | None:
+    return _named_values(ctx, where, raw, scope, _attribute, "names to strings, numbers or booleans")
+
+
+def _named_values(
+    ctx: _Context,
+    where: str,
+    raw: Any,
+    scope: _Scope,
+    read: Callable[[_Context, str, Any, _Scope], Any],
+    what: str,
+) -> dict[str, Any] | None:
+    """A mapping whose keys are names and whose values ``read`` checks (span attributes, a response's fields)."""
     if not isinstance(raw, dict):
-        ctx.add(where, f"must be a mapping of names to strings, numbers or booleans (got {_kind(raw)})")
+        ctx.add(where, f"must be a mapping of {what} (got {_kind(raw)})")
         return None
     out = {}
     for key, value in raw.items():
         name = _text(ctx, f"{where}.{key}", key)
         if name is not None:
-            out[name] = _attribute(ctx, f"{where}.{key}", value, scope)
+            out[name] = read(ctx, f"{where}.{key}", value, scope)
     return out if len(out) == len(raw) and _MISSING not in out.values() else None
 
 
@@ -886,15 +898,7 @@ _BRANCHES = ("call", "span", "parallel")
 
 
 def _response(ctx: _Context, where: str, raw: Any, scope: _Scope) -> dict[str, Any] | None:
-    if not isinstance(raw, dict):
-        ctx.add(where, f"must be a mapping of field names to values (got {_kind(raw)})")
-        return None
-    out = {}
-    for key, value in raw.items():
-        name = _text(ctx, f"{where}.{key}", key)
-        if name is not None:
-            out[name] = _response_value(ctx, f"{where}.{key}", value, scope)
-    return out if len(out) == len(raw) and _MISSING not in out.values() else None
+    return _named_values(ctx, where, raw, scope, _response_value, "field names to values")
 
 
 def _response_value(ctx: _Context, where: str, raw: Any, scope: _Scope) -> Any:
