@@ -49,6 +49,7 @@ class Reader:
             "PAYMENT_PORT": str(self.ports["payment"]),
             "INVENTORY_PORT": str(self.ports["inventory"]),
             "FAKESVC_SINK_PORT": str(self.ports["sink"]),
+            "FAKESVC_BASE_PORT": "0",  # a graph's services without a port of their own
             "FAKESVC_SPILL_DIR": str(cwd / "outbox"),
         }
         self.background: list[Process] = []
@@ -138,3 +139,13 @@ async def test_the_walkthrough_step_by_step(reader: Reader) -> None:
     scored = json.loads((reader.cwd / "score.json").read_text())
     assert scored["faulty"] >= len(faulty) and scored["ac@1"] == 1.0, table  # faulty: those of inventory
     assert "ac@1" in table.lower()
+
+
+async def test_the_graph_commands(reader: Reader) -> None:
+    check, run, truth = commands()[5]
+    printed = await reader.run(check)
+    assert "service frontend" in printed and "frontend -> checkoutservice POST /orders/{order_id}" in printed
+    await reader.run(run)  # its 2 s: the shop's own scenarios run in the mix
+    lines = (reader.cwd / "shop-truth.jsonl").read_text().splitlines()
+    assert len(lines) == 40 and all(json.loads(line)["status"] == json.loads(line)["expected_status"] for line in lines)
+    await reader.run(truth)
