@@ -37,6 +37,55 @@ def yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.load_all(path.read_text(), Loader=loader) if doc is not None]
 
 
+def compose_services(path: Path) -> dict[str, dict[str, Any]]:
+    """A compose file's services, variables replaced by their defaults (as ``docker compose`` would with none set)."""
+    return interpolate(yaml_documents(path)[0]["services"])
+
+
+def compose_environment(service: dict[str, Any]) -> dict[str, str]:
+    """What the container's process sees: the image's ENV, then the service's environment."""
+    return {**image_environment(), **{key: str(value) for key, value in service.get("environment", {}).items()}}
+
+
+def published(service: dict[str, Any]) -> list[int]:
+    """Container ports of ``HOST_IP:HOST_PORT:CONTAINER_PORT`` entries."""
+    return [int(str(entry).rsplit(":", 1)[1]) for entry in service.get("ports", [])]
+
+
+def kustomization_objects(directory: Path) -> list[dict[str, Any]]:
+    """A kustomization's objects: its resources in order, each in its namespace."""
+    kustomization = yaml_documents(directory / "kustomization.yaml")[0]
+    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources"}, "teach this the new field"
+    objects = []
+    for resource in kustomization["resources"]:
+        for document in yaml_documents(directory / resource):
+            if document["kind"] != "Namespace":
+                document["metadata"]["namespace"] = kustomization["namespace"]
+            objects.append(document)
+    return objects
+
+
+def objects_of(objects: Iterable[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_environment(container: dict[str, Any], objects: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """What a container's process sees: the image's ENV, its ConfigMaps and Secrets, then its env."""
+    objects = list(objects)
+    environ = dict(image_environment())
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            environ.update(objects_of(objects, "ConfigMap")[source["configMapRef"]["name"]]["data"])
+        else:
+            environ.update(objects_of(objects, "Secret")[source["secretRef"]["name"]]["stringData"])
+    environ.update({item["name"]: item["value"] for item in container.get("env", [])})
+    return environ
+
+
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
 

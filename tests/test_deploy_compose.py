@@ -17,14 +17,16 @@ from tests.deploy_fixtures import (
     ROOT,
     TOOLS,
     check_entry_points,
-    image_environment,
+    compose_services,
     interpolate,
     listen_port,
     probe_paths,
+    published,
     role_of,
     route_status,
     yaml_documents,
 )
+from tests.deploy_fixtures import compose_environment as environment
 
 BASE = ROOT / "compose.yaml"
 PRODSENTINEL = ROOT / "compose.prodsentinel.yaml"
@@ -32,18 +34,7 @@ TELEMETRY_SENDERS = ("gateway", "payment", "inventory")  # the processes with a 
 
 
 def services(path: Any = BASE) -> dict[str, dict[str, Any]]:
-    """The file's services, variables replaced by their defaults (as ``docker compose`` would with none set)."""
-    return interpolate(yaml_documents(path)[0]["services"])
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    """What the container's process sees: the image's ENV, then the service's environment."""
-    return {**image_environment(), **{key: str(value) for key, value in service.get("environment", {}).items()}}
-
-
-def published(service: dict[str, Any]) -> list[int]:
-    """Container ports of ``HOST_IP:HOST_PORT:CONTAINER_PORT`` entries."""
-    return [int(str(entry).rsplit(":", 1)[1]) for entry in service.get("ports", [])]
+    return compose_services(path)
 
 
 def test_both_files_are_valid_compose_files() -> None:

@@ -22,11 +22,13 @@ import yaml
 from tests.deploy_fixtures import (
     ROOT,
     check_entry_points,
-    image_environment,
+    kustomization_objects,
     listen_port,
+    objects_of,
+    pod_environment,
+    pod_spec,
     role_of,
     route_status,
-    yaml_documents,
 )
 
 K8S = ROOT / "deploy" / "k8s"
@@ -37,36 +39,17 @@ WORKLOADS = ("Deployment", "StatefulSet", "Job")
 
 @functools.cache
 def render() -> list[dict[str, Any]]:
-    """The kustomization's objects: its resources in order, each in its namespace (read once: do not mutate)."""
-    kustomization = yaml_documents(K8S / "kustomization.yaml")[0]
-    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources"}, "teach render() the new field"
-    objects = []
-    for resource in kustomization["resources"]:
-        for document in yaml_documents(K8S / resource):
-            if document["kind"] != "Namespace":
-                document["metadata"]["namespace"] = kustomization["namespace"]
-            objects.append(document)
-    return objects
+    """The kustomization's objects (read once: do not mutate)."""
+    return kustomization_objects(K8S)
 
 
 def by_kind(kind: str) -> dict[str, dict[str, Any]]:
-    return {obj["metadata"]["name"]: obj for obj in render() if obj["kind"] == kind}
-
-
-def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    return workload["spec"]["template"]["spec"]
+    return objects_of(render(), kind)
 
 
 def container_environment(container: dict[str, Any]) -> dict[str, str]:
     """What the container's process sees: the image's ENV, its ConfigMaps and Secrets, then its env."""
-    environ = dict(image_environment())
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            environ.update(by_kind("ConfigMap")[source["configMapRef"]["name"]]["data"])
-        else:
-            environ.update(by_kind("Secret")[source["secretRef"]["name"]]["stringData"])
-    environ.update({item["name"]: item["value"] for item in container.get("env", [])})
-    return environ
+    return pod_environment(container, render())
 
 
 def test_every_object_is_valid_against_the_kubernetes_schemas() -> None:

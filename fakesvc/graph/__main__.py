@@ -2,6 +2,8 @@
 
 Exit 0 with the graph drawn on stdout (services, ports, routes, call edges);
 exit 2 with one line per problem on stderr and nothing on stdout.
+``python -m fakesvc.graph deploy --graph FILE|NAME --out DIR [--force]`` writes
+its Compose file and Kubernetes kustomization (:mod:`fakesvc.graph.deploy`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+from fakesvc.graph import deploy
 from fakesvc.graph.load import BUILTIN_GRAPHS, GraphError, load_graph
 from fakesvc.graph.model import Call, Graph, Parallel, Route, Span, Step
 
@@ -26,10 +30,31 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate a graph and print its services, routes and calls. Exit 0 when it is valid; "
         "otherwise print every problem on stderr, one line each, and exit 2.",
     )
-    check.add_argument(
-        "graph", metavar="FILE|NAME", help=f"a YAML/JSON file or a built-in graph ({', '.join(BUILTIN_GRAPHS)})"
+    check.add_argument("graph", metavar="FILE|NAME", help=_GRAPH_HELP)
+    _deploy_arguments(
+        commands.add_parser(
+            "deploy",
+            help="write a graph's compose.yaml and Kubernetes kustomization",
+            description="Write DIR/compose.yaml and DIR/deploy/k8s/ for a graph: one container per service, the "
+            "embedded sink and a one-shot traffic run against the graph's edge (a graph file is copied to "
+            "DIR/graph/ and mounted). Exit 0 when written; 2 for a bad graph (every problem on stderr) or a DIR "
+            "that is not empty.",
+        )
     )
     return parser
+
+
+_GRAPH_HELP = f"a YAML/JSON file or a built-in graph ({', '.join(BUILTIN_GRAPHS)})"
+
+
+def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--graph", metavar="FILE|NAME", required=True, help=_GRAPH_HELP)
+    parser.add_argument("--out", metavar="DIR", type=Path, required=True, help="where to write (created if missing)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even when it is not empty (the files written are replaced, others are left alone)",
+    )
 
 
 def describe(graph: Graph) -> Iterator[str]:
@@ -66,15 +91,35 @@ def _calls(steps: tuple[Step, ...], parallel: bool) -> Iterator[tuple[Call, bool
             yield from _calls(step.steps, parallel)
 
 
+def _problems(problems: list[str]) -> int:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 2
+
+
 def _check(source: str) -> int:
     try:
         graph = load_graph(source)
     except GraphError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return _problems(exc.problems)
     for line in describe(graph):
         print(line)
+    return 0
+
+
+def _deploy(source: str, out: Path, force: bool) -> int:
+    """Check the graph and DIR before writing anything: a refused run leaves DIR as it was."""
+    try:
+        files = deploy.render(source)
+        if deploy.occupied(out) and not force:
+            return _problems([f"{out}: not empty (use --force to write into it)"])
+        written = deploy.write(files, out)
+    except (GraphError, deploy.DeployError) as exc:
+        return _problems(exc.problems)
+    except OSError as exc:
+        return _problems([f"{exc.filename or out}: cannot write: {exc.strerror or exc}"])
+    for path in written:
+        print(path)
     return 0
 
 
@@ -83,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.graph)
+    if args.command == "deploy":
+        return _deploy(args.graph, args.out, args.force)
     parser.print_help(sys.stderr)
     return 2
 
