@@ -137,10 +137,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         choices=ROLES,
         help="what to check (default: the container's command, read from /proc/1/cmdline)",
     )
+    parser.add_argument(
+        "service",
+        nargs="?",
+        help="with the role service: which service of the graph (default: its first)",
+    )
     args = parser.parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
-        command = Command(args.role) if args.role else container_command()
+        if args.service is not None and args.role != "service":
+            raise ConfigError(f"a service name goes with the role service, not {args.role or 'none'}")
+        command = Command(args.role, (args.service,) if args.service else ()) if args.role else container_command()
         urls = health_urls(command, environ)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")

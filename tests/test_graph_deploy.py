@@ -334,7 +334,7 @@ def test_compose_starts_the_traffic_run_once_every_service_is_healthy(
 def test_the_job_waits_until_the_edge_is_ready(deployed: Deployed, k8s_containers: dict[str, Container]) -> None:
     (wait,) = [container for container in k8s_containers.values() if container.name.endswith("-ready")]
     assert wait.command[:3] == ["python", "-m", "fakesvc.healthcheck"]
-    urls = [urlsplit(url) for url in health_urls(Command(wait.command[3]), wait.environ)]
+    urls = [urlsplit(url) for url in health_urls(Command(wait.command[3], tuple(wait.command[4:])), wait.environ)]
     edge = by_service(k8s_containers)[deployed.graph.edge.name].container
     assert [(url.hostname, url.port, url.path) for url in urls] == [(edge.host, edge.port, "/readyz")]
 

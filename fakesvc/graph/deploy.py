@@ -183,9 +183,9 @@ def _entries(indent: str, pairs: Iterable[tuple[str, str]]) -> str:
     return _lines(indent, (f"{key}: {_scalar(value)}" for key, value in pairs))
 
 
-def _probe(role: str) -> tuple[str, ...]:
-    """``python -m fakesvc.healthcheck ROLE``: the probe of one role, reading only the environment."""
-    return ("python", "-m", "fakesvc.healthcheck", role)
+def _probe(role: str, *service: str) -> tuple[str, ...]:
+    """``python -m fakesvc.healthcheck ROLE [SERVICE]``: the probe of one role, reading only the environment."""
+    return ("python", "-m", "fakesvc.healthcheck", role, *service)
 
 
 def _graph_env(plan: Plan) -> list[tuple[str, str]]:
@@ -560,7 +560,7 @@ spec:
       restartPolicy: Never
 @pod_security
       initContainers:
-        # Wait for the @edge: the probe asks FAKESVC_HOST:@{first}_PORT/readyz, here @edge:@port.
+        # Wait for the @edge: the probe asks FAKESVC_HOST:@{prefix}_PORT/readyz, here @edge:@port.
         - name: @ready
           image: fakesvc:local
           imagePullPolicy: IfNotPresent
@@ -656,19 +656,17 @@ def _graph_volume(plan: Plan) -> dict[str, str]:
 
 def _traffic(plan: Plan) -> str:
     """The Job: an init container waiting for the edge, then one run against it."""
-    edge, first = plan.edge, plan.units[0]
-    # The probe asks the graph's first service (a checkout role or fakesvc.service with no name): point it at the edge.
-    redirect = [] if first == edge else [(f"{first.prefix}_PORT", str(edge.port))]
-    env = [f"- {{name: {key}, value: {_scalar(value)}}}" for key, value in _graph_env(plan) + redirect]
+    edge = plan.edge
+    env = [f"- {{name: {key}, value: {_scalar(value)}}}" for key, value in _graph_env(plan)]
     present = plan.graph_file is not None
     mounts = ("volumeMounts:", f"  {_GRAPH_MOUNT}") if present else ()
     return _TRAFFIC.substitute(
         _SHARED,
         edge=edge.name,
         port=edge.port,
-        first=first.prefix,
+        prefix=edge.prefix,
         ready=_ready(edge),
-        probe=_flow(_probe(first.role or "service")),
+        probe=_flow(_probe(edge.role) if edge.role else _probe("service", edge.name)),
         probe_env=_lines(" " * 12, env),
         probe_mounts=_lines(" " * 10, mounts),
         graph_flag=_graph_flag(plan, " " * 12),
