@@ -269,6 +269,16 @@ def hop_of(headers: Mapping[str, str]) -> str:
     return value if _HOP.fullmatch(value) else ENTRY_HOP
 
 
+def decision_key(trace_id: str, hop: str) -> str:
+    """What a seeded fault decision is drawn for: one request, i.e. the trace at this hop.
+
+    A service called from two places in one checkout (a shared catalogue) draws
+    for each call on its own, as a flaky dependency fails one query and not the
+    next; the entry request keeps the bare trace id.
+    """
+    return trace_id if hop == ENTRY_HOP else f"{trace_id}@{hop}"
+
+
 def run_of(headers: Mapping[str, str]) -> str:
     """The checkout run this request belongs to: the caller's, or a new one at the edge."""
     value = headers.get(RUN_HEADER, "")
@@ -378,7 +388,7 @@ def hop_handler(
         ctx = HopContext(state, route, request, key, trace_id)
         state.chaos.arrived(trace_id, ctx.run)
         try:
-            injected = state.chaos.decide(route.path, trace_id)
+            injected = state.chaos.decide(route.path, decision_key(trace_id, ctx.hop))
             if injected and not await _apply_faults(ctx, injected):
                 _finish_dropped(ctx, started)
                 return web.Response(status=500)  # never sent: the connection is gone
