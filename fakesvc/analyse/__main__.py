@@ -13,6 +13,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,9 +21,11 @@ from yarl import URL
 
 from fakesvc.analyse.evidence import full_view, summarise
 from fakesvc.analyse.fetch import BackendError, fetch_trace
+from fakesvc.analyse.graphs import CallGraph, add_graph_flag, chosen_graph
 from fakesvc.analyse.rule import DEFAULT_SLOW_MS, judge
 from fakesvc.console import say
 from fakesvc.query_client import open_client
+from fakesvc.settings import ConfigError
 from fakesvc.truth import read_truth
 
 VIEWS = {"full": full_view, "summary": summarise}
@@ -50,18 +53,25 @@ def checkouts_of(path: Path) -> list[dict[str, Any]]:
     return [record for record in records if not record.get("interrupted")]
 
 
-def prediction(record: dict[str, Any], signals: list[dict[str, Any]], evidence: str, slow_ms: float) -> str | None:
+@dataclass(frozen=True)
+class Reading:
+    """How every trace of a run is read: the evidence level, the slow threshold, the graph's calls."""
+
+    evidence: str
+    slow_ms: float
+    calls: CallGraph
+
+
+def prediction(record: dict[str, Any], signals: list[dict[str, Any]], reading: Reading) -> str | None:
     """The prediction line for one checkout, or None when its signals look healthy."""
-    judgement = judge(VIEWS[evidence](signals), slow_ms)
+    judgement = judge(VIEWS[reading.evidence](signals), reading.slow_ms, reading.calls)
     if judgement is None:
         return None
     line = {"trace_id": record["trace_id"], "run_id": record.get("run_id"), "services": judgement.services}
     return json.dumps({**line, "kind": judgement.kind})
 
 
-async def analyse(
-    records: list[dict[str, Any]], base_url: str, evidence: str, *, concurrency: int, slow_ms: float
-) -> list[str]:
+async def analyse(records: list[dict[str, Any]], base_url: str, reading: Reading, *, concurrency: int) -> list[str]:
     """The prediction lines, in the truth's order; at most ``concurrency`` requests in flight."""
     lines: list[str | None] = [None] * len(records)
     pending = iter(enumerate(records))
@@ -69,7 +79,7 @@ async def analyse(
     async def worker() -> None:
         for index, record in pending:  # one shared iterator: each checkout is taken once
             signals = await fetch_trace(client, base_url, record["trace_id"])
-            lines[index] = prediction(record, signals, evidence, slow_ms)
+            lines[index] = prediction(record, signals, reading)
 
     async with open_client() as client:
         try:
@@ -127,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
         help="full: every field of every signal; summary: only what ProdSentinel's summariser keeps (default full)",
     )
     p.add_argument("--out", type=Path, help="write the predictions here (default stdout)")
+    add_graph_flag(p)
     p.add_argument("--concurrency", default=str(DEFAULT_CONCURRENCY), help="requests in flight (default 8)")
     p.add_argument(
         "--slow-ms",
@@ -141,14 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         base_url = _base_url(args.url)
         concurrency = int(_number("--concurrency", args.concurrency, 1, MAX_CONCURRENCY))
-        slow_ms = _number("--slow-ms", args.slow_ms, 1, 1e9)
+        reading = Reading(args.evidence, _number("--slow-ms", args.slow_ms, 1, 1e9), CallGraph.of(chosen_graph(args)))
         records = checkouts_of(args.truth)
         try:
-            lines = asyncio.run(analyse(records, base_url, args.evidence, concurrency=concurrency, slow_ms=slow_ms))
+            lines = asyncio.run(analyse(records, base_url, reading, concurrency=concurrency))
         except BackendError as exc:
             raise UsageError(str(exc)) from None
         _write(lines, args.out, sys.stdout)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         say(f"fakesvc: {exc}")
         return 2
     say(f"{len(records)} checkouts analysed ({args.evidence} evidence), {len(lines)} judged incidents")

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakesvc.analyse.graphs import CallGraph
+
 View = dict[str, Any]
 
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
@@ -121,19 +123,24 @@ class TraceEvidence:
         return self.services.setdefault(service, ServiceEvidence())
 
 
-def edges_in(caller: str, text: str) -> list[Edge]:
-    """The blame edges a message states: its first names the caller's dependency, later ones go deeper."""
+def edges_in(caller: str, text: str, calls: CallGraph) -> list[Edge]:
+    """The blame edges a message states: its first names the caller's dependency, later ones go deeper.
+
+    A name counts only where the graph has the caller call it: a word that is
+    no dependency of the service just named ("upstream answered 503" quoted in
+    an exception, a service quoting its own name) blames no one.
+    """
     edges = []
     for match in _EDGE.finditer(text):
         how = match.lastgroup or "status"
         dependency = match.group(how)
-        if dependency != caller:  # a service quoting its own name blames no one
+        if calls.calls(caller, dependency):
             edges.append(Edge(caller, dependency, how))
-        caller = dependency
+            caller = dependency
     return edges
 
 
-def _log_evidence(found: TraceEvidence, view: View) -> None:
+def _log_evidence(found: TraceEvidence, view: View, calls: CallGraph) -> None:
     service, level, raw_message, raw_attributes = (
         str(view["service"]),
         view.get("level"),
@@ -144,7 +151,7 @@ def _log_evidence(found: TraceEvidence, view: View) -> None:
     attributes: dict[str, Any] = raw_attributes if isinstance(raw_attributes, dict) else {}
     evidence = found.of(service)
     if level in ERROR_LEVELS:
-        edges = edges_in(service, message)
+        edges = edges_in(service, message, calls)
         upstream, reason = attributes.get("upstream_service"), attributes.get("upstream_reason")
         if isinstance(upstream, str) and reason in ("timeout", "connection", "status"):
             direct = Edge(service, upstream, str(reason))
@@ -174,20 +181,18 @@ def _self_times_by_parent(spans: list[View]) -> dict[str, float]:
     return own
 
 
-def _self_times_by_nesting(spans: list[View]) -> dict[str, float]:
-    """Each service's own time without parent links: its longest span less the next service's longest.
+def _self_times_by_graph(spans: list[View], calls: CallGraph) -> dict[str, float]:
+    """Each service's own time without parent links: its longest span less what the graph says it waited for.
 
-    A chain of calls nests, so the services ordered by their longest span are the
-    chain from the edge inward; a service's own time is what its longest span
-    holds beyond the next one's.
+    A summary keeps no parent span, but the graph says whom each service
+    calls, in a row or at once: its longest span less its callees' (added up
+    in a row, the longest of a ``parallel`` block) is its own.
     """
     longest: dict[str, float] = {}
     for span in spans:
         service = str(span.get("service"))
         longest[service] = max(longest.get(service, 0.0), _duration(span))
-    ordered = sorted(longest.items(), key=lambda item: item[1], reverse=True)
-    inner = [duration for _, duration in ordered[1:]] + [0.0]
-    return {service: duration - below for (service, duration), below in zip(ordered, inner)}
+    return {service: max(0.0, duration - calls.waited_ms(service, longest)) for service, duration in longest.items()}
 
 
 def _duration(span: View) -> float:
@@ -197,22 +202,22 @@ def _duration(span: View) -> float:
     return min(max(0.0, float(value)), 1e12)
 
 
-def read_evidence(views: Iterable[View]) -> TraceEvidence:
-    """The evidence in a trace's views (full or summarised: the same reading, on what is there)."""
+def read_evidence(views: Iterable[View], calls: CallGraph) -> TraceEvidence:
+    """The evidence in a trace's views (full or summarised: the same reading, on what is there), on ``calls``' graph."""
     found = TraceEvidence()
     spans: list[View] = []
     for view in views:
         if not isinstance(view.get("service"), str):
             continue
         if view.get("type") == "log":
-            _log_evidence(found, view)
+            _log_evidence(found, view, calls)
         elif view.get("type") == "trace":
             spans.append(view)
             evidence = found.of(view["service"])
             evidence.spans += 1
             evidence.error_span = evidence.error_span or view.get("status") == "ERROR"
     linked = any("parent_span_id" in span for span in spans)
-    for service, self_ms in (_self_times_by_parent(spans) if linked else _self_times_by_nesting(spans)).items():
+    for service, self_ms in (_self_times_by_parent(spans) if linked else _self_times_by_graph(spans, calls)).items():
         found.of(service).self_ms = self_ms
     for edge in found.edges:
         found.of(edge.caller)

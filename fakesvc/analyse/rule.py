@@ -4,9 +4,11 @@ Blame travels from the edge inward: a caller that says its dependency failed
 (``inventory-service did not answer within 2 s``) is passing the failure on,
 not causing it. The root cause is the deepest service that has evidence of
 its own failure (its own exception, a reset connection, a slow WARNING, its
-own time in spans) and blames no one further in. Healthy when nothing failed,
-nothing was slow and no service spent ``slow_ms`` of its own. docs/analyser.md
-walks through it, with its limits.
+own time in spans) and blames no one further in. Healthy when nothing
+failed, nothing was slow and no service spent ``slow_ms`` of its own. Who
+may blame whom, and what a service waits for, come from the graph's calls,
+not from names in this code, so the rule holds on any graph.
+docs/analyser.md walks through it, with its limits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fakesvc.analyse.evidence import ServiceEvidence, TraceEvidence, View, read_evidence
+from fakesvc.analyse.graphs import CallGraph, default_graph
 
 DEFAULT_SLOW_MS = 1000.0  # the services' own threshold for a slow-hop WARNING
 
@@ -60,9 +63,12 @@ def _kind(service: str, evidence: ServiceEvidence, found: TraceEvidence) -> str:
     return "latency"
 
 
-def judge(views: Iterable[View], slow_ms: float = DEFAULT_SLOW_MS) -> Judgement | None:
-    """The ranked services and the kind when the views show an incident, None when the checkout looks healthy."""
-    found = read_evidence(views)
+def judge(views: Iterable[View], slow_ms: float = DEFAULT_SLOW_MS, calls: CallGraph | None = None) -> Judgement | None:
+    """The ranked services and the kind when the views show an incident, None when the checkout looks healthy.
+
+    ``calls`` is the graph the trace ran on (default: the services' default graph).
+    """
+    found = read_evidence(views, calls or CallGraph.of(default_graph()))
     blamed = {edge.dependency for edge in found.edges}
     blaming = {edge.caller for edge in found.edges}
 

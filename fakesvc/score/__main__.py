@@ -20,10 +20,12 @@ from typing import Any
 
 from yarl import URL
 
+from fakesvc.analyse.graphs import add_graph_flag, chosen_graph
 from fakesvc.score import prodsentinel
 from fakesvc.score.inputs import ScoreError, join, read_predictions, read_truth
 from fakesvc.score.metrics import score
 from fakesvc.score.table import render
+from fakesvc.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--prodsentinel", metavar="URL", help="read ProdSentinel's incidents and analyses at URL")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    add_graph_flag(parser)  # the services ProdSentinel's free-text root causes are read for
     return parser
 
 
@@ -65,9 +68,10 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
     truth = read_truth(args.truth)
     coverage = None
     if args.prodsentinel is not None:
+        services = chosen_graph(args).names  # a bad graph is told before ProdSentinel is read
         trace_ids = (checkout.trace_id for checkout in truth.checkouts)
         answers = asyncio.run(prodsentinel.read_answers(args.prodsentinel, trace_ids))
-        predictions = prodsentinel.predictions(answers)
+        predictions = prodsentinel.predictions(answers, services)
         coverage = prodsentinel.coverage(truth.checkouts, answers)
     else:
         predictions = read_predictions(args.predictions)
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"fakesvc: --prodsentinel: not an http(s) URL: {args.prodsentinel!r}\n")
     try:
         report = build_report(args)
-    except ScoreError as exc:
+    except (ScoreError, ConfigError) as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     if args.out is not None:
         try:

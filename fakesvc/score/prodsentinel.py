@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -190,12 +190,12 @@ async def read_answers(url: str, trace_ids: Iterable[str], *, backoff_s: float =
     )
 
 
-def predictions(answers: Answers) -> list[Prediction]:
-    """A prediction for each detection: the services its analysis names (none when not analysed)."""
+def predictions(answers: Answers, services: Sequence[str]) -> list[Prediction]:
+    """A prediction for each detection: the ``services`` its analysis names (none when not analysed)."""
     return [
         Prediction(
             trace_id=trace_id,
-            services=tuple(ranked_services(answer.analysis.root_cause)) if answer.analysis else (),
+            services=tuple(ranked_services(answer.analysis.root_cause, services)) if answer.analysis else (),
             where=f"ProdSentinel incident {answer.incident.id}",
         )
         for trace_id, answer in answers.by_trace.items()
