@@ -202,6 +202,8 @@ class HopContext:
 
     def fill(self, template: str) -> str:
         """A template of the graph with this request's key and trace id."""
+        if "{" not in template:
+            return template
         return fill(template, {self.route.key: self.key, "trace_id": self.trace_id})
 
     async def simulate(self, low_ms: float, high_ms: float) -> float:

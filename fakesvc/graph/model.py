@@ -10,6 +10,7 @@ checked finite and in bounds.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -157,12 +158,12 @@ class Route:
     slow_code: str = "SLOW_RESPONSE"
     response: Mapping[str, ResponseValue] | None = None  # None: {key: ..., "status": "OK"}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """The name of the path's one placeholder (``order_id``)."""
+        """The name of the path's one placeholder (``order_id``); read on every request, so worked out once."""
         return _PLACEHOLDER.findall(self.path)[0]
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """``POST /checkout/{order_id}``: how the route is named in messages and the traffic mix."""
         return f"{self.method} {self.path}"
@@ -256,6 +257,8 @@ def child_hop(hop: str, call: Call) -> str:
 
 def fill(template: str, values: Mapping[str, str]) -> str:
     """``/stock/{order_id}`` with the values; unknown placeholders stay as written (the loader refuses them)."""
+    if "{" not in template:  # most messages and response fields: nothing to fill, on every request
+        return template
     return _PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), template)
 
 
