@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import socket
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without an install
     sys.path.insert(0, str(ROOT))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The telemetry settings the cost figures compare (the overhead section's "full" and "logs only").
+FULL_TELEMETRY = {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"}
+LOGS_ONLY = {"FAKESVC_TELEMETRY": "logs", "OTEL_TRACES_EXPORTER": "none"}
+WARMUP_REQUESTS = 300  # lazy imports, pools and caches are paid before the CPU is counted
 
 
 def free_port() -> int:
@@ -57,6 +64,7 @@ class Server:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
+        assert process.stderr is not None, "stderr is a pipe"
         seen = 0
         while seen < ready_count:
             line = await asyncio.wait_for(process.stderr.readline(), 60)
@@ -98,10 +106,34 @@ async def start_supervisor(workdir: Path, sink_url: str, root: Path = ROOT, **en
         "FAKESVC_SINK": "off",
         "PRODSENTINEL_URL": sink_url,
         "FAKESVC_SPILL_DIR": str(workdir / "spill"),
+        "PYTHONPATH": str(root),  # the tree's own fakesvc, not the one installed in the venv
         **env,
     }
     supervisor = await Server.start([str(root / "supervisor.py")], environ, "listening on", ready_count=3)
     return supervisor, f"http://127.0.0.1:{ports[0]}"
+
+
+def graph_ports(graph: str) -> dict[str, int]:
+    """A free port for each service of ``graph`` (a built-in name or a file of this tree), in the graph's order."""
+    from fakesvc.graph.load import load_graph
+
+    return {name: free_port() for name in load_graph(graph).names}
+
+
+async def start_graph(workdir: Path, sink_url: str, graph: str, ports: dict[str, int], **env: str) -> Server:
+    """``supervisor.py --graph GRAPH`` of this tree, each service on its port of ``ports``, sending to ``sink_url``."""
+    from fakesvc.graph.load import load_graph
+
+    prefixes = {service.name: service.code_prefix for service in load_graph(graph).services}
+    environ = {
+        **{f"{prefixes[name]}_PORT": str(port) for name, port in ports.items()},
+        "FAKESVC_GRAPH": graph,
+        "FAKESVC_SINK": "off",
+        "PRODSENTINEL_URL": sink_url,
+        "FAKESVC_SPILL_DIR": str(workdir / "spill"),
+        **env,
+    }
+    return await Server.start(["supervisor.py"], environ, "listening on", ready_count=len(ports))
 
 
 async def start_traffic(target: str, rate: float, duration_s: float, *options: str) -> asyncio.subprocess.Process:
@@ -128,8 +160,13 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def closed_loop(url_for: callable, count: int, concurrency: int) -> dict[str, float]:
-    """Send ``count`` requests with ``concurrency`` workers; return wall time and status counts."""
+async def closed_loop(
+    url_for: Callable[[int], str],
+    count: int,
+    concurrency: int,
+    method_for: Callable[[int], str] | None = None,
+) -> dict[str, Any]:
+    """Send ``count`` requests (POSTs unless ``method_for`` says) with ``concurrency`` workers; return wall time and status counts."""
     statuses: dict[int, int] = {}
     next_index = iter(range(count))
     latencies: list[float] = []
@@ -137,7 +174,8 @@ async def closed_loop(url_for: callable, count: int, concurrency: int) -> dict[s
     async def worker(session: aiohttp.ClientSession) -> None:
         for index in next_index:
             started = time.perf_counter()
-            async with session.post(url_for(index)) as response:
+            method = "POST" if method_for is None else method_for(index)
+            async with session.request(method, url_for(index)) as response:
                 await response.read()
                 statuses[response.status] = statuses.get(response.status, 0) + 1
             latencies.append(time.perf_counter() - started)
@@ -167,6 +205,72 @@ async def wait_delivered(gateway: str, timeout_s: float = 120) -> dict[str, Any]
                 return stats
             await asyncio.sleep(0.05)
     raise RuntimeError(f"telemetry not delivered in {timeout_s} s: {stats}")
+
+
+Request = Callable[[str, int], tuple[str, str]]  # (tag, index) -> (method, path) of one request of a load
+
+
+def checkout_request(tag: str, index: int) -> tuple[str, str]:
+    return "POST", f"/checkout/{tag}-{index}"
+
+
+async def cpu_per_load(
+    server: Server,
+    edge: str,
+    count: int,
+    request: Request = checkout_request,
+    *,
+    concurrency: int = 32,
+    telemetry: bool = True,
+    warmup: int = WARMUP_REQUESTS,
+) -> dict[str, Any]:
+    """CPU of ``server`` for ``count`` requests to ``edge``, after ``warmup`` ones, until delivered.
+
+    With ``telemetry`` the CPU is counted until the process's batcher has sent
+    everything (its ``/telemetry``); every request must answer 200.
+    """
+
+    async def load(tag: str, n: int) -> dict[str, Any]:
+        return await closed_loop(
+            lambda i: edge + request(tag, i)[1], n, concurrency, method_for=lambda i: request(tag, i)[0]
+        )
+
+    async def delivered() -> dict[str, Any]:
+        return await wait_delivered(edge) if telemetry else {}
+
+    await load("warmup", warmup)
+    before = await delivered()
+    cpu_before = cpu_seconds(server.pid)
+    run = await load("bench", count)
+    after = await delivered()
+    cpu = cpu_seconds(server.pid) - cpu_before
+    if run["ok"] != count:
+        raise RuntimeError(f"only {run['ok']} of {count} requests succeeded: {run['statuses']}")
+    return {
+        "cpu_s": cpu,
+        "per_cpu_s": count / cpu,
+        "signals_per_request": (after.get("queued", 0) - before.get("queued", 0)) / count,
+        "wall_s": run["wall_s"],
+        "p99_ms": run["p99_ms"],
+    }
+
+
+async def checkout_cost(root: Path, workdir: Path, sink_url: str, env: dict[str, str], count: int) -> dict[str, Any]:
+    """:func:`cpu_per_load` of ``supervisor.py`` of the tree at ``root``, at latency scale 0, with ``env``'s telemetry."""
+    server, gateway = await start_supervisor(workdir, sink_url, root=root, FAKESVC_LATENCY_SCALE="0", **env)
+    try:
+        return await cpu_per_load(server, gateway, count)
+    finally:
+        await server.stop()
+
+
+def checkout_tree(rev: str, into: Path) -> Path:
+    """The files of ``rev`` under ``into`` (no git metadata)."""
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def median(values: Sequence[float]) -> float:

@@ -14,10 +14,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import signal
-import subprocess
-import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -25,42 +22,27 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import ROOT, closed_loop, cpu_seconds, median, start_sink, start_supervisor, wait_delivered
+from harness import (
+    FULL_TELEMETRY,
+    LOGS_ONLY,
+    ROOT,
+    checkout_cost,
+    checkout_tree,
+    median,
+    start_sink,
+    start_supervisor,
+    wait_delivered,
+)
 
 BEFORE_OUTBOX = "efb4818"  # the last revision with the spill files
-WARMUP = 300
-
-
-def checkout_tree(rev: str, into: Path) -> Path:
-    """The files of ``rev`` under ``into`` (no git metadata)."""
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
-    into.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 async def _checkouts_per_cpu_s(root: Path, workdir: Path, sink_url: str, env: dict[str, str], count: int) -> float:
-    server, gateway = await start_supervisor(workdir, sink_url, root=root, FAKESVC_LATENCY_SCALE="0", **env)
-    try:
-        await closed_loop(lambda i: f"{gateway}/checkout/warmup-{i}", WARMUP, 32)
-        await wait_delivered(gateway)
-        before = cpu_seconds(server.pid)
-        load = await closed_loop(lambda i: f"{gateway}/checkout/bench-{i}", count, 32)
-        await wait_delivered(gateway)
-        cpu = cpu_seconds(server.pid) - before
-    finally:
-        await server.stop()
-    if load["ok"] != count:
-        raise RuntimeError(f"only {load['ok']} of {count} checkouts succeeded: {load['statuses']}")
-    return count / cpu
+    return float((await checkout_cost(root, workdir, sink_url, env, count))["per_cpu_s"])
 
 
 async def outbox_cost(rounds: int, count: int, before_rev: str = BEFORE_OUTBOX) -> dict[str, Any]:
-    variants = {
-        "full": {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"},
-        "logs": {"FAKESVC_TELEMETRY": "logs", "OTEL_TRACES_EXPORTER": "none"},
-    }
+    variants = {"full": FULL_TELEMETRY, "logs": LOGS_ONLY}
     figures: dict[str, Any] = {"before": before_rev}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -22,7 +22,10 @@ from typing import Any
 import aiohttp
 from delivery import batcher_cost, plain_post_cpu_us, sink_throughput
 from fidelity import fidelity, print_fidelity
+from graph_cost import GRAPH_DEFAULTS, graph_cost, print_graph_cost
 from harness import (
+    FULL_TELEMETRY,
+    LOGS_ONLY,
     ROOT,
     Server,
     closed_loop,
@@ -47,13 +50,8 @@ class Variant:
     target: float | None = None
 
 
-LOGS_ONLY = {"FAKESVC_TELEMETRY": "logs", "OTEL_TRACES_EXPORTER": "none"}
 VARIANTS = {
-    "full": Variant(
-        "fakesvc logs+spans+metrics",
-        {"FAKESVC_TELEMETRY": "logs,metrics", "OTEL_TRACES_EXPORTER": "prodsentinel"},
-        0.20,
-    ),
+    "full": Variant("fakesvc logs+spans+metrics", FULL_TELEMETRY, 0.20),
     "logs": Variant("fakesvc logs only", LOGS_ONLY, 0.30),
     "logs_c8": Variant("  same, 8 POSTs in flight", {**LOGS_ONLY, "FAKESVC_BATCH_CONCURRENCY": "8"}),
     "off": Variant("fakesvc remote off", {"FAKESVC_TELEMETRY": "", "OTEL_TRACES_EXPORTER": "none"}, 0.60),
@@ -214,14 +212,21 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument(
+        "--rounds", type=int, default=None, help=f"default 5; the graph section {GRAPH_DEFAULTS['rounds']}"
+    )
+    parser.add_argument(
+        "--count", type=int, default=None, help=f"default 2000; the graph section {GRAPH_DEFAULTS['count']}"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
     parser.add_argument(
-        "--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory", "outbox"), default=None
+        "--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory", "outbox", "graph"), default=None
     )
     parser.add_argument("--before", default=BEFORE_OUTBOX, help="revision the outbox's cost is measured against")
+    parser.add_argument(
+        "--shop-count", type=int, default=GRAPH_DEFAULTS["shop_count"], help="shop requests per run (graph section)"
+    )
     parser.add_argument("--memory-rate", type=float, default=200.0)
     parser.add_argument("--memory-duration", type=float, default=300.0, help="seconds of steady load")
     parser.add_argument("--outage-duration", type=float, default=120.0, help="seconds with the backend down")
@@ -230,6 +235,8 @@ def main() -> None:
     parser.add_argument("--fidelity-duration", type=float, default=20.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
+    graph_rounds, graph_count = args.rounds or GRAPH_DEFAULTS["rounds"], args.count or GRAPH_DEFAULTS["count"]
+    args.rounds, args.count = args.rounds or 5, args.count or 2000
     result: dict[str, Any] = {"machine": machine()}
     if args.only in (None, "overhead"):
         result["overhead"] = asyncio.run(overhead(args.rounds, args.count, args.concurrency))
@@ -250,6 +257,9 @@ def main() -> None:
     if args.only in (None, "outbox"):
         result["outbox"] = asyncio.run(outbox_figures(args.rounds, args.count, args.before))
         print_outbox(result["outbox"])
+    if args.only in (None, "graph"):
+        result["graph"] = asyncio.run(graph_cost(graph_rounds, graph_count, args.shop_count))
+        print_graph_cost(result["graph"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"written: {args.out}")
