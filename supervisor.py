@@ -21,12 +21,12 @@ from fakesvc.backend import SINK_SETTINGS, start_backend, with_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import ChaosConfig, chaos_config
-from fakesvc.gc_tuning import tune_gc
 from fakesvc.graph.model import Graph
 from fakesvc.graph.placement import graph_of
-from fakesvc.runner import RunningServices, Work, serve, service_parser, until_stopped
+from fakesvc.serving.gc_tuning import tune_gc
+from fakesvc.serving.runner import RunningServices, Work, serve, service_parser, until_stopped
+from fakesvc.serving.stop_signals import StopEvent
 from fakesvc.settings import ConfigError, add_settings, resolve
-from fakesvc.stop_signals import StopEvent
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, exit_status, run_traffic, traffic_config_from_args

@@ -14,7 +14,7 @@ import sys
 import aiohttp
 from aiohttp import web
 
-from fakesvc.gc_tuning import tune_gc
+from fakesvc.serving.gc_tuning import tune_gc
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 

@@ -20,9 +20,9 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from fakesvc.gc_tuning import tune_gc
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Call, Parallel, Route, Span, Step
+from fakesvc.serving.gc_tuning import tune_gc
 
 Work = Callable[[str], Awaitable[bool]]  # the quoted key -> whether every call answered 2xx
 

@@ -1,4 +1,4 @@
-"""What running every service from a graph file costs (the graph engine, fakesvc/script.py + hop.py).
+"""What running every service from a graph file costs (the graph engine, fakesvc/service/script.py + hop.py).
 
 - checkout: checkouts per CPU-second of ``supervisor.py`` (the overhead section's
   setup: 300 warm-up checkouts, then ``count`` at latency scale 0, CPU counted until

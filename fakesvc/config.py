@@ -41,7 +41,7 @@ class ServiceConfig:
     shutdown_grace_s: float = 3.0
     idle_timeout_s: float = 30.0
     # Cancel a handler whose caller hung up (aiohttp's handler_cancellation), so hangs do not pile up;
-    # a cancelled hop still emits its evidence (log, span, metric) as it unwinds (fakesvc/hop.py).
+    # a cancelled hop still emits its evidence (log, span, metric) as it unwinds (fakesvc/service/hop.py).
     handler_cancellation: bool = True
     address_env: Mapping[str, str] = field(default_factory=dict)  # the *_PORT and *_URL variables, read at start
 

@@ -6,13 +6,13 @@ engine; this module keeps ``create_app`` and ``python -m fakesvc.gateway`` worki
 
 from __future__ import annotations
 
-from fakesvc.service import AppFactory, app_factory
+from fakesvc.service.app import AppFactory, app_factory
 
 SERVICE = "api-gateway"
 
 create_app: AppFactory = app_factory("checkout", SERVICE)
 
 if __name__ == "__main__":
-    from fakesvc.runner import main
+    from fakesvc.serving.runner import main
 
     main("gateway", [SERVICE])

@@ -6,13 +6,13 @@ engine; this module keeps ``create_app`` and ``python -m fakesvc.payment`` worki
 
 from __future__ import annotations
 
-from fakesvc.service import AppFactory, app_factory
+from fakesvc.service.app import AppFactory, app_factory
 
 SERVICE = "payment-service"
 
 create_app: AppFactory = app_factory("checkout", SERVICE)
 
 if __name__ == "__main__":
-    from fakesvc.runner import main
+    from fakesvc.serving.runner import main
 
     main("payment", [SERVICE])

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from fakesvc import SERVICE_NAMES
 from fakesvc.config import ServiceConfig
 from fakesvc.faults import Chaos, ChaosConfig
-from fakesvc.runner import RunningServices, start_services
-from fakesvc.service import HOP_STATE
+from fakesvc.service.app import HOP_STATE
+from fakesvc.serving.runner import RunningServices, start_services
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, TelemetryConfig
 

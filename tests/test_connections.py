@@ -16,8 +16,8 @@ from yarl import URL
 
 from fakesvc.config import service_config
 from fakesvc.faults import parse_rules
-from fakesvc.in_flight import IN_FLIGHT
-from fakesvc.loop_errors import OUT_OF_RESOURCES, ResourceErrorLog
+from fakesvc.serving.in_flight import IN_FLIGHT
+from fakesvc.serving.loop_errors import OUT_OF_RESOURCES, ResourceErrorLog
 from fakesvc.settings import ConfigError
 from tests.conftest import FAST, Chain, recording_telemetry, start_chain
 from tests.processes import start_supervisor

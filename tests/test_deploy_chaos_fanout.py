@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from fakesvc.faults import ChaosConfig
-from fakesvc.runner import RunningServices, start_services
-from fakesvc.service import HOP_STATE
+from fakesvc.service.app import HOP_STATE
+from fakesvc.serving.runner import RunningServices, start_services
 from tests.conftest import FAST, recording_telemetry
 from tests.telemetry_fixtures import free_port
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from fakesvc.faults import ChaosConfig
 from fakesvc.healthcheck import ROLES, Command, command_of, container_command, health_urls, probe
-from fakesvc.runner import start_services
+from fakesvc.serving.runner import start_services
 from fakesvc.settings import ConfigError
 from tests.conftest import FAST, recording_telemetry
 from tests.deploy_fixtures import (

@@ -25,8 +25,8 @@ from aiohttp.typedefs import Handler
 from fakesvc import gateway
 from fakesvc.faults import Chaos, ChaosConfig, parse_rules, services_routes
 from fakesvc.faults.access import is_loopback
-from fakesvc.runner import RunningServices
-from fakesvc.service import HOP_STATE, MAX_BODY_BYTES
+from fakesvc.service.app import HOP_STATE, MAX_BODY_BYTES
+from fakesvc.serving.runner import RunningServices
 from fakesvc.sink import SinkConfig, SinkFaults, create_app
 from fakesvc.sink.app import MAX_SIGNAL_BYTES
 from fakesvc.telemetry.logs import configure_logging

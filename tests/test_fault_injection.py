@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from fakesvc.fault_report import HEADER_BUDGET_BYTES
 from fakesvc.faults import Rule, parse_rules
+from fakesvc.faults.report import HEADER_BUDGET_BYTES
 from fakesvc.traffic import TrafficConfig, run_traffic
 from tests.conftest import FAST, Chain
 

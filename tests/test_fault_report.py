@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fakesvc.fault_report import DETAIL_CHARS, HEADER_BUDGET_BYTES, TRIMMED_HEADER, decode_faults, encode_faults
+from fakesvc.faults.report import DETAIL_CHARS, HEADER_BUDGET_BYTES, TRIMMED_HEADER, decode_faults, encode_faults
 from fakesvc.traffic.truth import judge
 
 

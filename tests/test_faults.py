@@ -23,7 +23,7 @@ from fakesvc.faults import (
     profile_rules,
 )
 from fakesvc.faults.rules import rules_by_service
-from fakesvc.http_errors import json_errors
+from fakesvc.service.http_errors import json_errors
 from fakesvc.settings import ConfigError
 
 ROUTE = "/inventory/{item_id}"

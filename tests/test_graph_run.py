@@ -20,7 +20,7 @@ import pytest
 
 from fakesvc.faults import ChaosConfig
 from fakesvc.graph.load import load_graph
-from fakesvc.runner import RunningServices, start_services
+from fakesvc.serving.runner import RunningServices, start_services
 from tests.conftest import FAST, recording_telemetry
 from tests.graph_fixtures import MINI_YAML
 from tests.processes import ROOT, spawn, start_supervisor

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from fakesvc.in_flight import IN_FLIGHT
+from fakesvc.serving.in_flight import IN_FLIGHT
 from tests.conftest import FAST, Chain, recording_telemetry, start_chain
 from tests.telemetry_fixtures import eventually
 

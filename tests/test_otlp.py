@@ -32,7 +32,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from fakesvc import SERVICE_NAMES
-from fakesvc.correlation import TRACE_ID_ATTRIBUTE
+from fakesvc.service.correlation import TRACE_ID_ATTRIBUTE
 from fakesvc.settings import ConfigError
 from fakesvc.telemetry.pipeline import Telemetry, TelemetryConfig, telemetry_config
 from tests.processes import FAST_TIMEOUTS, ROOT, spawn, start_supervisor, start_traffic

@@ -32,7 +32,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 # KeyboardInterrupt once it has cancelled and unwound the main task.
 AS_ON_WINDOWS_UNHANDLED = AS_ON_WINDOWS.replace(
     "sys.argv = ",
-    "import signal, fakesvc.stop_signals\nfakesvc.stop_signals.STOP_SIGNALS = (signal.SIGTERM,)\nsys.argv = ",
+    "import signal, fakesvc.serving.stop_signals\nfakesvc.serving.stop_signals.STOP_SIGNALS = (signal.SIGTERM,)\nsys.argv = ",
 )
 
 

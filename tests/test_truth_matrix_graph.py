@@ -28,8 +28,8 @@ import yaml
 from fakesvc.faults import ChaosConfig, parse_rules
 from fakesvc.graph.load import parse_graph
 from fakesvc.graph.model import Call, Graph, Route, calls_of
-from fakesvc.runner import RunningServices, start_services
-from fakesvc.service import HOP_STATE
+from fakesvc.service.app import HOP_STATE
+from fakesvc.serving.runner import RunningServices, start_services
 from fakesvc.traffic import TrafficConfig, run_traffic
 from fakesvc.traffic.truth import Timeouts
 from tests.conftest import FAST, recording_telemetry

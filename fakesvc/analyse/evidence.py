@@ -23,7 +23,7 @@ ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 SUMMARY_MAX_SIGNALS = 50  # the summariser keeps 40 errors and 10 others past this
 SUMMARY_MAX_ERRORS = 40
 
-# How a caller's message says its dependency failed (fakesvc.hop's wording, and any service
+# How a caller's message says its dependency failed (fakesvc.service.hop's wording, and any service
 # that writes like an on-call engineer): each match names a dependency; a quoted answer can
 # name the next one ("payment-service answered 502 (... inventory-service answered 503 ...)").
 _NAME = r"(?P<{}>[A-Za-z0-9_.-]+)"

@@ -12,9 +12,9 @@ from typing import Any
 
 from fakesvc.faults import noise
 from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
+from fakesvc.faults.raising import is_exception_name
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph
-from fakesvc.raising import is_exception_name
 
 KINDS = ("error", "latency", "hang", "drop", "noise")
 HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout

@@ -1,7 +1,7 @@
 """A service graph as data: services, their routes, and each route's script of steps.
 
 A graph is read once from a file (:mod:`fakesvc.graph.load`), checked whole,
-and then only read: the hop engine (:mod:`fakesvc.hop`) runs a route's script
+and then only read: the hop engine (:mod:`fakesvc.service.hop`) runs a route's script
 for every request, the truth (:mod:`fakesvc.traffic.truth`) replays the same
 script over the faults a checkout got, the traffic picks among the entry
 routes. Every number here is already resolved (parameters substituted) and
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-# How a call fails (fakesvc.hop.UpstreamFailure.reason: timeout, connection, status), and "any" of them.
+# How a call fails (fakesvc.service.hop.UpstreamFailure.reason: timeout, connection, status), and "any" of them.
 FAILURE_KEYS: tuple[str, ...] = ("timeout", "connection", "status", "any")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -8,12 +8,12 @@ import sys
 
 from fakesvc import settings
 from fakesvc.faults import ADMIN_TOKEN
-from fakesvc.loop_errors import install_resource_error_log
+from fakesvc.serving.loop_errors import install_resource_error_log
+from fakesvc.serving.stop_signals import stop_on_signals
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
 from fakesvc.sink_address import STANDALONE_ADDRESS
-from fakesvc.stop_signals import stop_on_signals
 
 SETTINGS: tuple[Setting, ...] = (
     *STANDALONE_ADDRESS,

@@ -14,8 +14,8 @@ from aiohttp.typedefs import Handler
 
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.inputs import InputError, read_json
-from fakesvc.http_errors import json_errors, quiet_parser_errors
 from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.service.http_errors import json_errors, quiet_parser_errors
 from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
 from fakesvc.sink.query import parse_signal_query
 from fakesvc.sink.store import SignalStore

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from fakesvc import settings
 from fakesvc.config import REMOTE_SIGNALS, TRACE_EXPORTERS
-from fakesvc.correlation import current_trace_id
+from fakesvc.service.correlation import current_trace_id
 from fakesvc.settings import Setting
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
 from fakesvc.telemetry.logs import Emit

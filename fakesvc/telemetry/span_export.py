@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from fakesvc.correlation import TRACE_ID_ATTRIBUTE
+from fakesvc.service.correlation import TRACE_ID_ATTRIBUTE
 from fakesvc.telemetry.batcher import Batcher
 from fakesvc.telemetry.signals import TRACES_PATH, span_signal
 

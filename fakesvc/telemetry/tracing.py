@@ -31,8 +31,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from fakesvc import settings
-from fakesvc.correlation import TRACE_ID_ATTRIBUTE, current_trace_id
 from fakesvc.jsonfast import dumps_str
+from fakesvc.service.correlation import TRACE_ID_ATTRIBUTE, current_trace_id
 from fakesvc.settings import ConfigError
 
 OTLP_PROTOCOL = "http/protobuf"

@@ -14,8 +14,8 @@ from fakesvc import settings
 from fakesvc.config import SERVICE_SETTINGS, service_config
 from fakesvc.console import say
 from fakesvc.graph.placement import graph_of
+from fakesvc.serving.stop_signals import stop_on_signals
 from fakesvc.settings import ConfigError
-from fakesvc.stop_signals import stop_on_signals
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
 from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, run_traffic
 from fakesvc.traffic.truth import Timeouts

@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import aiohttp
 
-from fakesvc.fault_report import decode_faults, fetch_injected
+from fakesvc.faults.report import decode_faults, fetch_injected
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph, Route, fill
 from fakesvc.jsonfast import dumps_str
-from fakesvc.stop_signals import StopEvent
+from fakesvc.serving.stop_signals import StopEvent
 from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.plan import Checkout, plan
 from fakesvc.traffic.truth import Timeouts, Verdict, judge

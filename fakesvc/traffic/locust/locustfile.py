@@ -29,7 +29,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, LocalRunner, WorkerRunner
 
-from fakesvc.fault_report import LOOKUP_TIMEOUT_S, decode_faults, injected_faults, injected_path
+from fakesvc.faults.report import LOOKUP_TIMEOUT_S, decode_faults, injected_faults, injected_path
 from fakesvc.graph.model import fill
 from fakesvc.jsonfast import dumps_str
 from fakesvc.settings import ConfigError

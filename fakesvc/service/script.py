@@ -13,10 +13,10 @@ import asyncio
 import zlib
 from typing import Any
 
+from fakesvc.faults.raising import raiser
+from fakesvc.faults.scenarios import scenario_fault
 from fakesvc.graph.model import Call, FailIf, FromCall, HangIf, KeyFlag, Log, Parallel, Route, Sleep, Span, Step
-from fakesvc.hop import HopContext, HopError, UpstreamFailure, error_code, upstream_error_code
-from fakesvc.raising import raiser
-from fakesvc.scenarios import scenario_fault
+from fakesvc.service.hop import HopContext, HopError, UpstreamFailure, error_code, upstream_error_code
 
 
 async def run_route(ctx: HopContext) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from aiohttp.typedefs import Handler, Middleware
 
-from fakesvc.correlation import current_trace_id
 from fakesvc.jsonfast import dumps_str
+from fakesvc.service.correlation import current_trace_id
 
 _log = structlog.get_logger("fakesvc.http")
 

@@ -29,7 +29,7 @@ HEADER_BUDGET_BYTES = 4096
 DETAIL_CHARS = 200
 LOOKUP_TIMEOUT_S = 1.0
 
-_log = structlog.get_logger("fakesvc.fault_report")
+_log = structlog.get_logger("fakesvc.faults.report")
 
 
 def _shortened(record: dict[str, Any]) -> dict[str, Any]:

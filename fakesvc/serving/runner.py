@@ -17,13 +17,13 @@ from aiohttp import web
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
-from fakesvc.gc_tuning import tune_gc
 from fakesvc.graph.model import Graph
 from fakesvc.graph.placement import graph_of, port_of, url_of
-from fakesvc.loop_errors import install_resource_error_log
-from fakesvc.service import build_app
+from fakesvc.service.app import build_app
+from fakesvc.serving.gc_tuning import tune_gc
+from fakesvc.serving.loop_errors import install_resource_error_log
+from fakesvc.serving.stop_signals import StopEvent, stop_on_signals
 from fakesvc.settings import ConfigError, add_settings
-from fakesvc.stop_signals import StopEvent, stop_on_signals
 from fakesvc.telemetry.batcher import format_summary
 from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config, telemetry_settings

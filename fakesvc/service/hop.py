@@ -1,7 +1,7 @@
 """The skeleton of one hop, shared by every service of every graph.
 
 A request flows through it in one direction: bind the checkout -> decide and
-apply faults -> run the route's script (:mod:`fakesvc.script`, which may call
+apply faults -> run the route's script (:mod:`fakesvc.service.script`, which may call
 other services) -> log, measure -> answer JSON. The graph only describes the
 script; how a hop fails, what evidence an error log carries and how faults
 travel back to the caller live here, once.
@@ -27,15 +27,15 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from fakesvc.config import ServiceConfig
-from fakesvc.correlation import REQUEST_ID_HEADER, current_trace_id
-from fakesvc.fault_report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.faults.noise import log_noise
+from fakesvc.faults.raising import raiser
+from fakesvc.faults.report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
 from fakesvc.graph.model import ENTRY_HOP, Call, Route, Service, child_hop, fill
-from fakesvc.http_errors import error_response
 from fakesvc.jsonfast import dumps_str, loads
-from fakesvc.raising import raiser
+from fakesvc.service.correlation import REQUEST_ID_HEADER, current_trace_id
+from fakesvc.service.http_errors import error_response
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
@@ -61,7 +61,7 @@ _ERROR_CODES = {
     504: "TIMEOUT",
 }
 
-_log = structlog.get_logger("fakesvc.hop")
+_log = structlog.get_logger("fakesvc.service.hop")
 
 
 def quote_text(text: str) -> str:

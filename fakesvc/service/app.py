@@ -22,20 +22,20 @@ from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from fakesvc.body_deadline import body_deadline
 from fakesvc.config import ServiceConfig
-from fakesvc.correlation import correlation_middleware
-from fakesvc.fault_report import fetch_injected
 from fakesvc.faults import Chaos, chaos_routes
+from fakesvc.faults.report import fetch_injected
 from fakesvc.faults.rules import service_routes
 from fakesvc.graph.model import Graph
 from fakesvc.graph.placement import graph_of, url_of
-from fakesvc.hop import HopState, hop_handler
-from fakesvc.http_errors import error_response, json_errors, quiet_parser_errors
-from fakesvc.in_flight import IN_FLIGHT, InFlight
 from fakesvc.jsonfast import dumps_str
-from fakesvc.prometheus import ServiceMetrics
-from fakesvc.script import run_route
+from fakesvc.service.correlation import correlation_middleware
+from fakesvc.service.hop import HopState, hop_handler
+from fakesvc.service.http_errors import error_response, json_errors, quiet_parser_errors
+from fakesvc.service.prometheus import ServiceMetrics
+from fakesvc.service.script import run_route
+from fakesvc.serving.body_deadline import body_deadline
+from fakesvc.serving.in_flight import IN_FLIGHT, InFlight
 from fakesvc.telemetry.pipeline import Telemetry
 
 HOP_STATE = web.AppKey("hop_state", HopState)
@@ -249,9 +249,3 @@ def _unique(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _not_ready(app: web.Application) -> None:
     """Stop advertising readiness as soon as shutdown begins, before in-flight requests end."""
     app[HOP_STATE].ready = False
-
-
-if __name__ == "__main__":
-    from fakesvc.runner import main
-
-    main("service")

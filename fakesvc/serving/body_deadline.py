@@ -14,7 +14,7 @@ import asyncio
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from fakesvc.http_errors import error_response
+from fakesvc.service.http_errors import error_response
 
 
 def body_deadline(timeout_s: float) -> Middleware:
