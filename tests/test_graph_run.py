@@ -21,6 +21,8 @@ import pytest
 from fakesvc.faults import ChaosConfig
 from fakesvc.graph.load import load_graph
 from fakesvc.serving.runner import RunningServices, start_services
+from fakesvc.traffic.locust import LOCUSTFILE
+from fakesvc.truth import read_truth
 from tests.conftest import FAST, recording_telemetry
 from tests.graph_fixtures import MINI_YAML
 from tests.processes import ROOT, spawn, start_supervisor
@@ -207,3 +209,22 @@ def test_the_example_in_the_graph_docs_is_a_valid_graph(tmp_path: Path) -> None:
     example.write_text(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     graph = load_graph(example)
     assert graph.names == ("edge", "pricing", "stock", "ads") and graph.scenarios() == ["no-price"]
+
+
+async def test_locust_users_browse_and_check_out_the_shop(tmp_path: Path) -> None:
+    """The packaged Locust file on FAKESVC_GRAPH=shop: both entry routes, the shop's mix, the truth as answered."""
+    supervisor = await start_supervisor(tmp_path, "--graph", "shop", FAKESVC_SEED="3", **ON_FREE_PORTS)
+    try:
+        await supervisor.read_until("frontend listening on")
+        locust = Path(sys.executable).with_name("locust")
+        args = ["--headless", "--host", supervisor.url("frontend"), "-u", "3", "-r", "3", "-t", "4s"]
+        args += ["--seed", "5", "--truth", str(tmp_path / "truth.jsonl"), "--pace", "0.05", "--stop-timeout", "10"]
+        process = await spawn([str(locust), "-f", str(LOCUSTFILE), *args], {"FAKESVC_GRAPH": "shop"})
+        status, rest = await process.exited(120)
+        assert status == 0, ("".join(process.stderr_lines) + rest)[-3000:]
+    finally:
+        await supervisor.kill()
+    lines = list(read_truth(tmp_path / "truth-w0.jsonl"))
+    assert {line["entry"] for line in lines} == {"GET /browse/{order_id}", "POST /checkout/{order_id}"}
+    assert {line["scenario"] for line in lines} <= {"success", "card-declined", "cart-hang"}
+    assert all(line["status"] == line["expected_status"] for line in lines if not line.get("interrupted"))
