@@ -262,6 +262,13 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "script[1].call): scenario faults start a hop",
     ),
     (
+        "a keyword for an exception",
+        lambda doc: _edge_script(doc).insert(
+            0, {"fail_if": {"key_contains": "x", "status": 500, "exception": "class", "message": "no"}}
+        ),
+        "services[0].routes[0].script[0].fail_if.exception: must be an exception class name, not the keyword 'class'",
+    ),
+    (
         "hang_if after a call, in a parallel's span",
         lambda doc: _edge_script(doc)[2]["parallel"].append(
             {"span": {"name": "late", "script": [{"hang_if": {"key_contains": "x", "s": 1}}]}}

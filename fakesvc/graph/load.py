@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import keyword
 import math
 import os
 import re
@@ -861,6 +862,9 @@ def _fail_if(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> 
     key = _text(ctx, f"{where}.key_contains", body.get("key_contains", _MISSING))
     status = _whole(ctx, f"{where}.status", body.get("status", _MISSING), 400, 599)
     exception = _text(ctx, f"{where}.exception", body.get("exception", _MISSING), pattern=_EXCEPTION)
+    if exception is not None and keyword.iskeyword(exception):  # `raise class(...)` is no code
+        ctx.add(f"{where}.exception", f"must be an exception class name, not the keyword {exception!r}")
+        exception = None
     message = _text(ctx, f"{where}.message", body.get("message", _MISSING), max_chars=MAX_MESSAGE_CHARS)
     code = _text(ctx, f"{where}.error_code", body["error_code"], pattern=_CODE) if "error_code" in body else None
     if key is None or status is None or exception is None or message is None or scope.first_call is not None:
