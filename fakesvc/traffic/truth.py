@@ -63,7 +63,6 @@ from fakesvc.faults.rules import HARMLESS_KINDS
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import ENTRY_HOP, Call, Graph, Parallel, Route, Service, Span, Step, calls_of, child_hop
 
-CHAIN = ("api-gateway", "payment-service", "inventory-service")  # the checkout graph's services, each calls the next
 FAILED = 500  # what an error record answers when its status is not one
 
 Records = Mapping[str, Sequence[dict[str, Any]]]  # hop -> the fault records injected there
