@@ -6,12 +6,16 @@
 
 # A Python patch release on a named Debian release, so a rebuild gets the same Python; add a digest
 # (python:3.11.14-slim-bookworm@sha256:...) where builds must be byte-for-byte repeatable.
-FROM python:3.11.14-slim-bookworm AS base
+# --build-arg PYTHON_IMAGE=... swaps in another Debian-based Python 3.11 (deploy/smoke.sh builds a local
+# stand-in from Debian's packages when Docker Hub cannot be reached); only python3 is assumed of it.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE} AS base
 
 # Build stage: pip and the source tree stay here; only the finished virtual environment moves on.
 FROM base AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/venv
+# python3, not python: Debian's python3 package has no `python`; the venv brings its own python for the rest.
+RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md LICENSE ./
 COPY fakesvc ./fakesvc

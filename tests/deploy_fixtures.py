@@ -108,8 +108,13 @@ class Instruction:
 
 
 def dockerfile_stages(path: Path = ROOT / "Dockerfile") -> list[list[Instruction]]:
-    """The Dockerfile's instructions by stage (continuation lines joined, comments dropped)."""
+    """The Dockerfile's instructions by stage (continuation lines joined, comments dropped).
+
+    A global ``ARG NAME=default`` before the first ``FROM`` (the base image's build argument) is
+    substituted in the ``FROM`` lines, as a build without ``--build-arg`` sees them.
+    """
     stages: list[list[Instruction]] = []
+    global_args: dict[str, str] = {}
     logical = ""
     for line in path.read_text().splitlines():
         if not logical and (not line.strip() or line.lstrip().startswith("#")):
@@ -119,8 +124,14 @@ def dockerfile_stages(path: Path = ROOT / "Dockerfile") -> list[list[Instruction
             continue
         keyword, _, arguments = logical.strip().partition(" ")
         logical = ""
+        if not stages and keyword.upper() == "ARG":
+            name, _, default = arguments.strip().partition("=")
+            global_args[name] = default
+            continue
         if keyword.upper() == "FROM":
             stages.append([])
+            for name, default in global_args.items():
+                arguments = arguments.replace(f"${{{name}}}", default)
         stages[-1].append(Instruction(keyword.upper(), arguments.strip()))
     return stages
 
