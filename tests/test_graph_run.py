@@ -7,6 +7,7 @@ rules and ``/chaos/services`` speak the graph's names and routes.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from fakesvc.faults import ChaosConfig
 from fakesvc.graph.load import load_graph
 from fakesvc.serving.runner import RunningServices, start_services
+from fakesvc.telemetry.logs import configure_logging
 from fakesvc.traffic.locust import LOCUSTFILE
 from fakesvc.truth import read_truth
 from tests.conftest import FAST, recording_telemetry
@@ -228,3 +230,28 @@ async def test_locust_users_browse_and_check_out_the_shop(tmp_path: Path) -> Non
     assert {line["entry"] for line in lines} == {"GET /browse/{order_id}", "POST /checkout/{order_id}"}
     assert {line["scenario"] for line in lines} <= {"success", "card-declined", "cart-hang"}
     assert all(line["status"] == line["expected_status"] for line in lines if not line.get("interrupted"))
+
+
+async def test_a_failed_fallback_is_a_warning_naming_the_dependency_and_the_page_still_renders(
+    shop: RunningServices,
+) -> None:
+    stream = io.StringIO()
+    configure_logging(stream)
+    async with aiohttp.ClientSession() as session:
+        rule = {"rules": [{"kind": "error", "status": 503, "message": "ads index rebuilding"}]}
+        async with session.put(f"{shop.urls['adservice']}/chaos", json=rule) as response:
+            assert response.status == 200
+        async with session.get(f"{shop.urls['frontend']}/browse/o-7") as response:
+            assert response.status == 200 and (await response.json())["status"] == "OK"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (warning,) = [line for line in lines if line["service"] == "frontend" and line["level"] == "WARNING"]
+    assert (
+        warning["event"]
+        == "Page rendered without adservice: adservice answered 503 (RuntimeError: ads index rebuilding)"
+    )
+    assert (warning["error_code"], warning["upstream_service"], warning["upstream_status"]) == (
+        "FRONTEND_DEGRADED",
+        "adservice",
+        503,
+    )
+    assert not [line for line in lines if line["service"] == "frontend" and line["level"] == "ERROR"]

@@ -16,7 +16,14 @@ from typing import Any
 from fakesvc.faults.raising import raiser
 from fakesvc.faults.scenarios import scenario_fault
 from fakesvc.graph.model import Call, FailIf, FromCall, HangIf, KeyFlag, Log, Parallel, Route, Sleep, Span, Step
-from fakesvc.service.hop import HopContext, HopError, UpstreamFailure, error_code, upstream_error_code
+from fakesvc.service.hop import (
+    HopContext,
+    HopError,
+    UpstreamFailure,
+    error_code,
+    upstream_error_code,
+    upstream_evidence,
+)
 
 
 async def run_route(ctx: HopContext) -> dict[str, Any]:
@@ -60,10 +67,8 @@ async def _call(ctx: HopContext, call: Call) -> None:
             ctx.log.warning(
                 f"{ctx.route.completed} without {call.service}: {exc}",
                 error_code=f"{ctx.code_prefix}_DEGRADED",
-                upstream_service=exc.service,
-                upstream_status=exc.status,
-                upstream_reason=exc.reason,
                 degraded=True,
+                **upstream_evidence(exc),
             )
             return
         failure = call.failure(exc.reason)
