@@ -52,7 +52,7 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         "FAKESVC_GRAPH",
         "--graph",
         "checkout",
-        settings.text,
+        settings.non_empty_text,
         "the service graph: a built-in name (checkout, shop) or a YAML/JSON file",
     ),
     Setting(

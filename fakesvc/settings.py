@@ -209,3 +209,9 @@ def comma_set(*allowed: str) -> CommaSet:
 
 def text(raw: str) -> str:
     return raw
+
+
+def non_empty_text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw

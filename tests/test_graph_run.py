@@ -255,3 +255,32 @@ async def test_a_failed_fallback_is_a_warning_naming_the_dependency_and_the_page
         503,
     )
     assert not [line for line in lines if line["service"] == "frontend" and line["level"] == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"FAKESVC_GRAPH": ""}, "FAKESVC_GRAPH: must not be empty"),
+        ({"FAKESVC_GRAPH": "\u00e9t\u00e9"}, "\u00e9t\u00e9: no such file, nor a built-in graph"),
+        ({"FAKESVC_BASE_PORT": "nan"}, "FAKESVC_BASE_PORT: must be a port number (got 'nan')"),
+        ({"CARTSERVICE_PORT": "inf"}, "CARTSERVICE_PORT: must be a port number (got 'inf')"),
+        ({"CARTSERVICE_PORT": "99999999"}, "CARTSERVICE_PORT: must be a port number between 0 and 65535"),
+        ({"CARTSERVICE_PORT": "\u0663"}, "CARTSERVICE_PORT: must be a port number (got '\u0663')"),
+        ({"REDIS_CART_URL": "ftp://cache"}, "REDIS_CART_URL: must be an http:// or https:// URL with a host"),
+    ],
+    ids=["empty graph", "unicode graph", "NaN base port", "infinite port", "huge port", "arabic digit", "bad URL"],
+)
+def test_a_bad_graph_or_placement_setting_stops_everything_at_start(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "supervisor.py"), "--rate", "5", "--count", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "FAKESVC_SINK": "off", "FAKESVC_GRAPH": "shop", **env},
+    )
+    assert done.returncode == 2, done.stderr
+    (said,) = done.stderr.strip().splitlines()  # one line, and nothing started or sent before it
+    assert said.startswith(f"fakesvc: {line}"), said

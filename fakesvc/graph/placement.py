@@ -26,8 +26,15 @@ PARAMETER_SETTINGS = ("inventory_timeout_s", "payment_timeout_s", "hang_s")
 
 
 def graph_of(config: ServiceConfig) -> Graph:
-    """The graph ``config`` names, its parameters overridden by the settings; :class:`ConfigError` if it is bad."""
-    return load_graph(config.graph, {name: getattr(config, name) for name in PARAMETER_SETTINGS})
+    """The graph ``config`` names, its parameters overridden by the settings; :class:`ConfigError` if it is bad.
+
+    Every service's port and URL settings are read here too, so a bad ``CARTSERVICE_PORT`` stops
+    the program at start with one line, before anything listens or sends.
+    """
+    graph = load_graph(config.graph, {name: getattr(config, name) for name in PARAMETER_SETTINGS})
+    for name in graph.names:
+        url_of(graph, name, config)  # reads the port setting on its way
+    return graph
 
 
 def _from_env(config: ServiceConfig, name: str, parse: Any) -> Any:
@@ -37,7 +44,7 @@ def _from_env(config: ServiceConfig, name: str, parse: Any) -> Any:
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        raise ConfigError(f"{name}: {exc} (got {raw!r})") from None
 
 
 def port_of(graph: Graph, service: str, config: ServiceConfig) -> int:
