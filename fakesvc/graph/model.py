@@ -201,6 +201,11 @@ class Graph:
     def entry_routes(self) -> list[tuple[Service, Route]]:
         return [(service, route) for service in self.services for route in service.routes if route.entry]
 
+    @functools.cached_property
+    def entries(self) -> dict[str, Route]:
+        """The entry routes by name (``POST /checkout/{order_id}``): what every planned checkout is sent to."""
+        return {route.name: route for _, route in self.entry_routes()}
+
     @property
     def edge(self) -> Service:
         """The service the traffic generator sends to (the one holding the entry routes)."""

@@ -179,7 +179,7 @@ async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, sc
 
 def entry_route(graph: Graph | None, checkout: Checkout) -> Route:
     """The entry route a checkout is sent to (the checkout graph's ``POST /checkout/{order_id}``)."""
-    routes = {route.name: route for _, route in (graph or load_graph("checkout")).entry_routes()}
+    routes = (graph or load_graph("checkout")).entries  # worked out once per graph, read per checkout
     return routes.get(checkout.entry) or next(iter(routes.values()))
 
 

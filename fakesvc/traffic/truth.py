@@ -240,7 +240,10 @@ def _tree(graph: Graph, entry: Route | str | None) -> _Tree:
     name = routes[0][1].name if entry is None else entry if isinstance(entry, str) else entry.name
     key = (id(graph), name)
     if key not in _TREES:
-        service, route = next((s, r) for s, r in routes if r.name == name)
+        found = next(((s, r) for s, r in routes if r.name == name), None)
+        if found is None:
+            raise ValueError(f"graph {graph.name} has no entry route {name!r} (it has {', '.join(graph.entries)})")
+        service, route = found
         depth: dict[str, int] = {}
         hops: dict[str, str] = {}
         for hop, callee, level in _unfold(graph, ENTRY_HOP, service, route, 0):
