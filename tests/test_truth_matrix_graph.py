@@ -35,7 +35,7 @@ from fakesvc.traffic.truth import Timeouts
 from tests.conftest import FAST, recording_telemetry
 
 SHOP = Path(__file__).parent.parent / "fakesvc" / "graph" / "graphs" / "shop.yaml"
-TIME_SCALE = 0.25  # the shop's timeouts, shortened
+TIME_SCALE = 0.5  # the shop's timeouts, shortened (a fallback still waits 150 ms: a loaded 2-core host answers in time)
 CHECKOUT_S = 10.0  # the generator waits longer than any checkout here can take
 OVER_S = 0.15  # how far past its longest caller's timeout a hang lasts
 KINDS = ("error", "drop", "latency", "hang")
@@ -77,7 +77,9 @@ def random_document(seed: int) -> dict[str, Any]:
                 "call": {
                     "service": names[callee],
                     "path": f"/r{callee}/{{order_id}}",
-                    "timeout_s": round(rng.uniform(0.3, 0.6), 2),
+                    "timeout_s": round(
+                        rng.uniform(0.8, 1.2), 2
+                    ),  # roomy: a loaded host must not time out a healthy hop
                     **({"on_error": "ignore"} if rng.random() < 0.25 else {}),
                 }
             }
