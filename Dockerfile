@@ -45,6 +45,6 @@ USER 10001:10001
 EXPOSE 8000 8002 8003 8004
 # The probe reads the container's command (/proc/1/cmdline) and the same settings as that command:
 # /readyz of each service it runs, /ingest/health for the sink, nothing for the traffic generator.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-m", "fakesvc.healthcheck"]
 CMD ["python", "/app/supervisor.py"]

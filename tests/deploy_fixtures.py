@@ -47,6 +47,24 @@ def compose_environment(service: dict[str, Any]) -> dict[str, str]:
     return {**image_environment(), **{key: str(value) for key, value in service.get("environment", {}).items()}}
 
 
+# Keys of the Compose specification that Compose v1 (docker-compose 1.29: Debian bookworm's, Ubuntu 22.04's)
+# refuses ("does not match any of the regexes"); deploy/smoke.sh runs compose.yaml on it for real.
+COMPOSE_V1_REFUSES_AT_TOP = frozenset({"name", "include"})
+COMPOSE_V1_REFUSES_IN_HEALTHCHECK = frozenset({"start_interval"})
+
+
+def compose_v1_problems(path: Path) -> list[str]:
+    """What in a compose file Compose v1 would refuse to load."""
+    document = yaml_documents(path)[0]
+    problems = [f"top-level {key}" for key in sorted(COMPOSE_V1_REFUSES_AT_TOP & set(document))]
+    for name, service in document.get("services", {}).items():
+        healthcheck = (service or {}).get("healthcheck", {})
+        problems += [
+            f"{name}: healthcheck.{key}" for key in sorted(COMPOSE_V1_REFUSES_IN_HEALTHCHECK & set(healthcheck))
+        ]
+    return problems
+
+
 def published(service: dict[str, Any]) -> list[int]:
     """Container ports of ``HOST_IP:HOST_PORT:CONTAINER_PORT`` entries."""
     return [int(str(entry).rsplit(":", 1)[1]) for entry in service.get("ports", [])]

@@ -1,7 +1,8 @@
 """compose.yaml and its ProdSentinel override: valid against the Compose specification, and every
 command, port, URL and healthcheck in them matches the image and the configuration.
 
-No Docker daemon here: ``docker compose up`` is not run (docs/deploy.md says so).
+``docker-compose up`` of this file runs for real in ``deploy/smoke.sh`` (it needs a Docker daemon and
+root, so it is not part of the test command); these tests hold what can be checked without one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.deploy_fixtures import (
     TOOLS,
     check_entry_points,
     compose_services,
+    compose_v1_problems,
     interpolate,
     listen_port,
     probe_paths,
@@ -30,6 +32,7 @@ from tests.deploy_fixtures import compose_environment as environment
 
 BASE = ROOT / "compose.yaml"
 PRODSENTINEL = ROOT / "compose.prodsentinel.yaml"
+OTEL = ROOT / "compose.otel.yaml"
 TELEMETRY_SENDERS = ("gateway", "payment", "inventory")  # the processes with a batcher
 
 
@@ -56,6 +59,29 @@ def test_the_checker_rejects_what_compose_would(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 1 and "depend_on" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", [BASE, PRODSENTINEL, OTEL], ids=lambda path: path.name)
+def test_compose_v1_loads_the_file(path: Path) -> None:
+    """Debian's docker-compose 1.29 refused a top-level name and healthcheck.start_interval when it ran them."""
+    assert compose_v1_problems(path) == []
+
+
+def test_compose_v1_problems_are_found(tmp_path: Path) -> None:
+    broken = tmp_path / "compose.yaml"
+    broken.write_text("name: x\n" + BASE.read_text().replace("retries: 3", "retries: 3\n    start_interval: 2s"))
+    assert compose_v1_problems(broken)[:2] == ["top-level name", "sink: healthcheck.start_interval"]
+
+
+def test_every_service_runs_the_image_fakesvc_image_names() -> None:
+    """FAKESVC_IMAGE swaps the image (deploy/smoke.sh runs its own build's tag); fakesvc:local by default."""
+    raw = yaml_documents(BASE)[0]["services"]
+    for name, service in raw.items():
+        assert interpolate(service["image"]) == "fakesvc:local", name
+        assert (
+            interpolate(service["image"], {"FAKESVC_IMAGE": "registry.example/fakesvc:1"})
+            == "registry.example/fakesvc:1"
+        )
 
 
 def test_the_three_services_sink_and_generator_are_separate_containers() -> None:

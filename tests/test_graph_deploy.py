@@ -34,6 +34,7 @@ from tests.deploy_fixtures import (
     check_entry_points,
     compose_environment,
     compose_services,
+    compose_v1_problems,
     kustomization_objects,
     objects_of,
     pod_environment,
@@ -252,6 +253,10 @@ def test_the_compose_file_is_valid(deployed: Deployed) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_v1_loads_the_compose_file(deployed: Deployed) -> None:
+    assert compose_v1_problems(deployed.out / COMPOSE_FILE) == []
 
 
 def test_every_kubernetes_object_is_valid(deployed: Deployed) -> None:

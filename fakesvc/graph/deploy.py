@@ -209,11 +209,11 @@ _COMPOSE = _Text("""\
 # compose name, as on separate hosts; fault control between them needs the admin token.
 #   FAKESVC_ADMIN_TOKEN=$(openssl rand -hex 16) docker compose up
 # @backend
-name: fakesvc
+# Compose v1 (docker-compose 1.29, Debian's) and v2 both run it: no top-level name, no start_interval.
 
 x-fakesvc: &fakesvc
   build: .
-  image: fakesvc:local
+  image: ${FAKESVC_IMAGE:-fakesvc:local}
   restart: unless-stopped
   environment: &environment
     FAKESVC_ADMIN_TOKEN: ${FAKESVC_ADMIN_TOKEN:-change-me}
@@ -221,10 +221,9 @@ x-fakesvc: &fakesvc
     PRODSENTINEL_URL: http://sink:8000@urls
   healthcheck: &healthcheck
     test: ["CMD", "python", "-m", "fakesvc.healthcheck"]
-    interval: 30s
+    interval: 10s
     timeout: 5s
     start_period: 15s
-    start_interval: 2s
     retries: 3
 
 services:
