@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the checks are called through step, which shellcheck cannot follow
 # deploy/smoke.sh: build the image from the repository's Dockerfile and run it for real.
 #
 #   sudo deploy/smoke.sh            # or as a member of the docker group (the stand-in base needs root)
 #
 # Checks: the build; the default command with a short traffic run (exit 0 and the summary line);
 # the default command serving detached (HEALTHCHECK turns healthy, non-root user, /readyz on a
-# 127.0.0.1-published port, docker stop exits 0 within the grace); the image size; a rebuild with no
-# change is cached throughout. Prints a table (step, result, seconds); exit 0 all held, 1 a step
-# failed, 2 no Docker daemon.
+# 127.0.0.1-published port, docker stop exits 0 within the grace); the sink and one service as their own
+# containers (healthy, health route, docker stop exit 0) and the command-line tools' --help; compose.yaml
+# brought up with Compose (the sink, three services, the one-shot traffic run: its exit status, truth and
+# report in their volume, fault control between containers with the admin token and refused without it,
+# every delivered signal a row in the sink's volume, the reference analyser and the scorer run in a
+# container against the compose sink, down -v); the image size; a rebuild with no change is cached
+# throughout. Prints a table (step, result, seconds); exit 0 all held, 1 a step failed, 2 no Docker
+# daemon.
 #
 # The base is the Dockerfile's PYTHON_IMAGE default (PYTHON_IMAGE=... in the environment overrides it).
 # When it can be neither found locally nor pulled, a stand-in, fakesvc-python:3.11-bookworm, is built
 # from Debian's packages (debootstrap, root) and kept for the next run (docker rmi it to rebuild it).
-# Everything else the script makes (containers, its network, its image tag, the dangling images of its
-# builds, the debootstrap directory) is removed on exit, also when a step fails.
+# Everything else the script makes (containers, its network, its compose project with its containers,
+# network and volumes, its image tag, the dangling images of its builds, the debootstrap directory) is
+# removed on exit, also when a step fails. Containers reach only that network and ports published on
+# 127.0.0.1; every URL they are given names a container of this run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +33,11 @@ TAG="fakesvc-smoke:$$"
 NET="$RUN_ID"
 TRAFFIC_CT="$RUN_ID-traffic"
 SERVE_CT="$RUN_ID-serve"
+SINK_CT="$RUN_ID-sink"
+PAYMENT_CT="$RUN_ID-payment"
+PROJECT="$RUN_ID"   # the compose project: its network, containers and volumes are named after it
+COMPOSE=()          # docker compose (v2) or docker-compose (v1), whichever is installed
+COMPOSE_UP=0
 STOP_GRACE_S=10
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fakesvc-smoke.XXXXXX")
 CHROOT=""
@@ -36,7 +49,10 @@ cleanup() {
     local status=$?
     set +e
     trap - EXIT INT TERM
-    docker rm -f -v "$TRAFFIC_CT" "$SERVE_CT" >/dev/null 2>&1
+    if ((COMPOSE_UP)); then
+        compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1
+    fi
+    docker rm -f -v "$TRAFFIC_CT" "$SERVE_CT" "$SINK_CT" "$PAYMENT_CT" >/dev/null 2>&1
     docker network rm "$NET" >/dev/null 2>&1
     docker image rm "$TAG" >/dev/null 2>&1
     if [[ -n "$IMAGES_BEFORE" ]]; then   # dangling images (the build stage) that appeared during this run
@@ -47,7 +63,7 @@ cleanup() {
     fi
     if [[ -n "$CHROOT" && -d "$CHROOT" ]]; then
         local mnt
-        for mnt in $(awk -v d="$CHROOT" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+        awk -v d="$CHROOT" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r mnt; do
             umount -l "$mnt"
         done
         rm -rf --one-file-system "$CHROOT"
@@ -62,8 +78,8 @@ trap 'exit 143' TERM
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
     cat >&2 <<'EOF'
 smoke: no Docker daemon answers (`docker info` failed). To get one on Debian:
-  apt-get install docker.io             # the engine and the client
-  dockerd >/var/log/dockerd.log 2>&1 &  # or: systemctl start docker
+  apt-get install docker.io docker-compose   # the engine, the client and Compose
+  dockerd >/var/log/dockerd.log 2>&1 &      # or: systemctl start docker
 then run this script as root or as a member of the docker group.
 EOF
     exit 2
@@ -219,21 +235,27 @@ start_serving() {
     DETAIL="default command, detached"
 }
 
+# wait_healthy CONTAINER BOUND_S: until its HEALTHCHECK says healthy (DETAIL says how long, or why not).
+wait_healthy() {
+    local ct=$1 bound=$2 waited=0 health=none
+    while ((waited < bound)); do
+        health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$ct")
+        [[ $health == healthy ]] && { DETAIL="healthy after ~${waited}s"; return 0; }
+        [[ $(docker inspect -f '{{.State.Running}}' "$ct") == true ]] || { DETAIL="$ct exited"; return 1; }
+        sleep 1
+        waited=$((waited + 1))
+    done
+    DETAIL="$ct still $health after ${bound}s: $(docker inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$ct" | tail -n 1)"
+    return 1
+}
+
 becomes_healthy() {
-    local interval timeout bound waited=0 health
+    local interval timeout bound
     interval=$(docker image inspect -f '{{json .Config.Healthcheck.Interval}}' "$TAG")
     timeout=$(docker image inspect -f '{{json .Config.Healthcheck.Timeout}}' "$TAG")
     # the first probe runs one interval after the start (this engine has no start_interval)
     bound=$(((${interval:-30000000000} + ${timeout:-5000000000}) / 1000000000 + 20))
-    while ((waited < bound)); do
-        health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$SERVE_CT")
-        [[ $health == healthy ]] && { DETAIL="healthy after ~${waited}s (bound ${bound}s)"; return 0; }
-        [[ $(docker inspect -f '{{.State.Running}}' "$SERVE_CT") == true ]] || { DETAIL="the container exited"; return 1; }
-        sleep 1
-        waited=$((waited + 1))
-    done
-    DETAIL="still $health after ${bound}s: $(docker inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$SERVE_CT" | tail -n 1)"
-    return 1
+    wait_healthy "$SERVE_CT" "$bound" && DETAIL="$DETAIL (bound ${bound}s, the image's own timing)"
 }
 
 runs_as_non_root() {
@@ -243,25 +265,290 @@ runs_as_non_root() {
     [[ $uid != 0 ]]
 }
 
-answers_on_loopback() {
+# published CONTAINER PORT: the host port that PORT of CONTAINER is published on at 127.0.0.1.
+published() {
+    docker port "$1" "$2/tcp" | awk -F: '/^127\.0\.0\.1:/ {print $2; exit}'
+}
+
+# http_status URL [CURL_ARGS...]: the status code (000 when nothing answered); the body in $LOG_DIR/body.
+http_status() {
+    local url=$1
+    shift
+    curl -s -o "$LOG_DIR/body" -w '%{http_code}' --max-time 10 "$@" "$url" || true
+}
+
+# answers CONTAINER PORT PATH: GET PATH on its 127.0.0.1-published PORT answers 200.
+answers() {
     local port code
-    port=$(docker port "$SERVE_CT" 8003/tcp | awk -F: '/^127\.0\.0\.1:/ {print $2; exit}')
-    [[ -n "$port" ]] || { DETAIL="8003 not published on 127.0.0.1"; return 1; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/readyz" || true)
-    DETAIL="GET 127.0.0.1:$port/readyz -> $code"
+    port=$(published "$1" "$2")
+    [[ -n "$port" ]] || { DETAIL="$2 of $1 not published on 127.0.0.1"; return 1; }
+    code=$(http_status "http://127.0.0.1:$port$3")
+    DETAIL="GET 127.0.0.1:$port$3 -> $code"
     [[ $code == 200 ]]
 }
 
-stops_cleanly() {
-    local start end took status
+answers_on_loopback() { answers "$SERVE_CT" 8003 /readyz; }
+
+# stops_in_grace CONTAINER: docker stop ends it with exit 0 before the grace; its log kept.
+stops_in_grace() {
+    local ct=$1 start took status
     start=$(date +%s)
-    docker stop -t "$STOP_GRACE_S" "$SERVE_CT" >/dev/null || { DETAIL="docker stop failed"; return 1; }
-    end=$(date +%s)
-    took=$((end - start))
-    status=$(docker inspect -f '{{.State.ExitCode}}' "$SERVE_CT")
-    docker logs "$SERVE_CT" >"$LOG_DIR/serve.log" 2>&1 || true
+    docker stop -t "$STOP_GRACE_S" "$ct" >/dev/null || { DETAIL="docker stop $ct failed"; return 1; }
+    took=$(($(date +%s) - start))
+    status=$(docker inspect -f '{{.State.ExitCode}}' "$ct")
+    docker logs "$ct" >"$LOG_DIR/$ct.log" 2>&1 || true
     DETAIL="exit $status after ${took}s (grace ${STOP_GRACE_S}s)"
     [[ $status == 0 && $took -lt $STOP_GRACE_S ]]
+}
+
+stops_cleanly() { stops_in_grace "$SERVE_CT"; }
+
+# ---- each entry point as its own container ---------------------------------------------------------------
+# run_alone CONTAINER PORT ARGS...: the image running ARGS, detached on the smoke network, PORT published
+# on 127.0.0.1; its own HEALTHCHECK command, probed every second rather than every interval.
+run_alone() {
+    local ct=$1 port=$2
+    shift 2
+    docker run -d --name "$ct" --network "$NET" -p "127.0.0.1::$port" \
+        --health-interval 1s --health-start-period 60s "$@" >/dev/null || { DETAIL="docker run $ct failed"; return 1; }
+}
+
+# serves_alone CONTAINER PORT PATH: healthy by its HEALTHCHECK within 30 s and PATH answers 200.
+serves_alone() {
+    local healthy
+    wait_healthy "$1" 30 || return 1
+    healthy=$DETAIL
+    answers "$1" "$2" "$3" || return 1
+    DETAIL="$healthy, $DETAIL"
+}
+
+sink_alone() {
+    run_alone "$SINK_CT" 8000 "$TAG" python -m fakesvc.sink && serves_alone "$SINK_CT" 8000 /ingest/health
+}
+
+# telemetry_line LOG: the shutdown summary of a process that sent telemetry ("queued N, sent N, ...").
+telemetry_line() {
+    grep -o 'telemetry to [^ ]*: queued [0-9]*.*' "$1" | tail -n 1
+}
+
+# count_of FIELD LINE: the number after FIELD in a summary line ("sent 12" -> 12).
+count_of() {
+    sed -n "s/.*[ ,]$1 \([0-9][0-9]*\).*/\1/p" <<<"$2"
+}
+
+payment_alone() {
+    local served summary
+    run_alone "$PAYMENT_CT" 8004 -e "PRODSENTINEL_URL=http://$SINK_CT:8000" "$TAG" python -m fakesvc.payment &&
+        serves_alone "$PAYMENT_CT" 8004 /readyz || return 1
+    served=$DETAIL
+    # one business request, so that there is telemetry to deliver (inventory is absent: payment answers 5xx)
+    http_status "http://127.0.0.1:$(published "$PAYMENT_CT" 8004)/pay/order-smoke-1" -X POST >/dev/null
+    stops_in_grace "$PAYMENT_CT" || return 1
+    summary=$(telemetry_line "$LOG_DIR/$PAYMENT_CT.log")
+    DETAIL="$served, $DETAIL; ${summary:-no telemetry summary}"
+    [[ -n "$summary" && $(count_of sent "$summary") -gt 0 && $(count_of sent "$summary") == "$(count_of queued "$summary")" ]]
+}
+
+sink_stops() {
+    local accepted
+    accepted=$(http_status "http://127.0.0.1:$(published "$SINK_CT" 8000)/stats" >/dev/null &&
+        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body") ||
+        { DETAIL="GET /stats failed"; return 1; }
+    stops_in_grace "$SINK_CT" && DETAIL="accepted $accepted signals from the payment container; $DETAIL"
+}
+
+# usage_of MODULE: `python -m MODULE --help` in a container with no network exits 0 with its usage.
+usage_of() {
+    local out status=0
+    out=$(docker run --rm --network none "$TAG" python -m "$1" --help 2>&1) || status=$?
+    [[ $status == 0 && $out == "usage: python -m $1"* ]] || { DETAIL="$1 --help: exit $status: ${out:0:120}"; return 1; }
+}
+
+tools_help() {
+    local module
+    for module in fakesvc.traffic fakesvc.score fakesvc.analyse fakesvc.truth fakesvc.graph; do
+        usage_of "$module" || return 1
+    done
+    DETAIL="traffic, score, analyse, truth, graph: exit 0 with their usage"
+}
+
+# ---- compose.yaml, brought up for real ------------------------------------------------------------------
+COMPOSE_SERVICES=(sink inventory payment gateway)
+TRAFFIC_DURATION_S=20
+ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+declare -A HOST_PORT=()
+
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        COMPOSE=(docker-compose)
+    else
+        DETAIL="neither docker compose nor docker-compose (apt-get install docker-compose)"
+        return 1
+    fi
+}
+
+# compose ARGS...: Compose on compose.yaml as the project of this run, with this run's image, token and
+# host ports (free ones on 127.0.0.1, so that a fakesvc already running here is not in the way); bounded
+# by 5 minutes.
+compose() {
+    timeout 300 env FAKESVC_IMAGE="$TAG" FAKESVC_ADMIN_TOKEN="$ADMIN_TOKEN" FAKESVC_SEED=7 \
+        TRAFFIC_RATE=5 TRAFFIC_DURATION="$TRAFFIC_DURATION_S" \
+        SINK_PORT="${HOST_PORT[sink]}" INVENTORY_PORT="${HOST_PORT[inventory]}" \
+        PAYMENT_PORT="${HOST_PORT[payment]}" GATEWAY_PORT="${HOST_PORT[gateway]}" \
+        "${COMPOSE[@]}" --project-name "$PROJECT" --file "$ROOT/compose.yaml" "$@"
+}
+
+# the container of a compose service of this run (Compose v1 and v2 label them alike)
+container_of() {
+    docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT" \
+        --filter "label=com.docker.compose.service=$1" | head -n 1
+}
+
+free_ports() {  # free_ports N: N ports free on 127.0.0.1 now
+    python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+compose_up() {
+    local ports name ct
+    find_compose || return 1
+    read -r -a ports <<<"$(free_ports ${#COMPOSE_SERVICES[@]})"
+    for name in "${!COMPOSE_SERVICES[@]}"; do HOST_PORT[${COMPOSE_SERVICES[$name]}]=${ports[$name]}; done
+    COMPOSE_UP=1
+    # up waits for the three services to turn healthy before it starts the traffic run (depends_on)
+    compose up --detach --no-build >"$LOG_DIR/compose-up.log" 2>&1 ||
+        { DETAIL="compose up failed: $(grep -m 1 -E 'ERROR|unhealthy|rror' "$LOG_DIR/compose-up.log" || tail -n 1 "$LOG_DIR/compose-up.log")"; return 1; }
+    for name in "${COMPOSE_SERVICES[@]}"; do
+        ct=$(container_of "$name")
+        [[ -n $ct ]] || { DETAIL="no container for $name"; return 1; }
+        wait_healthy "$ct" 60 || { DETAIL="$name: $DETAIL"; return 1; }
+    done
+    DETAIL="$("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n 1): ${COMPOSE_SERVICES[*]} healthy"
+}
+
+compose_traffic() {
+    local ct status
+    ct=$(container_of traffic)
+    [[ -n $ct ]] || { DETAIL="no traffic container"; return 1; }
+    status=$(timeout $((TRAFFIC_DURATION_S + 120)) docker wait "$ct") || { DETAIL="still running"; return 1; }
+    docker logs "$ct" >"$LOG_DIR/compose-traffic.log" 2>&1
+    DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/compose-traffic.log")"
+    [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/compose-traffic.log"
+}
+
+# in_volume VOLUME PYTHON ARGS...: run PYTHON on the volume (mounted at /data) in a container with no network
+in_volume() {
+    local volume=$1 code=$2
+    shift 2
+    docker run --rm --network none -v "${PROJECT}_$volume:/data" "$TAG" python -c "$code" "$@"
+}
+
+results_in_volume() {
+    local out
+    out=$(in_volume traffic-results '
+import json
+report = json.load(open("/data/report.json"))
+lines = [json.loads(line) for line in open("/data/truth.jsonl") if line.strip()]
+faulty = sum(1 for line in lines if line.get("root_cause_service"))
+ok = len(lines) == report["sent"] == report["completed"] > 0 and report["mismatches"] == 0
+print("ok" if ok else "MISMATCH", "truth {} lines ({} faulty); report: sent {sent}, completed {completed}, mismatches {mismatches}".format(
+    len(lines), faulty, **report))' 2>"$LOG_DIR/results.log") || { DETAIL="reading the volume failed: $(tail -n 1 "$LOG_DIR/results.log")"; return 1; }
+    DETAIL=${out#* }
+    [[ $out == ok* ]]
+}
+
+# chaos_put TOKEN BODY: PUT BODY to the gateway's /chaos/services from the host (its 127.0.0.1 port)
+chaos_put() {
+    local auth=()
+    [[ -z $1 ]] || auth=(-H "Authorization: Bearer $1")
+    http_status "http://127.0.0.1:${HOST_PORT[gateway]}/chaos/services" -X PUT "${auth[@]}" \
+        -H 'Content-Type: application/json' --data "$2"
+}
+
+# rules_of SERVICE PORT: how many rules the service itself reports (its own /chaos on its own port)
+rules_of() {
+    http_status "http://127.0.0.1:$2/chaos" >/dev/null
+    python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["rules"]))' "$LOG_DIR/body"
+}
+
+fault_control_with_token() {
+    local code
+    code=$(chaos_put "$ADMIN_TOKEN" '{"inventory-service": [{"kind": "latency", "latency_ms": [200, 900]}],
+        "payment-service": [{"kind": "error", "probability": 0.5}]}')
+    [[ $code == 200 ]] || { DETAIL="PUT /chaos/services with the token -> $code: $(head -c 200 "$LOG_DIR/body")"; return 1; }
+    DETAIL="PUT gateway /chaos/services -> 200; inventory reports $(rules_of inventory "${HOST_PORT[inventory]}") rule(s), payment $(rules_of payment "${HOST_PORT[payment]}")"
+    [[ $(rules_of inventory "${HOST_PORT[inventory]}") == 1 && $(rules_of payment "${HOST_PORT[payment]}") == 1 ]] || return 1
+    code=$(chaos_put "$ADMIN_TOKEN" '{"inventory-service": [], "payment-service": []}')
+    [[ $code == 200 && $(rules_of inventory "${HOST_PORT[inventory]}") == 0 ]] || { DETAIL="$DETAIL; clearing -> $code"; return 1; }
+    DETAIL="$DETAIL; cleared -> 200"
+}
+
+fault_control_refused() {
+    local none wrong direct body='{"inventory-service": [{"kind": "latency", "latency_ms": [200, 900]}]}'
+    none=$(chaos_put "" "$body")
+    wrong=$(chaos_put "not-$ADMIN_TOKEN" "$body")
+    # straight to the inventory container, without the gateway
+    direct=$(http_status "http://127.0.0.1:${HOST_PORT[inventory]}/chaos" -X PUT -H 'Content-Type: application/json' \
+        --data '{"rules": [{"kind": "latency", "latency_ms": [200, 900]}]}')
+    DETAIL="no token -> $none, a wrong one -> $wrong, inventory direct -> $direct; inventory has $(rules_of inventory "${HOST_PORT[inventory]}") rule(s)"
+    [[ $none == 401 && $wrong == 401 && $direct == 401 && $(rules_of inventory "${HOST_PORT[inventory]}") == 0 ]]
+}
+
+SENT_TOTAL=0
+services_stop() {
+    local name ct status summary sent summaries=()
+    SENT_TOTAL=0
+    compose stop -t "$STOP_GRACE_S" gateway payment inventory >>"$LOG_DIR/compose-stop.log" 2>&1 ||
+        { DETAIL="compose stop failed"; return 1; }
+    for name in gateway payment inventory; do
+        ct=$(container_of "$name")
+        status=$(docker inspect -f '{{.State.ExitCode}}' "$ct")
+        docker logs "$ct" >"$LOG_DIR/compose-$name.log" 2>&1
+        summary=$(telemetry_line "$LOG_DIR/compose-$name.log")
+        sent=$(count_of sent "$summary")
+        [[ $status == 0 && -n $sent ]] || { DETAIL="$name: exit $status, ${summary:-no telemetry summary}"; return 1; }
+        [[ $sent == "$(count_of queued "$summary")" && $(count_of dead-lettered "$summary") == 0 ]] ||
+            { DETAIL="$name: not all delivered: $summary"; return 1; }
+        SENT_TOTAL=$((SENT_TOTAL + sent))
+        summaries+=("$name $sent")
+    done
+    DETAIL="exit 0 each; sent (= queued): ${summaries[*]}"
+}
+
+analysed_in_container() {
+    local status=0 out
+    out=$(compose run --rm --no-deps -T traffic sh -c 'python -m fakesvc.analyse --truth /data/truth.jsonl \
+        --from http://sink:8000 | python -m fakesvc.score --truth /data/truth.jsonl --predictions - --out /data/score.json \
+        >/dev/null && python -c "import json; s = json.load(open(\"/data/score.json\")); \
+print(s[\"faulty\"], s[\"ac@1\"], s[\"detection_precision\"], s[\"detection_recall\"])"' 2>"$LOG_DIR/analyse.log") || status=$?
+    [[ $status == 0 ]] || { DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/analyse.log")"; return 1; }
+    read -r faulty ac1 precision recall <<<"$out"
+    DETAIL="$faulty faulty checkouts: AC@1 $ac1, detection precision $precision, recall $recall"
+    [[ $faulty -gt 0 && $ac1 == 1.0 ]]
+}
+
+sink_rows() {
+    local rows
+    compose stop -t "$STOP_GRACE_S" sink >>"$LOG_DIR/compose-stop.log" 2>&1 || { DETAIL="compose stop sink failed"; return 1; }
+    rows=$(in_volume sink-data 'import sqlite3; print(sqlite3.connect("/data/signals.db").execute("SELECT count(*) FROM raw_signals").fetchone()[0])') ||
+        { DETAIL="reading the sink volume failed"; return 1; }
+    DETAIL="$rows rows in sink-data, the services sent $SENT_TOTAL"
+    [[ $rows == "$SENT_TOTAL" && $rows -gt 0 ]]
+}
+
+compose_down() {
+    local left
+    compose down -v --remove-orphans -t 5 >"$LOG_DIR/compose-down.log" 2>&1 || { DETAIL="compose down failed"; return 1; }
+    COMPOSE_UP=0
+    left=$( (docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT"
+        docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT"
+        docker network ls -q --filter "label=com.docker.compose.project=$PROJECT") | wc -l)
+    DETAIL="$left containers, volumes or networks of the project left"
+    [[ $left == 0 ]]
 }
 
 image_size() {
@@ -287,6 +574,18 @@ cached_rebuild() {
 }
 
 # ---- the run -------------------------------------------------------------------------------------------
+ALL_STEPS=("traffic run (20 checkouts)" "serve detached" "HEALTHCHECK healthy" "runs as non-root"
+    "/readyz on 127.0.0.1" "docker stop, exit 0" "sink alone" "payment alone" "sink stops, exit 0"
+    "tools' --help" "compose up" "compose traffic run" "truth, report in volume" "faults with token"
+    "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent" "compose down -v"
+    "image size" "rebuild, all cached")
+# skip_all REASON NAME...: the steps that could not run, and why
+skip_all() {
+    local reason=$1 name
+    shift
+    for name in "$@"; do skip "$name" "$reason"; done
+}
+
 say "docker: $(docker version -f 'client {{.Client.Version}}, engine {{.Server.Version}}')"
 if step "base image" choose_base && step "build" first_build; then
     docker network create "$NET" >/dev/null
@@ -297,17 +596,38 @@ if step "base image" choose_base && step "build" first_build; then
         step "/readyz on 127.0.0.1" answers_on_loopback || true
         step "docker stop, exit 0" stops_cleanly || true
     else
-        for name in "HEALTHCHECK healthy" "runs as non-root" "/readyz on 127.0.0.1" "docker stop, exit 0"; do
-            skip "$name" "not serving"
-        done
+        skip_all "not serving" "HEALTHCHECK healthy" "runs as non-root" "/readyz on 127.0.0.1" "docker stop, exit 0"
     fi
+    if step "sink alone" sink_alone; then
+        step "payment alone" payment_alone || true
+        step "sink stops, exit 0" sink_stops || true
+    else
+        skip_all "no sink" "payment alone" "sink stops, exit 0"
+    fi
+    step "tools' --help" tools_help || true
+    if step "compose up" compose_up; then
+        if step "compose traffic run" compose_traffic; then
+            step "truth, report in volume" results_in_volume || true
+        else
+            skip "truth, report in volume" "no traffic run"
+        fi
+        step "faults with token" fault_control_with_token || true
+        step "faults without token" fault_control_refused || true
+        if step "services stop, exit 0" services_stop; then
+            step "analyse + score" analysed_in_container || true
+            step "sink rows = sent" sink_rows || true
+        else
+            skip_all "services did not stop cleanly" "analyse + score" "sink rows = sent"
+        fi
+    else
+        skip_all "compose did not come up" "compose traffic run" "truth, report in volume" "faults with token" \
+            "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent"
+    fi
+    if ((COMPOSE_UP)); then step "compose down -v" compose_down || true; else skip "compose down -v" "not up"; fi
     step "image size" image_size || true
     step "rebuild, all cached" cached_rebuild || true
 else
-    for name in "traffic run (20 checkouts)" "serve detached" "HEALTHCHECK healthy" "runs as non-root" \
-        "/readyz on 127.0.0.1" "docker stop, exit 0" "image size" "rebuild, all cached"; do
-        skip "$name" "no image"
-    done
+    skip_all "no image" "${ALL_STEPS[@]}"
     FAILED=1
 fi
 table
