@@ -30,14 +30,19 @@ cd "$ROOT"
 STANDIN=fakesvc-python:3.11-bookworm
 RUN_ID="fakesvc-smoke-$$"
 TAG="fakesvc-smoke:$$"
-NET="$RUN_ID"
+NET="$RUN_ID"                     # the single containers' network
+COMPOSE_NET="$RUN_ID-compose"     # the compose project's default network, made (and guarded) beforehand
+BACKEND_NET="$RUN_ID-prodsentinel" # where a stand-in ProdSentinel backend answers, for the override
+BACKEND_CT="$RUN_ID-backend"
 TRAFFIC_CT="$RUN_ID-traffic"
 SERVE_CT="$RUN_ID-serve"
 SINK_CT="$RUN_ID-sink"
 PAYMENT_CT="$RUN_ID-payment"
-PROJECT="$RUN_ID"   # the compose project: its network, containers and volumes are named after it
+PROJECT="$RUN_ID"   # the compose project: its containers and volumes are named after it
 COMPOSE=()          # docker compose (v2) or docker-compose (v1), whichever is installed
-COMPOSE_UP=0
+COMPOSE_FILES=()    # -f compose.yaml -f the network override [-f compose.prodsentinel.yaml]
+PROJECTS_UP=()      # compose projects brought up, to take down on exit
+GUARDS=()           # "BRIDGE COMMENT" of each iptables rule this run inserted in DOCKER-USER
 STOP_GRACE_S=10
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fakesvc-smoke.XXXXXX")
 CHROOT=""
@@ -49,11 +54,16 @@ cleanup() {
     local status=$?
     set +e
     trap - EXIT INT TERM
-    if ((COMPOSE_UP)); then
-        compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1
-    fi
-    docker rm -f -v "$TRAFFIC_CT" "$SERVE_CT" "$SINK_CT" "$PAYMENT_CT" >/dev/null 2>&1
-    docker network rm "$NET" >/dev/null 2>&1
+    local project guard bridge comment
+    for project in "${PROJECTS_UP[@]}"; do
+        PROJECT=$project compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1
+    done
+    docker rm -f -v "$TRAFFIC_CT" "$SERVE_CT" "$SINK_CT" "$PAYMENT_CT" "$BACKEND_CT" >/dev/null 2>&1
+    docker network rm "$NET" "$COMPOSE_NET" "$BACKEND_NET" >/dev/null 2>&1
+    for guard in "${GUARDS[@]}"; do
+        read -r bridge comment <<<"$guard"
+        iptables -D DOCKER-USER -i "$bridge" ! -o "$bridge" -m comment --comment "$comment" -j DROP 2>/dev/null
+    done
     docker image rm "$TAG" >/dev/null 2>&1
     if [[ -n "$IMAGES_BEFORE" ]]; then   # dangling images (the build stage) that appeared during this run
         local id
@@ -198,6 +208,47 @@ choose_base() {
     say "$wanted cannot be pulled ($(tail -n 1 "$LOG_DIR/pull.log")); using a local stand-in from Debian's packages"
     build_standin || return 1
     BASE=$STANDIN DETAIL="$wanted not pullable; $DETAIL"
+}
+
+# ---- the networks: containers reach each other and 127.0.0.1-published ports, nothing else ----------------
+# make_network NAME: a bridge network of this run; as root with iptables, guarded: a DOCKER-USER rule drops
+# (and counts) every packet from its bridge to anywhere but that bridge, i.e. anything bound outside the
+# machine or to another network. The host itself (the 127.0.0.1-published ports) is not forwarded traffic.
+make_network() {
+    local id bridge
+    id=$(docker network create "$1") || return 1
+    if [[ $(id -u) == 0 ]] && command -v iptables >/dev/null && iptables -n -L DOCKER-USER >/dev/null 2>&1; then
+        bridge="br-${id:0:12}"
+        iptables -I DOCKER-USER -i "$bridge" ! -o "$bridge" -m comment --comment "$1" -j DROP || return 1
+        GUARDS+=("$bridge $1")
+    fi
+}
+
+networks() {
+    local name
+    for name in "$NET" "$COMPOSE_NET" "$BACKEND_NET"; do
+        make_network "$name" || { DETAIL="docker network create $name, or its iptables rule, failed"; return 1; }
+    done
+    # the compose project's default network is the one made here (Compose does not create it then)
+    printf 'networks:\n  default:\n    name: %s\n    external: true\n' "$COMPOSE_NET" >"$LOG_DIR/network.yaml"
+    if ((${#GUARDS[@]})); then
+        DETAIL="$NET, $COMPOSE_NET, $BACKEND_NET; each guarded by a DOCKER-USER DROP rule"
+    else
+        DETAIL="$NET, $COMPOSE_NET, $BACKEND_NET; not guarded (needs root and iptables)"
+    fi
+}
+
+nothing_left() {
+    local guard bridge comment packets total=0 counts=()
+    ((${#GUARDS[@]})) || { DETAIL="not guarded (needs root and iptables)"; return 0; }
+    for guard in "${GUARDS[@]}"; do
+        read -r bridge comment <<<"$guard"
+        packets=$(iptables -n -v -x -L DOCKER-USER | awk -v c="/* $comment */" 'index($0, c) {print $1; exit}')
+        total=$((total + ${packets:-0}))
+        counts+=("$comment ${packets:-?}")
+    done
+    DETAIL="packets dropped on their way out: $total ($(IFS=,; echo "${counts[*]}"))"
+    [[ $total == 0 ]]
 }
 
 # ---- the checks ----------------------------------------------------------------------------------------
@@ -397,7 +448,8 @@ compose() {
         TRAFFIC_RATE=5 TRAFFIC_DURATION="$TRAFFIC_DURATION_S" \
         SINK_PORT="${HOST_PORT[sink]}" INVENTORY_PORT="${HOST_PORT[inventory]}" \
         PAYMENT_PORT="${HOST_PORT[payment]}" GATEWAY_PORT="${HOST_PORT[gateway]}" \
-        "${COMPOSE[@]}" --project-name "$PROJECT" --file "$ROOT/compose.yaml" "$@"
+        PRODSENTINEL_NETWORK="$BACKEND_NET" \
+        "${COMPOSE[@]}" --project-name "$PROJECT" -f "$ROOT/compose.yaml" -f "$LOG_DIR/network.yaml" "${COMPOSE_FILES[@]}" "$@"
 }
 
 # the container of a compose service of this run (Compose v1 and v2 label them alike)
@@ -413,21 +465,22 @@ for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
+# compose_up SERVICE...: up, and each SERVICE healthy
 compose_up() {
     local ports name ct
     find_compose || return 1
     read -r -a ports <<<"$(free_ports ${#COMPOSE_SERVICES[@]})"
     for name in "${!COMPOSE_SERVICES[@]}"; do HOST_PORT[${COMPOSE_SERVICES[$name]}]=${ports[$name]}; done
-    COMPOSE_UP=1
+    PROJECTS_UP+=("$PROJECT")
     # up waits for the three services to turn healthy before it starts the traffic run (depends_on)
-    compose up --detach --no-build >"$LOG_DIR/compose-up.log" 2>&1 ||
-        { DETAIL="compose up failed: $(grep -m 1 -E 'ERROR|unhealthy|rror' "$LOG_DIR/compose-up.log" || tail -n 1 "$LOG_DIR/compose-up.log")"; return 1; }
-    for name in "${COMPOSE_SERVICES[@]}"; do
+    compose up --detach --no-build >"$LOG_DIR/$PROJECT-up.log" 2>&1 ||
+        { DETAIL="compose up failed: $(grep -m 1 -E 'ERROR|unhealthy|rror' "$LOG_DIR/$PROJECT-up.log" || tail -n 1 "$LOG_DIR/$PROJECT-up.log")"; return 1; }
+    for name in "$@"; do
         ct=$(container_of "$name")
         [[ -n $ct ]] || { DETAIL="no container for $name"; return 1; }
         wait_healthy "$ct" 60 || { DETAIL="$name: $DETAIL"; return 1; }
     done
-    DETAIL="$("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n 1): ${COMPOSE_SERVICES[*]} healthy"
+    DETAIL="Compose $("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n 1): $* healthy"
 }
 
 compose_traffic() {
@@ -435,9 +488,9 @@ compose_traffic() {
     ct=$(container_of traffic)
     [[ -n $ct ]] || { DETAIL="no traffic container"; return 1; }
     status=$(timeout $((TRAFFIC_DURATION_S + 120)) docker wait "$ct") || { DETAIL="still running"; return 1; }
-    docker logs "$ct" >"$LOG_DIR/compose-traffic.log" 2>&1
-    DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/compose-traffic.log")"
-    [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/compose-traffic.log"
+    docker logs "$ct" >"$LOG_DIR/$PROJECT-traffic.log" 2>&1
+    DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/$PROJECT-traffic.log")"
+    [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/$PROJECT-traffic.log"
 }
 
 # in_volume VOLUME PYTHON ARGS...: run PYTHON on the volume (mounted at /data) in a container with no network
@@ -502,13 +555,13 @@ SENT_TOTAL=0
 services_stop() {
     local name ct status summary sent summaries=()
     SENT_TOTAL=0
-    compose stop -t "$STOP_GRACE_S" gateway payment inventory >>"$LOG_DIR/compose-stop.log" 2>&1 ||
+    compose stop -t "$STOP_GRACE_S" gateway payment inventory >>"$LOG_DIR/$PROJECT-stop.log" 2>&1 ||
         { DETAIL="compose stop failed"; return 1; }
     for name in gateway payment inventory; do
         ct=$(container_of "$name")
         status=$(docker inspect -f '{{.State.ExitCode}}' "$ct")
-        docker logs "$ct" >"$LOG_DIR/compose-$name.log" 2>&1
-        summary=$(telemetry_line "$LOG_DIR/compose-$name.log")
+        docker logs "$ct" >"$LOG_DIR/$PROJECT-$name.log" 2>&1
+        summary=$(telemetry_line "$LOG_DIR/$PROJECT-$name.log")
         sent=$(count_of sent "$summary")
         [[ $status == 0 && -n $sent ]] || { DETAIL="$name: exit $status, ${summary:-no telemetry summary}"; return 1; }
         [[ $sent == "$(count_of queued "$summary")" && $(count_of dead-lettered "$summary") == 0 ]] ||
@@ -533,7 +586,7 @@ print(s[\"faulty\"], s[\"ac@1\"], s[\"detection_precision\"], s[\"detection_reca
 
 sink_rows() {
     local rows
-    compose stop -t "$STOP_GRACE_S" sink >>"$LOG_DIR/compose-stop.log" 2>&1 || { DETAIL="compose stop sink failed"; return 1; }
+    compose stop -t "$STOP_GRACE_S" sink >>"$LOG_DIR/$PROJECT-stop.log" 2>&1 || { DETAIL="compose stop sink failed"; return 1; }
     rows=$(in_volume sink-data 'import sqlite3; print(sqlite3.connect("/data/signals.db").execute("SELECT count(*) FROM raw_signals").fetchone()[0])') ||
         { DETAIL="reading the sink volume failed"; return 1; }
     DETAIL="$rows rows in sink-data, the services sent $SENT_TOTAL"
@@ -541,14 +594,35 @@ sink_rows() {
 }
 
 compose_down() {
-    local left
-    compose down -v --remove-orphans -t 5 >"$LOG_DIR/compose-down.log" 2>&1 || { DETAIL="compose down failed"; return 1; }
-    COMPOSE_UP=0
+    local left kept=() project
+    compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1 || { DETAIL="compose down failed"; return 1; }
+    for project in "${PROJECTS_UP[@]}"; do [[ $project == "$PROJECT" ]] || kept+=("$project"); done
+    PROJECTS_UP=("${kept[@]}")
     left=$( (docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT"
-        docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT"
-        docker network ls -q --filter "label=com.docker.compose.project=$PROJECT") | wc -l)
-    DETAIL="$left containers, volumes or networks of the project left"
+        docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT") | wc -l)
+    DETAIL="$left containers or volumes of the project left"
     [[ $left == 0 ]]
+}
+
+# compose.prodsentinel.yaml on top: a stand-in backend (the embedded sink: the same ingestion API) answers as
+# `backend` on the network PRODSENTINEL_NETWORK names; the embedded sink must not start, every signal the
+# services send must reach the backend.
+prodsentinel_override() {
+    local accepted
+    docker run -d --name "$BACKEND_CT" --network "$BACKEND_NET" --network-alias backend -p 127.0.0.1::8000 \
+        --health-interval 1s "$TAG" python -m fakesvc.sink >/dev/null || { DETAIL="docker run backend failed"; return 1; }
+    wait_healthy "$BACKEND_CT" 30 || { DETAIL="backend: $DETAIL"; return 1; }
+    PROJECT="$RUN_ID-ps" COMPOSE_FILES=(-f "$ROOT/compose.prodsentinel.yaml") TRAFFIC_DURATION_S=5
+    compose_up inventory payment gateway || return 1
+    [[ -z $(container_of sink) ]] || { DETAIL="the embedded sink started"; return 1; }
+    compose_traffic || return 1
+    services_stop || return 1
+    accepted=$(http_status "http://127.0.0.1:$(published "$BACKEND_CT" 8000)/stats" >/dev/null &&
+        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body") ||
+        { DETAIL="GET /stats of the backend failed"; return 1; }
+    compose_down || return 1
+    DETAIL="no embedded sink; traffic exit 0; the services sent $SENT_TOTAL, the backend accepted $accepted; down -v"
+    [[ $accepted == "$SENT_TOTAL" && $accepted -gt 0 ]]
 }
 
 image_size() {
@@ -574,11 +648,11 @@ cached_rebuild() {
 }
 
 # ---- the run -------------------------------------------------------------------------------------------
-ALL_STEPS=("traffic run (20 checkouts)" "serve detached" "HEALTHCHECK healthy" "runs as non-root"
+ALL_STEPS=("networks" "traffic run (20 checkouts)" "serve detached" "HEALTHCHECK healthy" "runs as non-root"
     "/readyz on 127.0.0.1" "docker stop, exit 0" "sink alone" "payment alone" "sink stops, exit 0"
     "tools' --help" "compose up" "compose traffic run" "truth, report in volume" "faults with token"
     "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent" "compose down -v"
-    "image size" "rebuild, all cached")
+    "with compose.prodsentinel" "nothing left the networks" "image size" "rebuild, all cached")
 # skip_all REASON NAME...: the steps that could not run, and why
 skip_all() {
     local reason=$1 name
@@ -588,7 +662,10 @@ skip_all() {
 
 say "docker: $(docker version -f 'client {{.Client.Version}}, engine {{.Server.Version}}')"
 if step "base image" choose_base && step "build" first_build; then
-    docker network create "$NET" >/dev/null
+    if ! step "networks" networks; then
+        table
+        exit 1
+    fi
     step "traffic run (20 checkouts)" traffic_run || true
     if step "serve detached" start_serving; then
         step "HEALTHCHECK healthy" becomes_healthy || true
@@ -605,7 +682,7 @@ if step "base image" choose_base && step "build" first_build; then
         skip_all "no sink" "payment alone" "sink stops, exit 0"
     fi
     step "tools' --help" tools_help || true
-    if step "compose up" compose_up; then
+    if step "compose up" compose_up sink inventory payment gateway; then
         if step "compose traffic run" compose_traffic; then
             step "truth, report in volume" results_in_volume || true
         else
@@ -623,7 +700,9 @@ if step "base image" choose_base && step "build" first_build; then
         skip_all "compose did not come up" "compose traffic run" "truth, report in volume" "faults with token" \
             "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent"
     fi
-    if ((COMPOSE_UP)); then step "compose down -v" compose_down || true; else skip "compose down -v" "not up"; fi
+    if ((${#PROJECTS_UP[@]})); then step "compose down -v" compose_down || true; else skip "compose down -v" "not up"; fi
+    step "with compose.prodsentinel" prodsentinel_override || true
+    step "nothing left the networks" nothing_left || true
     step "image size" image_size || true
     step "rebuild, all cached" cached_rebuild || true
 else
