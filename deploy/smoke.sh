@@ -40,8 +40,9 @@ SINK_CT="$RUN_ID-sink"
 PAYMENT_CT="$RUN_ID-payment"
 PROJECT="$RUN_ID"   # the compose project: its containers and volumes are named after it
 COMPOSE=()          # docker compose (v2) or docker-compose (v1), whichever is installed
-COMPOSE_FILES=()    # -f compose.yaml -f the network override [-f compose.prodsentinel.yaml]
-PROJECTS_UP=()      # compose projects brought up, to take down on exit
+COMPOSE_BASE="$ROOT/compose.yaml"   # the compose file a project runs (a graph's, written by fakesvc.graph deploy)
+COMPOSE_FILES=()    # overrides on top of it and the network override: -f compose.prodsentinel.yaml
+PROJECTS_UP=()      # "PROJECT|COMPOSE_BASE" of each project brought up, to take down on exit
 GUARDS=()           # "BRIDGE COMMENT" of each iptables rule this run inserted in DOCKER-USER
 STOP_GRACE_S=10
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fakesvc-smoke.XXXXXX")
@@ -56,7 +57,8 @@ cleanup() {
     trap - EXIT INT TERM
     local project guard bridge comment
     for project in "${PROJECTS_UP[@]}"; do
-        PROJECT=$project compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1
+        PROJECT=${project%%|*} COMPOSE_BASE=${project#*|} compose down -v --remove-orphans -t 5 \
+            >>"$LOG_DIR/compose-down.log" 2>&1
     done
     docker rm -f -v "$TRAFFIC_CT" "$SERVE_CT" "$SINK_CT" "$PAYMENT_CT" "$BACKEND_CT" >/dev/null 2>&1
     docker network rm "$NET" "$COMPOSE_NET" "$BACKEND_NET" >/dev/null 2>&1
@@ -208,6 +210,40 @@ choose_base() {
     say "$wanted cannot be pulled ($(tail -n 1 "$LOG_DIR/pull.log")); using a local stand-in from Debian's packages"
     build_standin || return 1
     BASE=$STANDIN DETAIL="$wanted not pullable; $DETAIL"
+}
+
+# graph_on_compose NAME GRAPH: python -m fakesvc.graph deploy --graph GRAPH (in the image; GRAPH a built-in
+# name or a file on this machine, mounted for it), then the compose file it wrote: up, every service healthy,
+# the traffic run, every signal delivered and stored, down -v.
+graph_on_compose() {
+    local name=$1 graph=$2 out="$LOG_DIR/graph-$1" mounts=() services=() callers=() service
+    mkdir -p "$out"
+    if [[ -f $graph ]]; then
+        mounts=(-v "$(realpath "$graph"):/in/$(basename "$graph"):ro")
+        graph="/in/$(basename "$graph")"
+    fi
+    docker run --rm --network none --user "$(id -u):$(id -g)" -v "$out:/out" "${mounts[@]}" "$TAG" \
+        python -m fakesvc.graph deploy --graph "$graph" --out /out >"$out.log" 2>&1 ||
+        { DETAIL="graph deploy failed: $(tail -n 1 "$out.log")"; return 1; }
+    PROJECT="$RUN_ID-$name" COMPOSE_BASE="$out/compose.yaml" COMPOSE_FILES=() TRAFFIC_DURATION_S=10
+    find_compose || return 1
+    mapfile -t services < <(compose config --services | grep -vx traffic)
+    for service in "${services[@]}"; do [[ $service == sink ]] || callers+=("$service"); done
+    compose_up "${services[@]}" || return 1
+    compose_traffic || return 1
+    services_stop "${callers[@]}" || return 1
+    sink_rows || return 1
+    local stored=$DETAIL
+    compose_down || return 1
+    DETAIL="${#callers[@]} services and the sink healthy; traffic exit 0; $stored; down -v"
+}
+
+shop_on_compose() { graph_on_compose shop shop; }
+
+# a graph file, as a user writes one: the checkout's own, copied under another name
+file_graph_on_compose() {
+    sed 's/^name: checkout$/name: my-checkout/' "$ROOT/fakesvc/graph/graphs/checkout.yaml" >"$LOG_DIR/my-checkout.yaml"
+    graph_on_compose file "$LOG_DIR/my-checkout.yaml"
 }
 
 # ---- the networks: containers reach each other and 127.0.0.1-published ports, nothing else ----------------
@@ -424,10 +460,10 @@ tools_help() {
 }
 
 # ---- compose.yaml, brought up for real ------------------------------------------------------------------
-COMPOSE_SERVICES=(sink inventory payment gateway)
 TRAFFIC_DURATION_S=20
 ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-declare -A HOST_PORT=()
+PORT_ENV=()             # VAR=PORT: a free 127.0.0.1 port for every ${..._PORT:-N} the compose file publishes on
+declare -A HOST_PORT=() # compose service -> the host port it is published on, once up
 
 find_compose() {
     if docker compose version >/dev/null 2>&1; then
@@ -440,16 +476,21 @@ find_compose() {
     fi
 }
 
-# compose ARGS...: Compose on compose.yaml as the project of this run, with this run's image, token and
-# host ports (free ones on 127.0.0.1, so that a fakesvc already running here is not in the way); bounded
-# by 5 minutes.
+# compose ARGS...: Compose on $COMPOSE_BASE as the project of this run, with this run's image, token and
+# host ports (free ones, so that a fakesvc already running here is not in the way); bounded by 5 minutes.
 compose() {
     timeout 300 env FAKESVC_IMAGE="$TAG" FAKESVC_ADMIN_TOKEN="$ADMIN_TOKEN" FAKESVC_SEED=7 \
-        TRAFFIC_RATE=5 TRAFFIC_DURATION="$TRAFFIC_DURATION_S" \
-        SINK_PORT="${HOST_PORT[sink]}" INVENTORY_PORT="${HOST_PORT[inventory]}" \
-        PAYMENT_PORT="${HOST_PORT[payment]}" GATEWAY_PORT="${HOST_PORT[gateway]}" \
-        PRODSENTINEL_NETWORK="$BACKEND_NET" \
-        "${COMPOSE[@]}" --project-name "$PROJECT" -f "$ROOT/compose.yaml" -f "$LOG_DIR/network.yaml" "${COMPOSE_FILES[@]}" "$@"
+        TRAFFIC_RATE=5 TRAFFIC_DURATION="$TRAFFIC_DURATION_S" PRODSENTINEL_NETWORK="$BACKEND_NET" "${PORT_ENV[@]}" \
+        "${COMPOSE[@]}" --project-name "$PROJECT" -f "$COMPOSE_BASE" -f "$LOG_DIR/network.yaml" "${COMPOSE_FILES[@]}" "$@"
+}
+
+# assign_ports: a free port for each ${VAR_PORT:-N} of the compose files (PORT_ENV)
+assign_ports() {
+    local vars ports i
+    mapfile -t vars < <(grep -ho '[$]{[A-Z0-9_]*_PORT:-' "$COMPOSE_BASE" | sed 's/^[$]{//; s/:-$//' | sort -u)
+    read -r -a ports <<<"$(free_ports ${#vars[@]})"
+    PORT_ENV=()
+    for i in "${!vars[@]}"; do PORT_ENV+=("${vars[$i]}=${ports[$i]}"); done
 }
 
 # the container of a compose service of this run (Compose v1 and v2 label them alike)
@@ -465,13 +506,12 @@ for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
-# compose_up SERVICE...: up, and each SERVICE healthy
+# compose_up SERVICE...: up, and each SERVICE healthy (HOST_PORT says where each is published)
 compose_up() {
-    local ports name ct
+    local name ct
     find_compose || return 1
-    read -r -a ports <<<"$(free_ports ${#COMPOSE_SERVICES[@]})"
-    for name in "${!COMPOSE_SERVICES[@]}"; do HOST_PORT[${COMPOSE_SERVICES[$name]}]=${ports[$name]}; done
-    PROJECTS_UP+=("$PROJECT")
+    assign_ports
+    PROJECTS_UP+=("$PROJECT|$COMPOSE_BASE")
     # up waits for the three services to turn healthy before it starts the traffic run (depends_on)
     compose up --detach --no-build >"$LOG_DIR/$PROJECT-up.log" 2>&1 ||
         { DETAIL="compose up failed: $(grep -m 1 -E 'ERROR|unhealthy|rror' "$LOG_DIR/$PROJECT-up.log" || tail -n 1 "$LOG_DIR/$PROJECT-up.log")"; return 1; }
@@ -479,6 +519,7 @@ compose_up() {
         ct=$(container_of "$name")
         [[ -n $ct ]] || { DETAIL="no container for $name"; return 1; }
         wait_healthy "$ct" 60 || { DETAIL="$name: $DETAIL"; return 1; }
+        HOST_PORT[$name]=$(docker port "$ct" | awk -F: '/127\.0\.0\.1:/ {print $NF; exit}')
     done
     DETAIL="Compose $("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n 1): $* healthy"
 }
@@ -552,12 +593,12 @@ fault_control_refused() {
 }
 
 SENT_TOTAL=0
+# services_stop SERVICE...: compose stop them; each exits 0 having delivered every signal it queued
 services_stop() {
     local name ct status summary sent summaries=()
     SENT_TOTAL=0
-    compose stop -t "$STOP_GRACE_S" gateway payment inventory >>"$LOG_DIR/$PROJECT-stop.log" 2>&1 ||
-        { DETAIL="compose stop failed"; return 1; }
-    for name in gateway payment inventory; do
+    compose stop -t "$STOP_GRACE_S" "$@" >>"$LOG_DIR/$PROJECT-stop.log" 2>&1 || { DETAIL="compose stop failed"; return 1; }
+    for name in "$@"; do
         ct=$(container_of "$name")
         status=$(docker inspect -f '{{.State.ExitCode}}' "$ct")
         docker logs "$ct" >"$LOG_DIR/$PROJECT-$name.log" 2>&1
@@ -569,7 +610,7 @@ services_stop() {
         SENT_TOTAL=$((SENT_TOTAL + sent))
         summaries+=("$name $sent")
     done
-    DETAIL="exit 0 each; sent (= queued): ${summaries[*]}"
+    DETAIL="exit 0 each; sent (= queued): $(IFS=,; echo "${summaries[*]}")"
 }
 
 analysed_in_container() {
@@ -596,7 +637,7 @@ sink_rows() {
 compose_down() {
     local left kept=() project
     compose down -v --remove-orphans -t 5 >>"$LOG_DIR/compose-down.log" 2>&1 || { DETAIL="compose down failed"; return 1; }
-    for project in "${PROJECTS_UP[@]}"; do [[ $project == "$PROJECT" ]] || kept+=("$project"); done
+    for project in "${PROJECTS_UP[@]}"; do [[ ${project%%|*} == "$PROJECT" ]] || kept+=("$project"); done
     PROJECTS_UP=("${kept[@]}")
     left=$( (docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT"
         docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT") | wc -l)
@@ -616,7 +657,7 @@ prodsentinel_override() {
     compose_up inventory payment gateway || return 1
     [[ -z $(container_of sink) ]] || { DETAIL="the embedded sink started"; return 1; }
     compose_traffic || return 1
-    services_stop || return 1
+    services_stop gateway payment inventory || return 1
     accepted=$(http_status "http://127.0.0.1:$(published "$BACKEND_CT" 8000)/stats" >/dev/null &&
         python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body") ||
         { DETAIL="GET /stats of the backend failed"; return 1; }
@@ -652,7 +693,7 @@ ALL_STEPS=("networks" "traffic run (20 checkouts)" "serve detached" "HEALTHCHECK
     "/readyz on 127.0.0.1" "docker stop, exit 0" "sink alone" "payment alone" "sink stops, exit 0"
     "tools' --help" "compose up" "compose traffic run" "truth, report in volume" "faults with token"
     "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent" "compose down -v"
-    "with compose.prodsentinel" "nothing left the networks" "image size" "rebuild, all cached")
+    "with compose.prodsentinel" "shop graph on compose" "graph file on compose" "nothing left the networks" "image size" "rebuild, all cached")
 # skip_all REASON NAME...: the steps that could not run, and why
 skip_all() {
     local reason=$1 name
@@ -690,7 +731,7 @@ if step "base image" choose_base && step "build" first_build; then
         fi
         step "faults with token" fault_control_with_token || true
         step "faults without token" fault_control_refused || true
-        if step "services stop, exit 0" services_stop; then
+        if step "services stop, exit 0" services_stop gateway payment inventory; then
             step "analyse + score" analysed_in_container || true
             step "sink rows = sent" sink_rows || true
         else
@@ -702,6 +743,8 @@ if step "base image" choose_base && step "build" first_build; then
     fi
     if ((${#PROJECTS_UP[@]})); then step "compose down -v" compose_down || true; else skip "compose down -v" "not up"; fi
     step "with compose.prodsentinel" prodsentinel_override || true
+    step "shop graph on compose" shop_on_compose || true
+    step "graph file on compose" file_graph_on_compose || true
     step "nothing left the networks" nothing_left || true
     step "image size" image_size || true
     step "rebuild, all cached" cached_rebuild || true
