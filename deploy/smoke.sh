@@ -314,6 +314,19 @@ traffic_run() {
     DETAIL="exit 0: $(grep -o 'run .* passed: every checkout answered as expected' "$LOG_DIR/traffic.log" | tail -n 1)"
 }
 
+# The pods' securityContext (deploy/k8s/), as far as Docker can hold it: a read-only root filesystem, no
+# capabilities, no privilege escalation, uid 10001, and /data a fresh volume of its own (their emptyDir or
+# claim; an anonymous volume, removed with the container).
+pod_constraints() {
+    local status=0
+    timeout 180 docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
+        --user 10001:10001 --volume /data "$TAG" \
+        python /app/supervisor.py --rate 5 --count 20 --latency-scale 0 --truth /data/truth.jsonl \
+        >"$LOG_DIR/read-only.log" 2>&1 || status=$?
+    DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/read-only.log")"
+    [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/read-only.log"
+}
+
 start_serving() {
     docker run -d --name "$SERVE_CT" --network "$NET" -p 127.0.0.1::8003 "$TAG" >/dev/null || {
         DETAIL="docker run -d failed"
@@ -689,7 +702,7 @@ cached_rebuild() {
 }
 
 # ---- the run -------------------------------------------------------------------------------------------
-ALL_STEPS=("networks" "traffic run (20 checkouts)" "serve detached" "HEALTHCHECK healthy" "runs as non-root"
+ALL_STEPS=("networks" "traffic run (20 checkouts)" "read-only root, no caps" "serve detached" "HEALTHCHECK healthy" "runs as non-root"
     "/readyz on 127.0.0.1" "docker stop, exit 0" "sink alone" "payment alone" "sink stops, exit 0"
     "tools' --help" "compose up" "compose traffic run" "truth, report in volume" "faults with token"
     "faults without token" "services stop, exit 0" "analyse + score" "sink rows = sent" "compose down -v"
@@ -708,6 +721,7 @@ if step "base image" choose_base && step "build" first_build; then
         exit 1
     fi
     step "traffic run (20 checkouts)" traffic_run || true
+    step "read-only root, no caps" pod_constraints || true
     if step "serve detached" start_serving; then
         step "HEALTHCHECK healthy" becomes_healthy || true
         step "runs as non-root" runs_as_non_root || true
