@@ -15,7 +15,8 @@
 # throughout. Prints a table (step, result, seconds); exit 0 all held, 1 a step failed, 2 no Docker
 # daemon.
 #
-# The base is the Dockerfile's PYTHON_IMAGE default (PYTHON_IMAGE=... in the environment overrides it).
+# Compose is `docker compose` (v2) where the plugin is installed, else `docker-compose` (v1); SMOKE_COMPOSE
+# names one. The base is the Dockerfile's PYTHON_IMAGE default (PYTHON_IMAGE=... in the environment overrides it).
 # When it can be neither found locally nor pulled, a stand-in, fakesvc-python:3.11-bookworm, is built
 # from Debian's packages (debootstrap, root) and kept for the next run (docker rmi it to rebuild it).
 # Everything else the script makes (containers, its network, its compose project with its containers,
@@ -482,7 +483,9 @@ PORT_ENV=()             # VAR=PORT: a free 127.0.0.1 port for every ${..._PORT:-
 declare -A HOST_PORT=() # compose service -> the host port it is published on, once up
 
 find_compose() {
-    if docker compose version >/dev/null 2>&1; then
+    if [[ -n ${SMOKE_COMPOSE:-} ]]; then   # e.g. SMOKE_COMPOSE=docker-compose where both are installed
+        read -r -a COMPOSE <<<"$SMOKE_COMPOSE"
+    elif docker compose version >/dev/null 2>&1; then
         COMPOSE=(docker compose)
     elif command -v docker-compose >/dev/null 2>&1; then
         COMPOSE=(docker-compose)
