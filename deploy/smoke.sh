@@ -4,25 +4,25 @@
 #
 #   sudo deploy/smoke.sh            # or as a member of the docker group (the stand-in base needs root)
 #
-# Checks: the build; the default command with a short traffic run (exit 0 and the summary line);
-# the default command serving detached (HEALTHCHECK turns healthy, non-root user, /readyz on a
-# 127.0.0.1-published port, docker stop exits 0 within the grace); the sink and one service as their own
-# containers (healthy, health route, docker stop exit 0) and the command-line tools' --help; compose.yaml
-# brought up with Compose (the sink, three services, the one-shot traffic run: its exit status, truth and
-# report in their volume, fault control between containers with the admin token and refused without it,
-# every delivered signal a row in the sink's volume, the reference analyser and the scorer run in a
-# container against the compose sink, down -v); the image size; a rebuild with no change is cached
-# throughout. Prints a table (step, result, seconds); exit 0 all held, 1 a step failed, 2 no Docker
-# daemon.
+# Checks (docs/deploy.md has the table): the build; the default command with a short traffic run, also
+# as the Kubernetes pods run it (read-only root, no capabilities); serving detached (HEALTHCHECK healthy,
+# non-root, /readyz on a 127.0.0.1-published port, docker stop exit 0 within the grace); the sink and
+# payment as their own containers and the tools' --help; compose.yaml on Compose (the traffic run's exit
+# status, truth and report read back, fault control between containers with the admin token and 401
+# without, every signal sent a row in the sink's volume, the analyser and the scorer in a container
+# against the compose sink, down -v); compose.prodsentinel.yaml against a stand-in backend; what
+# `python -m fakesvc.graph deploy` writes for the shop and for a graph file; that nothing left the
+# networks; the image size; a rebuild with no change cached throughout. Prints one table (step, result,
+# seconds, detail); exit 0 all held, 1 a step failed, 2 no Docker daemon.
 #
 # Compose is `docker compose` (v2) where the plugin is installed, else `docker-compose` (v1); SMOKE_COMPOSE
-# names one. The base is the Dockerfile's PYTHON_IMAGE default (PYTHON_IMAGE=... in the environment overrides it).
-# When it can be neither found locally nor pulled, a stand-in, fakesvc-python:3.11-bookworm, is built
-# from Debian's packages (debootstrap, root) and kept for the next run (docker rmi it to rebuild it).
-# Everything else the script makes (containers, its network, its compose project with its containers,
-# network and volumes, its image tag, the dangling images of its builds, the debootstrap directory) is
-# removed on exit, also when a step fails. Containers reach only that network and ports published on
-# 127.0.0.1; every URL they are given names a container of this run.
+# names one. The base is the Dockerfile's PYTHON_IMAGE default (PYTHON_IMAGE=... in the environment
+# overrides it). When it can be neither found locally nor pulled, a stand-in, fakesvc-python:3.11-bookworm,
+# is built from Debian's packages (debootstrap, root) and kept for the next run (docker rmi it to rebuild).
+# Everything else the script makes (containers, networks and their iptables guards, compose projects with
+# their containers and volumes, its image tag, the dangling images of its builds, the debootstrap
+# directory) is removed on exit, also when a step fails or it is interrupted. Containers reach only the
+# networks it made and ports published on 127.0.0.1; every URL they are given names a container of this run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
