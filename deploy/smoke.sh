@@ -24,6 +24,8 @@
 # directory) is removed on exit, also when a step fails or it is interrupted. Containers reach only the
 # networks it made and ports published on 127.0.0.1; every URL they are given names a container of this run.
 set -euo pipefail
+# Every long command runs under `timeout --foreground`: in the terminal's process group, so that Ctrl-C
+# ends it at once and the cleanup runs (plain timeout puts its command in a group of its own).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -204,7 +206,7 @@ choose_base() {
         BASE=$wanted DETAIL="$BASE (present locally)"
         return 0
     fi
-    if timeout 120 docker pull "$wanted" >"$LOG_DIR/pull.log" 2>&1; then
+    if timeout --foreground 120 docker pull "$wanted" >"$LOG_DIR/pull.log" 2>&1; then
         BASE=$wanted DETAIL="$BASE (pulled)"
         return 0
     fi
@@ -302,7 +304,7 @@ first_build() {
 
 traffic_run() {
     local status=0
-    timeout 180 docker run --name "$TRAFFIC_CT" --network "$NET" "$TAG" \
+    timeout --foreground 180 docker run --name "$TRAFFIC_CT" --network "$NET" "$TAG" \
         python /app/supervisor.py --rate 5 --count 20 --latency-scale 0 >"$LOG_DIR/traffic.log" 2>&1 || status=$?
     if [[ $status != 0 ]]; then
         DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/traffic.log")"
@@ -320,7 +322,7 @@ traffic_run() {
 # claim; an anonymous volume, removed with the container).
 pod_constraints() {
     local status=0
-    timeout 180 docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
+    timeout --foreground 180 docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
         --user 10001:10001 --volume /data "$TAG" \
         python /app/supervisor.py --rate 5 --count 20 --latency-scale 0 --truth /data/truth.jsonl \
         >"$LOG_DIR/read-only.log" 2>&1 || status=$?
@@ -498,7 +500,7 @@ find_compose() {
 # compose ARGS...: Compose on $COMPOSE_BASE as the project of this run, with this run's image, token and
 # host ports (free ones, so that a fakesvc already running here is not in the way); bounded by 5 minutes.
 compose() {
-    timeout 300 env FAKESVC_IMAGE="$TAG" FAKESVC_ADMIN_TOKEN="$ADMIN_TOKEN" FAKESVC_SEED=7 \
+    timeout --foreground 300 env FAKESVC_IMAGE="$TAG" FAKESVC_ADMIN_TOKEN="$ADMIN_TOKEN" FAKESVC_SEED=7 \
         TRAFFIC_RATE=5 TRAFFIC_DURATION="$TRAFFIC_DURATION_S" PRODSENTINEL_NETWORK="$BACKEND_NET" "${PORT_ENV[@]}" \
         "${COMPOSE[@]}" --project-name "$PROJECT" -f "$COMPOSE_BASE" -f "$LOG_DIR/network.yaml" "${COMPOSE_FILES[@]}" "$@"
 }
@@ -547,7 +549,7 @@ compose_traffic() {
     local ct status
     ct=$(container_of traffic)
     [[ -n $ct ]] || { DETAIL="no traffic container"; return 1; }
-    status=$(timeout $((TRAFFIC_DURATION_S + 120)) docker wait "$ct") || { DETAIL="still running"; return 1; }
+    status=$(timeout --foreground $((TRAFFIC_DURATION_S + 120)) docker wait "$ct") || { DETAIL="still running"; return 1; }
     docker logs "$ct" >"$LOG_DIR/$PROJECT-traffic.log" 2>&1
     DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/$PROJECT-traffic.log")"
     [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/$PROJECT-traffic.log"
