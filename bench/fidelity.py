@@ -106,7 +106,7 @@ async def fidelity(share: float, duration_s: float, rate: float | None = None) -
     hops = {}
     for name, (low, high) in UNIFORM_MS.items():
         values = spans[name]
-        hop = {"count": len(values)}
+        hop: dict[str, Any] = {"count": len(values)}
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             measured, configured = quantile(values, q), uniform_quantile(low, high, q)
             hop[f"{label}_ms"] = round(measured, 2)

@@ -86,7 +86,7 @@ async def overhead_run(variant: str, count: int, concurrency: int, sink_url: str
         gateway = f"http://127.0.0.1:{ports[0]}"
     else:
         env = {"FAKESVC_LATENCY_SCALE": "0", **VARIANTS[variant].env}
-        server, gateway = await start_supervisor(workdir / variant, sink_url, **env)
+        server, gateway = await start_supervisor(workdir / variant, sink_url, root=ROOT, **env)
     delivered = wait_delivered if variant != "bare" else _nothing_to_deliver
     try:
         stored_before = await stored_in_sink(sink_url)
@@ -142,15 +142,15 @@ async def overhead(rounds: int, count: int, concurrency: int) -> dict[str, Any]:
             await sink.stop()
     bare = median([run["checkouts_per_cpu_s"] for run in runs["bare"]])
     figures: dict[str, Any] = {"bare_checkouts_per_cpu_s": round(bare, 1)}
-    for name, variant in VARIANTS.items():
+    for name, spec in VARIANTS.items():
         ratios = [run["ratio_to_bare_around"] for run in runs[name]]
         ratio = median(ratios)
         figures[name] = {
             "checkouts_per_cpu_s": round(median([run["checkouts_per_cpu_s"] for run in runs[name]]), 1),
             "ratio_to_bare": round(ratio, 3),
             "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
-            "target_ratio": variant.target,
-            "met": None if variant.target is None else ratio >= variant.target,
+            "target_ratio": spec.target,
+            "met": None if spec.target is None else ratio >= spec.target,
         }
     figures["full_ceiling"] = clientsession_ceiling(
         bare, runs["full"][-1]["signals_per_checkout"], median(plain_post_us)

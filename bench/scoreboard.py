@@ -180,7 +180,7 @@ def table(rows: list[dict[str, Any]], graph: str) -> str:
         "| run | faulty / healthy | analyser | AC@1 | AC@3 | precision | recall | kind accuracy |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    runs = {row["run"]: {} for row in rows if row["graph"] == graph}
+    runs: dict[str, dict[str, dict[str, Any]]] = {row["run"]: {} for row in rows if row["graph"] == graph}
     for row in rows:
         if row["graph"] == graph:
             runs[row["run"]][row["analyser"]] = row
