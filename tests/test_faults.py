@@ -22,7 +22,8 @@ from fakesvc.faults import (
     parse_rules,
     profile_rules,
 )
-from fakesvc.faults.rules import rules_by_service
+from fakesvc.faults.rules import rules_by_service, service_routes
+from fakesvc.graph.load import load_graph
 from fakesvc.service.http_errors import json_errors
 from fakesvc.settings import ConfigError
 
@@ -64,6 +65,12 @@ class FakeClock:
         ([{"kind": "drop", "duration_s": 1e300}], "rules[0].duration_s: must be a finite number between 0 and 604800"),
         ([{"kind": "drop", "colour": "red"}], "rules[0].colour: unknown key"),
         ([{"kind": "error", "route": "inventory"}], "rules[0].route: must be a path pattern"),
+        ([{"kind": "drop", "method": "FETCH"}], "rules[0].method: must be one of GET, POST, PUT, DELETE, PATCH"),
+        ([{"kind": "drop", "method": ""}], "rules[0].method: must be a non-empty string"),
+        ([{"kind": "drop", "method": "G\u00c9T"}], "rules[0].method: must be one of GET"),
+        ([{"kind": "drop", "method": "GET" * 10}], "rules[0].method: must be a non-empty string of at most 16"),
+        ([{"kind": "drop", "method": ["GET"]}], "rules[0].method: must be a non-empty string"),
+        ([{"kind": "drop", "method": None}], "rules[0].method: must be a non-empty string"),
         ([{"kind": "error", "exception": "not a name"}], "rules[0].exception: must be an exception class name"),
         ({"kind": "error"}, "rules: must be a list of rules"),
         (["error"], "rules[0]: must be an object"),
@@ -101,6 +108,7 @@ def test_rules_round_trip_through_json() -> None:
             "message": "DB down",
             "exception": "ConnectionError",
         },
+        {"kind": "drop", "probability": 1.0, "route": ROUTE, "method": "GET"},
         {"kind": "latency", "probability": 1.0, "latency_ms": [100.0, 200.0], "start_s": 5.0, "duration_s": 10.0},
         {"kind": "hang", "probability": 1.0, "hang_s": 2.0},
         {"kind": "drop", "probability": 0.1},
@@ -170,6 +178,31 @@ def test_seeded_decisions_follow_the_probability_and_repeat_exactly() -> None:
 def test_route_patterns_limit_a_rule() -> None:
     chaos = Chaos("payment-service", parse_rules([{"kind": "drop", "route": "/pay/{order_id}"}]))
     assert chaos.decide("/pay/{order_id}", "k") and not chaos.decide("/other", "k")
+
+
+def test_a_method_limits_a_rule_to_requests_of_that_method() -> None:
+    (rule,) = parse_rules([{"kind": "drop", "route": "/cart/{order_id}", "method": "delete"}])
+    assert rule.method == "DELETE"  # written in any case, kept as the graph writes methods
+    chaos = Chaos("cartservice", (rule,))
+    assert chaos.decide("/cart/{order_id}", "k", "DELETE")
+    assert not chaos.decide("/cart/{order_id}", "k", "GET") and not chaos.decide("/other", "k", "DELETE")
+    anywhere = Chaos("cartservice", parse_rules([{"kind": "drop", "method": "GET"}]))
+    assert anywhere.decide("/a", "k", "GET") and not anywhere.decide("/a", "k", "POST")
+
+
+def test_a_rule_may_name_only_a_method_its_service_serves_there() -> None:
+    served = service_routes(load_graph("shop"), "cartservice")
+    assert served == {"/cart/{order_id}": ("GET", "DELETE")}
+    assert parse_rules([{"kind": "drop", "route": "/cart/{order_id}", "method": "DELETE"}], routes=served)
+    with pytest.raises(
+        RuleError,
+        match=r"rules\[0\].method: the service serves no POST on /cart/\{order_id\} \(it serves DELETE, GET\)$",
+    ):
+        parse_rules([{"kind": "drop", "route": "/cart/{order_id}", "method": "POST"}], routes=served)
+    with pytest.raises(RuleError, match=r"rules\[0\].method: the service serves no PUT on any route"):
+        parse_rules([{"kind": "drop", "method": "PUT"}], routes=served)
+    with pytest.raises(RuleError, match=r"^file\[cartservice\]\[0\].method: the service serves no PUT"):
+        rules_by_service({"cartservice": [{"kind": "drop", "method": "PUT"}]}, "file", load_graph("shop"))
 
 
 def test_schedules_count_from_when_rules_were_set() -> None:

@@ -155,6 +155,27 @@ async def test_fault_control_speaks_the_graphs_services_and_routes(shop: Running
         assert [(fault["service"], fault["hop"]) for fault in faults] == [("redis-cart", "0.0.0.0")]
 
 
+async def test_a_rule_with_a_method_fails_only_that_method_of_a_path(shop: RunningServices) -> None:
+    """cartservice serves GET and DELETE on /cart/{order_id}: emptying the cart fails, reading it does not."""
+    cart = shop.urls["cartservice"]
+    async with aiohttp.ClientSession() as session:
+        wrong = {"rules": [{"kind": "error", "route": "/cart/{order_id}", "method": "POST"}]}
+        async with session.put(f"{cart}/chaos", json=wrong) as response:
+            assert response.status == 400
+            assert "serves no POST on /cart/{order_id} (it serves DELETE, GET)" in (await response.json())["detail"]
+        rule = {"kind": "error", "status": 503, "route": "/cart/{order_id}", "method": "DELETE", "message": "read-only"}
+        async with session.put(f"{cart}/chaos", json={"rules": [rule]}) as response:
+            assert response.status == 200
+            assert (await response.json())["rules"][0]["method"] == "DELETE"
+        async with session.get(f"{shop.urls['frontend']}/browse/o-1") as response:  # reads the cart: untouched
+            assert response.status == 200 and "x-fakesvc-faults" not in response.headers
+        async with session.post(f"{shop.urls['frontend']}/checkout/o-2") as response:
+            assert response.status == 500
+            faults = json.loads(response.headers["x-fakesvc-faults"])
+    # checkoutservice reads the cart first (hop 0.0.0) and empties it last (its eighth call, 0.0.7)
+    assert [(fault["service"], fault["hop"]) for fault in faults] == [("cartservice", "0.0.7")]
+
+
 @pytest.mark.parametrize("hop", ["", "1", "0.", "0.x", "0." + ".".join(["1"] * 40), "0.99999", "0.-1"])
 async def test_a_malformed_hop_header_is_read_as_the_entry(shop: RunningServices, hop: str) -> None:
     async with aiohttp.ClientSession() as session:

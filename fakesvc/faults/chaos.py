@@ -170,8 +170,8 @@ class Chaos:
             return self._random.random()
         return _unit(self.seed, self.service, index, key, salt)
 
-    def decide(self, route: str, key: str) -> tuple[Fault, ...]:
-        """The faults to inject into one request on ``route`` identified by ``key``."""
+    def decide(self, route: str, key: str, method: str | None = None) -> tuple[Fault, ...]:
+        """The faults to inject into one ``method`` request on ``route`` identified by ``key``."""
         if not self._rules:
             return ()
         now = self._clock()
@@ -180,6 +180,8 @@ class Chaos:
         faults = []
         for index, rule in enumerate(self._rules):
             if rule.route is not None and rule.route != route:
+                continue
+            if rule.method is not None and rule.method != method:
                 continue
             if not self._active(rule, now):
                 continue

@@ -7,7 +7,7 @@ change leaves the old rules in force.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -17,14 +17,14 @@ from fakesvc.faults import fanout
 from fakesvc.faults.access import check_caller
 from fakesvc.faults.chaos import Chaos
 from fakesvc.faults.inputs import InputError, read_json
-from fakesvc.faults.rules import parse_rules, rules_by_service
+from fakesvc.faults.rules import Routes, parse_rules, rules_by_service
 from fakesvc.graph.model import Graph
 
 
 def chaos_routes(
     chaos: Chaos,
     *,
-    routes: Collection[str] | None = None,
+    routes: Routes | None = None,
     admin_token: str | None,
     downstream_windows: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     downstream_injected: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,

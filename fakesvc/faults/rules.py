@@ -13,7 +13,7 @@ from typing import Any
 from fakesvc.faults import noise
 from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
 from fakesvc.faults.raising import is_exception_name
-from fakesvc.graph.load import load_graph
+from fakesvc.graph.load import METHODS, load_graph
 from fakesvc.graph.model import Graph
 
 KINDS = ("error", "latency", "hang", "drop", "noise")
@@ -22,6 +22,7 @@ _RULE_KEYS = {
     "kind",
     "probability",
     "route",
+    "method",
     "status",
     "message",
     "exception",
@@ -42,6 +43,9 @@ MAX_EXCEPTION_CHARS = 64
 MAX_ROUTE_CHARS = 256
 
 
+Routes = Collection[str] | Mapping[str, Collection[str]]  # the paths a service serves, or each with its methods
+
+
 class RuleError(InputError):
     """A rule's shape, a rule file or a profile that cannot be used, and where (a bad value is an InputError)."""
 
@@ -53,6 +57,7 @@ class Rule:
     kind: str
     probability: float = 1.0
     route: str | None = None
+    method: str | None = None  # only requests of this method (a path can serve several)
     status: int = 500
     message: str = "Injected fault"
     exception: str = "RuntimeError"
@@ -73,6 +78,8 @@ class Rule:
         out: dict[str, Any] = {"kind": self.kind, "probability": self.probability}
         if self.route is not None:
             out["route"] = self.route
+        if self.method is not None:
+            out["method"] = self.method
         if self.kind == "error":
             out.update(status=self.status, message=self.message, exception=self.exception)
         if self.kind == "noise":
@@ -104,7 +111,7 @@ class Rule:
         return "drop connection"
 
 
-def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
+def _rule(where: str, raw: Any, routes: Routes | None) -> Rule:
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be an object")
     unknown = sorted(set(raw) - _RULE_KEYS)
@@ -120,6 +127,8 @@ def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
         values["probability"] = number(f"{where}.probability", raw["probability"], low=0, high=1)
     if "route" in raw:
         values["route"] = _route(f"{where}.route", raw["route"], routes)
+    if "method" in raw:
+        values["method"] = _method(f"{where}.method", raw["method"], values.get("route"), routes)
     if "status" in raw:
         values["status"] = whole_number(f"{where}.status", raw["status"], low=400, high=599)
     if "message" in raw:
@@ -144,13 +153,25 @@ def _rule(where: str, raw: Any, routes: Collection[str] | None) -> Rule:
     return Rule(**values)
 
 
-def _route(where: str, value: Any, routes: Collection[str] | None) -> str:
+def _route(where: str, value: Any, routes: Routes | None) -> str:
     route = text(where, value, max_chars=MAX_ROUTE_CHARS)
     if not route.startswith("/"):
         raise RuleError(f"{where}: must be a path pattern starting with /")
     if routes is not None and route not in routes:
         raise RuleError(f"{where}: the service serves no route {route!r} (use {', '.join(sorted(routes))})")
     return route
+
+
+def _method(where: str, value: Any, route: str | None, routes: Routes | None) -> str:
+    method = text(where, value, max_chars=16).upper()
+    if method not in METHODS:
+        raise RuleError(f"{where}: must be one of {', '.join(METHODS)}")
+    if isinstance(routes, Mapping):
+        served = routes[route] if route is not None else {m for methods in routes.values() for m in methods}
+        if method not in served:
+            on = f"on {route}" if route is not None else "on any route"
+            raise RuleError(f"{where}: the service serves no {method} {on} (it serves {', '.join(sorted(served))})")
+    return method
 
 
 def _latency(where: str, value: Any) -> tuple[float, float]:
@@ -166,11 +187,11 @@ def _latency(where: str, value: Any) -> tuple[float, float]:
     return low, high
 
 
-def parse_rules(payload: Any, where: str = "rules", routes: Collection[str] | None = None) -> tuple[Rule, ...]:
+def parse_rules(payload: Any, where: str = "rules", routes: Routes | None = None) -> tuple[Rule, ...]:
     """Rules from JSON: a list of rule objects, or ``{"rules": [...]}``; strict, and whole or nothing.
 
-    ``routes``, when known, are the routes the service serves: a rule naming
-    another route could never fire, so it is refused.
+    ``routes``, when known, are the paths the service serves (a mapping to their
+    methods checks ``method`` too): a rule naming another could never fire, so it is refused.
     """
     if isinstance(payload, dict) and set(payload) == {"rules"}:
         payload = payload["rules"]
@@ -181,9 +202,12 @@ def parse_rules(payload: Any, where: str = "rules", routes: Collection[str] | No
     return tuple(_rule(f"{where}[{index}]", raw, routes) for index, raw in enumerate(payload))
 
 
-def service_routes(graph: Graph, service: str) -> tuple[str, ...]:
-    """The routes a rule of ``service`` may name: the paths it serves (a rule on a path covers all its methods)."""
-    return tuple(dict.fromkeys(route.path for route in graph.service(service).routes))
+def service_routes(graph: Graph, service: str) -> dict[str, tuple[str, ...]]:
+    """What a rule of ``service`` may name: each path it serves, and the methods it serves there."""
+    served: dict[str, tuple[str, ...]] = {}
+    for route in graph.service(service).routes:
+        served[route.path] = (*served.get(route.path, ()), route.method)
+    return served
 
 
 def rules_by_service(document: Any, where: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:

@@ -398,7 +398,7 @@ def hop_handler(
         ctx = HopContext(state, route, request, key, trace_id)
         state.chaos.arrived(trace_id, ctx.run)
         try:
-            injected = state.chaos.decide(route.path, decision_key(trace_id, ctx.hop))
+            injected = state.chaos.decide(route.path, decision_key(trace_id, ctx.hop), route.method)
             if injected and not await _apply_faults(ctx, injected):
                 _finish_dropped(ctx, started)
                 return web.Response(status=500)  # never sent: the connection is gone
