@@ -219,3 +219,25 @@ async def test_every_service_and_fault_kind_of_a_random_graph(
     assert 6 <= len(graph.names) <= 12
     seen = await run_matrix(graph, services, tmp_path, count=2)
     assert {where for _, where in seen} >= {"edge", "exposed"}
+
+
+@pytest.mark.parametrize("running", [shop_graph], indirect=True, ids=["shop"])
+async def test_a_rule_on_one_method_of_a_path_is_in_the_truth_of_only_that_hop(
+    running: tuple[Graph, RunningServices], tmp_path: Path
+) -> None:
+    """cartservice serves GET (read, in both journeys) and DELETE (empty, at the end of a checkout) on one path."""
+    graph, services = running
+    chaos = services.app("cartservice")[HOP_STATE].chaos
+    chaos.set_rules(parse_rules([{"kind": "error", "status": 503, "route": "/cart/{order_id}", "method": "DELETE"}]))
+    lines = await checkouts(graph, services, tmp_path, count=12)
+    chaos.clear()
+    by_entry: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        assert line["status"] == line["expected_status"], line
+        by_entry.setdefault(line["entry"], []).append(line)
+    assert set(by_entry) == {"GET /browse/{order_id}", "POST /checkout/{order_id}"}
+    for line in by_entry["GET /browse/{order_id}"]:
+        assert line["status"] == 200 and line["faults"] == [] and line["root_cause_service"] is None, line
+    for line in by_entry["POST /checkout/{order_id}"]:
+        assert [(fault["service"], fault["hop"]) for fault in line["faults"]] == [("cartservice", "0.0.7")], line
+        assert line["status"] != 200 and line["root_cause_service"] == "cartservice", line
