@@ -1,4 +1,4 @@
-"""The reference analyser's scores on every chaos profile of each graph: the tables the README shows.
+"""The reference analyser's scores on every chaos profile of each graph: the tables bench/README.md shows.
 
 ``python bench/scoreboard.py`` runs, for each graph (the checkout and the
 shop, or the one ``--graph`` names) and each of its profiles (and a mix of its
