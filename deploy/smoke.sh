@@ -301,35 +301,29 @@ first_build() {
     DETAIL="$TAG on $BASE"
 }
 
-traffic_run() {
-    local status=0
-    timeout --foreground 180 docker run --name "$TRAFFIC_CT" --network "$NET" "$TAG" \
-        python /app/supervisor.py --rate 5 --count 20 --latency-scale 0 >"$LOG_DIR/traffic.log" 2>&1 || status=$?
-    if [[ $status != 0 ]]; then
-        DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/traffic.log")"
+PASSED='every checkout answered as expected'   # a traffic run's summary when every checkout held
+
+# short_run LOG DOCKER_RUN_ARG...: the default command with a 20-checkout traffic run; exit 0 and its summary
+short_run() {
+    local log=$1 status=0
+    shift
+    timeout --foreground 180 docker run "$@" "$TAG" python /app/supervisor.py --rate 5 --count 20 \
+        --latency-scale 0 --truth /data/truth.jsonl >"$log" 2>&1 || status=$?
+    if [[ $status != 0 ]] || ! grep -q "$PASSED" "$log"; then
+        DETAIL="exit $status: $(grep -m 1 -E 'Error|error:' "$log" || tail -n 1 "$log")"
         return 1
     fi
-    if ! grep -q 'every checkout answered as expected' "$LOG_DIR/traffic.log"; then
-        DETAIL="exit 0 but no summary line: $LOG_DIR/traffic.log"
-        return 1
-    fi
-    DETAIL="exit 0: $(grep -o 'run .* passed: every checkout answered as expected' "$LOG_DIR/traffic.log" | tail -n 1)"
+    DETAIL="exit 0: $(grep -o "run .* passed: $PASSED" "$log" | tail -n 1)"
 }
+
+traffic_run() { short_run "$LOG_DIR/traffic.log" --name "$TRAFFIC_CT" --network "$NET"; }
 
 # The pods' securityContext (deploy/k8s/), as far as Docker can hold it: a read-only root filesystem, no
 # capabilities, no privilege escalation, uid 10001, and /data a fresh volume of its own (their emptyDir or
 # claim; an anonymous volume, removed with the container).
 pod_constraints() {
-    local status=0
-    timeout --foreground 180 docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
-        --user 10001:10001 --volume /data "$TAG" \
-        python /app/supervisor.py --rate 5 --count 20 --latency-scale 0 --truth /data/truth.jsonl \
-        >"$LOG_DIR/read-only.log" 2>&1 || status=$?
-    if [[ $status != 0 ]] || ! grep -q 'every checkout answered as expected' "$LOG_DIR/read-only.log"; then
-        DETAIL="exit $status: $(grep -m 1 -E 'Error|error:' "$LOG_DIR/read-only.log" || tail -n 1 "$LOG_DIR/read-only.log")"
-        return 1
-    fi
-    DETAIL="exit 0, every checkout answered as expected; $(telemetry_line "$LOG_DIR/read-only.log" | cut -d';' -f1)"
+    short_run "$LOG_DIR/read-only.log" --rm --network "$NET" --read-only --cap-drop ALL \
+        --security-opt no-new-privileges --user 10001:10001 --volume /data
 }
 
 start_serving() {
@@ -454,11 +448,15 @@ payment_alone() {
     [[ -n "$summary" && $(count_of sent "$summary") -gt 0 && $(count_of sent "$summary") == "$(count_of queued "$summary")" ]]
 }
 
+# accepted_by CONTAINER: how many signals the sink in CONTAINER accepted (its /stats on its published 8000)
+accepted_by() {
+    [[ $(http_status "http://127.0.0.1:$(published "$1" 8000)/stats") == 200 ]] &&
+        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body"
+}
+
 sink_stops() {
     local accepted
-    accepted=$(http_status "http://127.0.0.1:$(published "$SINK_CT" 8000)/stats" >/dev/null &&
-        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body") ||
-        { DETAIL="GET /stats failed"; return 1; }
+    accepted=$(accepted_by "$SINK_CT") || { DETAIL="GET /stats failed"; return 1; }
     stops_in_grace "$SINK_CT" && DETAIL="accepted $accepted signals from the payment container; $DETAIL"
 }
 
@@ -551,7 +549,7 @@ compose_traffic() {
     status=$(timeout --foreground $((TRAFFIC_DURATION_S + 120)) docker wait "$ct") || { DETAIL="still running"; return 1; }
     docker logs "$ct" >"$LOG_DIR/$PROJECT-traffic.log" 2>&1
     DETAIL="exit $status: $(tail -n 1 "$LOG_DIR/$PROJECT-traffic.log")"
-    [[ $status == 0 ]] && grep -q 'every checkout answered as expected' "$LOG_DIR/$PROJECT-traffic.log"
+    [[ $status == 0 ]] && grep -q "$PASSED" "$LOG_DIR/$PROJECT-traffic.log"
 }
 
 # in_volume VOLUME PYTHON ARGS...: run PYTHON on the volume (mounted at /data) in a container with no network
@@ -685,9 +683,7 @@ prodsentinel_override() {
     [[ -z $(container_of sink) ]] || { DETAIL="the embedded sink started"; return 1; }
     compose_traffic || return 1
     services_stop gateway payment inventory || return 1
-    accepted=$(http_status "http://127.0.0.1:$(published "$BACKEND_CT" 8000)/stats" >/dev/null &&
-        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["accepted_total"])' "$LOG_DIR/body") ||
-        { DETAIL="GET /stats of the backend failed"; return 1; }
+    accepted=$(accepted_by "$BACKEND_CT") || { DETAIL="GET /stats of the backend failed"; return 1; }
     compose_down || return 1
     DETAIL="no embedded sink; traffic exit 0; the services sent $SENT_TOTAL, the backend accepted $accepted; down -v"
     [[ $accepted == "$SENT_TOTAL" && $accepted -gt 0 ]]
