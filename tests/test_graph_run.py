@@ -163,6 +163,12 @@ async def test_a_rule_with_a_method_fails_only_that_method_of_a_path(shop: Runni
         async with session.put(f"{cart}/chaos", json=wrong) as response:
             assert response.status == 400
             assert "serves no POST on /cart/{order_id} (it serves DELETE, GET)" in (await response.json())["detail"]
+        for bad in ("", "G\u00c9T", "GET" * 10, float("nan"), float("inf"), ["GET"], {"m": "GET"}):
+            body = json.dumps({"rules": [{"kind": "drop", "route": "/cart/{order_id}", "method": bad}]})
+            async with session.put(f"{cart}/chaos", data=body) as response:
+                assert response.status == 400, bad
+        async with session.get(f"{cart}/chaos") as response:
+            assert (await response.json())["rules"] == []  # every refused change changed nothing
         rule = {"kind": "error", "status": 503, "route": "/cart/{order_id}", "method": "DELETE", "message": "read-only"}
         async with session.put(f"{cart}/chaos", json={"rules": [rule]}) as response:
             assert response.status == 200

@@ -41,6 +41,7 @@ MAX_HANG_S = 3600.0
 MAX_MESSAGE_CHARS = 1024
 MAX_EXCEPTION_CHARS = 64
 MAX_ROUTE_CHARS = 256
+MAX_METHOD_CHARS = 16  # longer is no method at all (the longest is 6), refused before it is compared
 
 
 Routes = Collection[str] | Mapping[str, Collection[str]]  # the paths a service serves, or each with its methods
@@ -163,7 +164,7 @@ def _route(where: str, value: Any, routes: Routes | None) -> str:
 
 
 def _method(where: str, value: Any, route: str | None, routes: Routes | None) -> str:
-    method = text(where, value, max_chars=16).upper()
+    method = text(where, value, max_chars=MAX_METHOD_CHARS).upper()
     if method not in METHODS:
         raise RuleError(f"{where}: must be one of {', '.join(METHODS)}")
     if isinstance(routes, Mapping):
