@@ -1,11 +1,12 @@
 """Read a ground-truth file: the checkouts that went wrong, where, and why.
 
-``python -m fakesvc.truth truth.jsonl`` lists every checkout with a root cause
-or an unexpected status, one line each (trace id first, so it can be pasted
-into ``/query/traces/{trace_id}``); ``--json`` prints the truth lines
-themselves, ``--service`` keeps the checkouts one of whose root causes is that
-service, ``--limit`` the first N. A checkout that got only ``noise`` faults
-(harmless ERROR logs) did not go wrong.
+``python -m fakesvc.truth truth.jsonl`` lists every checkout with a root cause,
+or whose failure no injected fault explains (``cause`` ``harness`` or
+``incomplete``), one line each (trace id first, so it can be pasted into
+``/query/traces/{trace_id}``); ``--json`` prints the truth lines themselves,
+``--service`` keeps the checkouts one of whose root causes is that service,
+``--cause`` those of one cause, ``--limit`` the first N. A checkout that got
+only ``noise`` faults (harmless ERROR logs) did not go wrong.
 """
 
 from __future__ import annotations
@@ -39,15 +40,43 @@ def root_causes(record: dict[str, Any]) -> list[str]:
     return [] if cause is None else [str(cause)]
 
 
+CAUSES = ("healthy", "fault", "harness", "incomplete")
+
+
 def went_wrong(record: dict[str, Any]) -> bool:
-    """A root cause is named (a fault other than noise), or the observed status was not the expected one."""
+    """A root cause is named (a fault other than noise), or the failure is unexplained (harness, incomplete).
+
+    A truth file older than ``cause``: or the observed status was not the replayed one.
+    """
+    if "cause" in record:
+        return record["cause"] != "healthy"
     return bool(root_causes(record)) or record.get("status") != record.get("expected_status")
+
+
+def _why(record: dict[str, Any]) -> str:
+    """What a line without a root cause says instead: the harness's evidence, or the missing hops."""
+    harness = record.get("harness")
+    if record.get("cause") == "harness" and isinstance(harness, dict):
+        figures = ", ".join(
+            f"{name} {harness[key]:,.0f} ms"
+            for name, key in (
+                ("waited", "waited_ms"),
+                ("loop lag", "loop_lag_ms"),
+                ("injected", "injected_ms"),
+                ("simulated", "simulated_ms"),
+            )
+            if isinstance(harness.get(key), (int, float))
+        )
+        return f"harness: {harness.get('what')}" + (f" ({figures})" if figures else "")
+    if record.get("cause") == "incomplete":
+        return f"incomplete: no record of hop {', '.join(map(str, record.get('missing_hops') or []))}"
+    return "healthy"
 
 
 def describe(record: dict[str, Any]) -> str:
     """One line: trace id, order id, root causes, statuses, the faults."""
     faults = "; ".join(f"{f.get('service')} {f.get('kind')}: {f.get('detail')}" for f in record.get("faults") or [])
-    causes = " + ".join(root_causes(record)) or "-"
+    causes = " + ".join(root_causes(record)) or f"none ({_why(record)})"
     return (
         f"{record.get('trace_id')}  {record.get('order_id')}  root cause {causes}  "
         f"expected {record.get('expected_status')} got {record.get('status')}  {faults or 'no fault injected'}"
@@ -69,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakesvc.truth", description=__doc__.splitlines()[0])
     parser.add_argument("truth", type=Path, help="a truth file written by --truth")
     parser.add_argument("--service", help="only checkouts one of whose root causes is this service")
+    parser.add_argument("--cause", choices=CAUSES, help="only checkouts of this observed cause")
     parser.add_argument("--limit", type=int, default=None, help="at most this many lines (default: all)")
     parser.add_argument("--all", action="store_true", help="every checkout, not only those that went wrong")
     parser.add_argument("--json", action="store_true", help="the truth lines themselves, as JSON lines")
@@ -82,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [
         record
         for record in records
-        if (args.all or went_wrong(record)) and (args.service is None or args.service in root_causes(record))
+        if (args.all or args.cause is not None or went_wrong(record))
+        and (args.service is None or args.service in root_causes(record))
+        and (args.cause is None or record.get("cause") == args.cause)
     ]
     shown = show(chosen, sys.stdout, as_json=args.json, limit=args.limit)
     print(f"{shown} of {len(chosen)} shown; {len(records)} checkouts in {args.truth}", file=sys.stderr)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -54,6 +55,7 @@ TRUTH_KEYS = [
     "start",
     "end",
 ]
+OBSERVED_TRUTH_KEYS = [*TRUTH_KEYS, "cause"]  # the built-in generator's lines: what explains the outcome
 
 
 def event_is(event: object, start: str) -> bool:
@@ -99,6 +101,24 @@ class Chain:
                 return found[0]
             await asyncio.sleep(0.01)
         raise AssertionError(f"no log line matching {match}")
+
+
+async def hop_records(base_url: str, trace_id: str, count: int, timeout_s: float = 10.0) -> dict[str, dict[str, Any]]:
+    """The hop records of ``trace_id`` read through ``base_url`` (``POST /chaos/records``), by service.
+
+    Polled until ``count`` have come (bounded): a hop whose caller gave up writes its record when it is cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.post(f"{base_url}/chaos/records", json={"read": [trace_id]}) as response:
+                assert response.status == 200
+                found = (await response.json())["records"].get(trace_id, [])
+            if len(found) >= count:
+                return {record["service"]: record for record in found}
+            assert loop.time() < deadline, f"only {len(found)} of {count} records came: {found}"
+            await asyncio.sleep(0.01)
 
 
 def recording_telemetry() -> Telemetry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -43,14 +42,23 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
                 ) as response:
                     assert response.status == status
                     assert response.headers["x-request-id"] == f"t-{order_id}"
-            # A rule's fault travels back across the processes even when the faulty hop never answers.
+            # What each process's hop did is read back through the edge after the checkout, even from
+            # the hop that never answered: its record says the fault it injected.
             rules = {"rules": [{"kind": "drop"}]}
             async with session.put(f"{inventory}/chaos", json=rules) as response:
                 assert response.status == 200
-            async with session.post(f"{gateway}/checkout/after-rule") as response:
+            async with session.post(f"{gateway}/checkout/after-rule", headers={"x-request-id": "t-rule"}) as response:
                 assert response.status == 500
-                faults = json.loads(response.headers["x-fakesvc-faults"])
-            assert faults == [
+            async with session.post(f"{gateway}/chaos/records", json={"read": ["t-rule"]}) as response:
+                gathered = await response.json()
+            records = {record["service"]: record for record in gathered["records"]["t-rule"]}
+            assert sorted(records) == ["api-gateway", "inventory-service", "payment-service"]
+            assert len(gathered["processes"]) == 3, "each process said its loop lag"
+            assert records["inventory-service"]["outcome"] == "dropped"
+            assert [
+                {key: fault[key] for key in ("service", "kind", "detail", "status", "delay_ms", "hop")}
+                for fault in records["inventory-service"]["faults"]
+            ] == [
                 {
                     "service": "inventory-service",
                     "kind": "drop",
@@ -60,6 +68,8 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
                     "hop": "0.0.0",  # the gateway's call 0 (payment), then payment's call 0
                 }
             ]
+            payment_call = records["payment-service"]["calls"][0]
+            assert (payment_call["hop"], payment_call["outcome"]) == ("0.0.0", "connection")
         for process in reversed(processes):  # from the edge inward, as the supervisor stops them
             status, _ = await process.stop(signal.SIGTERM)
             assert status == 0

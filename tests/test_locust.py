@@ -25,7 +25,7 @@ from fakesvc.traffic.locust import LOCUSTFILE
 from fakesvc.traffic.locust.options import DEFAULT_MIX_TEXT, load_options, order_prefix, truth_path, worker_seed
 from fakesvc.traffic.plan import plan
 from fakesvc.truth import read_truth
-from tests.conftest import TRUTH_KEYS
+from tests.conftest import OBSERVED_TRUTH_KEYS
 from tests.processes import FAST_TIMEOUTS, Process, Supervisor, spawn, start_supervisor
 from tests.telemetry_fixtures import eventually, free_port
 
@@ -140,8 +140,8 @@ async def _check_against_sink(supervisor: Supervisor, lines: list[dict[str, Any]
     assert lines
     assert len({line["trace_id"] for line in lines}) == len(lines), "a trace id was sent twice"
     for line in lines:
-        assert [key for key in line if key != "error"] == TRUTH_KEYS, line
-        assert line["status"] == line["expected_status"], line
+        assert [key for key in line if key != "error"] == OBSERVED_TRUTH_KEYS, line
+        assert line["status"] == line["expected_status"] and line["cause"] in ("healthy", "fault"), line
     assert {line["status"] for line in lines} == {200, 500}
     assert any(f["service"] == "inventory-service" and f["kind"] == "error" for line in lines for f in line["faults"])
     sink = supervisor.urls["sink"]

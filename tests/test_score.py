@@ -131,7 +131,7 @@ def test_the_table_shows_every_group_and_the_notes(
     out = capsys.readouterr().out
     assert out.splitlines()[1].split() == "all 9 6 3 6 0.333 0.667 0.500 0.833 0.833 0.500".split()
     assert "service inventory-service" in out and "kind latency" in out and "scenario two" in out
-    assert "1 interrupted checkouts not scored; 1 predictions for trace ids not in the truth" in out
+    assert "1 interrupted, 0 harness-caused and 0 incomplete checkouts not scored; 1 predictions" in out
 
 
 def test_without_root_cause_services_the_single_root_cause_is_read(tmp_path: Path) -> None:

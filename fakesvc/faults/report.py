@@ -6,8 +6,12 @@ field over 8,190 bytes, so 300 rules or an 8 KB message would otherwise turn
 every answer into a dropped connection. When records had to be shortened or
 left out, ``x-fakesvc-faults-trimmed`` says so, and the caller fetches the
 whole list from ``GET /chaos/injected/{trace_id}``, which a service answers
-with its own faults and those of the services behind it. A caller whose
-downstream hung or dropped the connection asks the same route.
+with its own faults and those of the services behind it.
+
+These are for people and for the Locust file's truth; the built-in
+generator's truth does not depend on them: it is assembled from each hop's
+record after the checkout (:mod:`fakesvc.service.records`), and no service
+asks anything of another inside a request.
 """
 
 from __future__ import annotations

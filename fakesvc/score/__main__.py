@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--prodsentinel", metavar="URL", help="read ProdSentinel's incidents and analyses at URL")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    parser.add_argument(
+        "--include-harness",
+        action="store_true",
+        help="score harness-caused checkouts (cause: harness) as healthy instead of leaving them out",
+    )
     add_graph_flag(parser)  # the services ProdSentinel's free-text root causes are read for
     return parser
 
@@ -65,7 +70,7 @@ def _http_url(value: str) -> bool:
 
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     """Read the truth and the answers (a file, stdin or ProdSentinel), join them, score them."""
-    truth = read_truth(args.truth)
+    truth = read_truth(args.truth, include_harness=args.include_harness)
     coverage = None
     if args.prodsentinel is not None:
         services = chosen_graph(args).names  # a bad graph is told before ProdSentinel is read
@@ -75,7 +80,13 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
         coverage = prodsentinel.coverage(truth.checkouts, answers)
     else:
         predictions = read_predictions(args.predictions)
-    report = {**score(join(truth.checkouts, predictions)), "interrupted_skipped": truth.interrupted}
+    predictions = [prediction for prediction in predictions if prediction.trace_id not in truth.left_out_traces]
+    report = {
+        **score(join(truth.checkouts, predictions)),
+        "interrupted_skipped": truth.interrupted,
+        "harness_skipped": truth.left_out["harness"],
+        "incomplete_skipped": truth.left_out["incomplete"],
+    }
     if coverage is not None:
         report["prodsentinel"] = coverage
     return report

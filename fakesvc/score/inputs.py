@@ -51,10 +51,16 @@ class Prediction:
     where: str = ""  # file:line, for messages
 
 
+# Truth lines whose outcome no injected fault explains: left out of the scores by default.
+UNEXPLAINED = ("harness", "incomplete")
+
+
 @dataclass(frozen=True)
 class Truth:
     checkouts: list[Checkout]
     interrupted: int  # lines of checkouts cut short by a stop: not scored
+    left_out: dict[str, int]  # cause -> lines not scored (harness-caused, incomplete)
+    left_out_traces: frozenset[str]  # their trace ids: a prediction for one is neither scored nor "unmatched"
 
 
 @dataclass(frozen=True)
@@ -179,15 +185,30 @@ def _name(source: str) -> str:
     return "<stdin>" if source == STDIN else source
 
 
-def read_truth(paths: Sequence[Path]) -> Truth:
-    """Every scorable checkout of ``paths``; interrupted ones counted; a (run, trace) seen twice is an error."""
+def read_truth(paths: Sequence[Path], *, include_harness: bool = False) -> Truth:
+    """Every scorable checkout of ``paths``; interrupted ones counted; a (run, trace) seen twice is an error.
+
+    A line whose ``cause`` is ``harness`` or ``incomplete`` (no injected fault
+    explains its outcome) is left out and counted; with ``include_harness`` a
+    harness-caused line is scored as healthy (for an analyser that must not
+    flag what the harness broke). A truth file older than ``cause`` is scored whole.
+    """
     checkouts: list[Checkout] = []
     seen: dict[tuple[str | None, str], str] = {}
     interrupted = 0
+    left_out = dict.fromkeys(UNEXPLAINED, 0)
+    left_out_traces: set[str] = set()
     for path in paths:
         for where, record in _objects(_lines(str(path)), str(path)):
             if record.get("interrupted") is True:
                 interrupted += 1
+                continue
+            cause = record.get("cause")
+            if cause == "harness" and include_harness:
+                record = {**record, "root_cause_services": [], "root_cause_service": None}
+            elif cause in UNEXPLAINED:
+                left_out[cause] += 1
+                left_out_traces.add(text(record, "trace_id", where))
                 continue
             checkout = _checkout(record, where)
             key = (checkout.run_id, checkout.trace_id)
@@ -199,8 +220,13 @@ def read_truth(paths: Sequence[Path]) -> Truth:
             seen[key] = where
             checkouts.append(checkout)
     if not checkouts:
-        raise ScoreError(f"{', '.join(map(str, paths))}: no checkout to score ({interrupted} interrupted)")
-    return Truth(checkouts, interrupted)
+        skipped = ", ".join(f"{count} {cause}" for cause, count in left_out.items() if count)
+        raise ScoreError(
+            f"{', '.join(map(str, paths))}: no checkout to score ({interrupted} interrupted"
+            + (f", {skipped} left out" if skipped else "")
+            + ")"
+        )
+    return Truth(checkouts, interrupted, left_out, frozenset(left_out_traces))
 
 
 def _prediction(record: dict[str, Any], where: str) -> Prediction:

@@ -45,7 +45,8 @@ def render(report: dict[str, Any]) -> str:
         cells = [f"{shown(metrics[key]):>{max(5, len(title))}}" for title, key, shown in columns]
         lines.append("  ".join([f"{label:<{width}}", *cells]))
     lines.append(
-        f"{report['interrupted_skipped']} interrupted checkouts not scored; "
+        f"{report['interrupted_skipped']} interrupted, {report.get('harness_skipped', 0)} harness-caused and "
+        f"{report.get('incomplete_skipped', 0)} incomplete checkouts not scored; "
         f"{report['unmatched_predictions']} predictions for trace ids not in the truth, not scored"
     )
     coverage = report.get("prodsentinel")

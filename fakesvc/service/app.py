@@ -33,6 +33,7 @@ from fakesvc.service.correlation import correlation_middleware
 from fakesvc.service.hop import HopState, hop_handler
 from fakesvc.service.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.service.prometheus import ServiceMetrics
+from fakesvc.service.records import HopRecords, downstream_records, records_route
 from fakesvc.service.script import run_route
 from fakesvc.serving.body_deadline import body_deadline
 from fakesvc.serving.in_flight import IN_FLIGHT, InFlight
@@ -169,6 +170,7 @@ def build_app(
         tracer=tracer,
         rng=random.Random(config.seed),
         urls=dict(urls),
+        records=HopRecords(),
     )
     app[HOP_STATE] = state
     app[IN_FLIGHT] = in_flight
@@ -178,6 +180,16 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/telemetry", telemetry_stats)
     app.router.add_get("/metrics", metrics.handle)
+    app.router.add_routes(
+        [
+            records_route(
+                service.name,
+                state.records,
+                telemetry.loop_lag.life,
+                downstream_records(lambda: state.session, dict(state.urls)) if state.urls else None,
+            )
+        ]
+    )
     app.router.add_routes(
         chaos_routes(
             state.chaos,

@@ -32,11 +32,12 @@ from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.faults.noise import log_noise
 from fakesvc.faults.raising import raiser
-from fakesvc.faults.report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults, fetch_injected
+from fakesvc.faults.report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults
 from fakesvc.graph.model import ENTRY_HOP, Call, Route, Service, child_hop, fill
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.service.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.service.http_errors import error_response
+from fakesvc.service.records import PROCESS, HopRecords
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
@@ -142,6 +143,7 @@ class HopState:
     tracer: trace.Tracer | None  # None when no span is exported
     rng: random.Random
     urls: Mapping[str, str]  # where each service this one calls listens
+    records: HopRecords
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 
@@ -163,6 +165,10 @@ class HopContext:
         "own_faults",
         "slow",
         "answers",
+        "started",
+        "work_ms",
+        "applied_ms",
+        "calls",
     )
 
     def __init__(self, state: HopState, route: Route, request: web.Request, key: str, trace_id: str) -> None:
@@ -179,6 +185,10 @@ class HopContext:
         self.own_faults: list[Fault] = []  # this hop's, for /chaos/injected
         self.slow = False  # set by a step that knows it was slow (a query that hung)
         self.answers: dict[str, dict[str, Any]] = {}  # the first answer of each service called
+        self.started = asyncio.get_running_loop().time()
+        self.work_ms = 0.0  # the simulated work slept so far (scaled)
+        self.applied_ms: list[float | None] = []  # per own fault: the delay that really passed (None: not a delay)
+        self.calls: list[dict[str, Any]] = []  # how each call ended, for the hop's record
 
     @property
     def config(self) -> ServiceConfig:
@@ -191,6 +201,7 @@ class HopContext:
     def inject(self, *faults: Fault) -> None:
         """Note faults of this service, so the caller and the ground truth learn of them (with this hop)."""
         self.own_faults.extend(faults)
+        self.applied_ms.extend(None for _ in faults)
         self.state.chaos.record(self.trace_id, self.own_faults, self.hop, self.run)
         self.state.chaos.injected_by_kind.update(fault.kind for fault in faults)
         self.add_faults([fault.truth(self.hop) for fault in faults])
@@ -211,8 +222,19 @@ class HopContext:
         """Sleep a baseline latency drawn from [low, high] ms times the latency scale."""
         delay_ms = self.state.rng.uniform(low_ms, high_ms) * self.config.latency_scale
         if delay_ms > 0:
+            self.work_ms += delay_ms  # counted before: a hop cancelled in its sleep had this much to do
             await asyncio.sleep(delay_ms / 1000)
         return delay_ms
+
+    async def hold(self, fault: Fault) -> None:
+        """Apply an injected fault's delay, noting how much of it really passed (less when the hop is cancelled)."""
+        index = max(i for i, own in enumerate(self.own_faults) if own is fault)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            await asyncio.sleep(fault.delay_s)
+        finally:
+            self.applied_ms[index] = round((loop.time() - began) * 1000, 3)
 
     def span(self, name: str, **attributes: Any) -> Any:
         """A child span of this hop, for work worth seeing in the trace (a query, a charge)."""
@@ -225,12 +247,21 @@ class HopContext:
         """Make one call of the script, forwarding the trace and the hop; raise :class:`UpstreamFailure`.
 
         The timeout is the graph's to the millisecond: aiohttp rounds a timeout over 5 s up to the
-        next whole second unless told not to, and the truth replays the graph's number.
+        next whole second unless told not to. How the call ended goes into the hop's record.
         """
         session, base_url = self.state.session, self.state.urls[call.service]
         assert session is not None, "only a service with calls calls"
         path = fill(call.path, {self.route.key: quote(self.key, safe="")})
-        headers = {REQUEST_ID_HEADER: self.trace_id, HOP_HEADER: child_hop(self.hop, call), RUN_HEADER: self.run}
+        callee_hop = child_hop(self.hop, call)
+        headers = {REQUEST_ID_HEADER: self.trace_id, HOP_HEADER: callee_hop, RUN_HEADER: self.run}
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        seen: dict[str, Any] = {
+            "hop": callee_hop,
+            "service": call.service,
+            "timeout_ms": round(call.timeout_s * 1000, 3),
+        }
+        seen["outcome"] = "error"  # unless it ends as one of the ways below
         try:
             async with session.request(
                 call.method,
@@ -241,12 +272,22 @@ class HopContext:
                 self._merge_faults(response.headers)
                 body = await response.read()
                 status = response.status
+            seen.update(outcome="answered", status=status)
         except TimeoutError:
-            await self._ask_injected(base_url)
+            seen["outcome"] = "timeout"
             raise UpstreamFailure(call.service, "timeout", f"{call.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            await self._ask_injected(base_url)
+            # a connection never made reached no hop; any other error may have reached one that keeps a record
+            seen.update(outcome="connection", error=describe_exception(exc))
+            seen["reached"] = not isinstance(exc, aiohttp.ClientConnectorError)
             raise UpstreamFailure(call.service, "connection", describe_exception(exc)) from exc
+        except asyncio.CancelledError:  # this hop was cancelled while it waited (its own caller gave up)
+            seen["outcome"] = "cancelled"
+            raise
+        finally:
+            seen["waited_ms"] = round((loop.time() - began) * 1000, 3)
+            seen["lag_ms"] = self.state.telemetry.loop_lag.max_since(began)
+            self.calls.append(seen)
         payload = _json_object(body)
         if status >= 400:
             detail = str(payload.get("detail", f"HTTP {status}"))
@@ -259,12 +300,6 @@ class HopContext:
         faults, trimmed = decode_faults(headers)
         self.add_faults(faults)
         self.faults_trimmed = self.faults_trimmed or trimmed
-
-    async def _ask_injected(self, base_url: str) -> None:
-        """A downstream that hung or dropped us could not say what it injected: ask it."""
-        session = self.state.session
-        assert session is not None, "only a service with calls calls"
-        self.add_faults(await fetch_injected(session, base_url, self.trace_id) or [])
 
 
 HOP_HEADER = "x-fakesvc-hop"
@@ -350,7 +385,7 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     ctx.inject(*faults)
     for fault in faults:
         if fault.kind in DELAY_KINDS:
-            await asyncio.sleep(fault.delay_s)
+            await ctx.hold(fault)
         elif fault.kind == "drop":
             transport = ctx.request.transport
             if transport is not None:
@@ -407,14 +442,18 @@ def hop_handler(
             latency_ms = _elapsed_ms(started)
             _record_failure(ctx, err, latency_ms)
             _measure(ctx, latency_ms, err.status)
+            keep_record(ctx, "answered", err.status, latency_ms)
             return _with_faults(error_response(err.status, err.detail, **_error_fields(ctx, err)), ctx)
         except asyncio.CancelledError:
-            _record_cancelled(ctx, _elapsed_ms(started))
+            latency_ms = _elapsed_ms(started)
+            _record_cancelled(ctx, latency_ms)
+            keep_record(ctx, "cancelled", CLIENT_CLOSED, latency_ms)
             raise
         latency_ms = _elapsed_ms(started)
         body.setdefault("latency_ms", round(latency_ms, 3))
         _record_success(ctx, latency_ms)
         _measure(ctx, latency_ms, 200)
+        keep_record(ctx, "answered", 200, latency_ms)
         return _with_faults(web.json_response(body, dumps=dumps_str), ctx)
 
     return handle
@@ -491,10 +530,40 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
 
 def _finish_dropped(ctx: HopContext, started: float) -> None:
     latency_ms = _elapsed_ms(started)
+    keep_record(ctx, "dropped", None, latency_ms)
     code = f"{ctx.code_prefix}_CONNECTION_RESET"
     message = f"{ctx.route.failed}: connection reset before the answer was sent"
     ctx.log.error(message, latency_ms=round(latency_ms, 3), error_code=code, status=None)
     _measure(ctx, latency_ms, 0)
+
+
+def keep_record(ctx: HopContext, outcome: str, status: int | None, elapsed_ms: float) -> None:
+    """Keep what this hop did for the truth (:mod:`fakesvc.service.records`): written as it ends, read later.
+
+    ``outcome``: ``answered`` (``status``), ``dropped`` (the connection cut, no
+    status) or ``cancelled`` (the caller gave up first, status 499).
+    """
+    faults = [
+        {**fault.truth(ctx.hop), "applied_ms": applied}
+        for fault, applied in zip(ctx.own_faults, ctx.applied_ms, strict=True)
+    ]
+    ctx.state.records.add(
+        {
+            "trace_id": ctx.trace_id,
+            "run": ctx.run,
+            "hop": ctx.hop,
+            "service": ctx.state.service.name,
+            "route": ctx.route.name,
+            "outcome": outcome,
+            "status": status,
+            "elapsed_ms": round(elapsed_ms, 3),
+            "work_ms": round(ctx.work_ms, 3),
+            "faults": faults,
+            "calls": ctx.calls,
+            "lag_ms": ctx.state.telemetry.loop_lag.max_since(ctx.started),
+            "process": PROCESS,
+        }
+    )
 
 
 def _measure(ctx: HopContext, latency_ms: float, status: int) -> None:

@@ -101,9 +101,10 @@ async def _hang_if(ctx: HopContext, step: HangIf) -> None:
     if step.key_contains not in ctx.key:
         return
     detail = f"{step.detail} {step.seconds:g} s"
-    ctx.inject(scenario_fault(ctx.state.service.name, step.key_contains, "hang", detail, delay_s=step.seconds))
+    fault = scenario_fault(ctx.state.service.name, step.key_contains, "hang", detail, delay_s=step.seconds)
+    ctx.inject(fault)
     ctx.slow = True
-    await asyncio.sleep(step.seconds)
+    await ctx.hold(fault)
 
 
 def response_body(ctx: HopContext, route: Route) -> dict[str, Any]:

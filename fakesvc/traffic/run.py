@@ -26,14 +26,18 @@ from urllib.parse import quote
 
 import aiohttp
 
-from fakesvc.faults.report import decode_faults, fetch_injected
+from fakesvc.faults.report import decode_faults
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph, Route, fill
 from fakesvc.jsonfast import dumps_str
+from fakesvc.service.hop import RUN_HEADER
+from fakesvc.service.records import PROCESS
 from fakesvc.serving.stop_signals import StopEvent
+from fakesvc.traffic.collect import Collector
 from fakesvc.traffic.config import TrafficConfig
+from fakesvc.traffic.observed import CAUSES, EdgeView, Observed, observe
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.truth import Timeouts, Verdict, judge
+from fakesvc.traffic.truth import Timeouts, Verdict, checkout_graph, judge, tree_of
 
 
 def _iso(epoch_s: float) -> str:
@@ -62,37 +66,60 @@ class Outcome(NamedTuple):
     latency_ms: float
     start: float  # epoch seconds
     end: float
+    timed_out: bool = False  # the generator's own wait ran out
 
 
 def truth_line(
-    run_id: str, outcome: Outcome, timeouts: Timeouts, *, interrupted: bool = False, graph: Graph | None = None
+    run_id: str,
+    outcome: Outcome,
+    timeouts: Timeouts,
+    *,
+    interrupted: bool = False,
+    graph: Graph | None = None,
+    observed: Observed | None = None,
 ) -> tuple[dict[str, Any], Verdict]:
-    """A checkout's truth line and its verdict; one home for the format.
+    """A checkout's truth line and its replayed verdict; one home for the format.
 
-    The built-in generator and the Locust file both write these, so a scorer
-    reads their truth the same way.
+    With ``observed`` (the built-in generator: assembled from the hops' records)
+    the root causes and ``cause`` are the observed ones, and the replay's
+    ``expected_status`` stays beside them as a fidelity figure. Without (the
+    Locust file), the replay of the faults its answer reported is the truth.
     """
-    verdict = judge(outcome.faults, timeouts, graph, outcome.checkout.entry or None)
+    faults = observed.faults if observed is not None else outcome.faults
+    verdict = judge(faults, timeouts, graph, outcome.checkout.entry or None)
+    causes = observed.root_cause_services if observed is not None else verdict.root_cause_services
     line: dict[str, Any] = {
         "run_id": run_id,
         "trace_id": outcome.trace_id,
         "order_id": outcome.checkout.order_id,
         "scenario": outcome.checkout.scenario,
         "entry": entry_name(graph, outcome.checkout),
-        "faults": outcome.faults,
-        "root_cause_service": verdict.root_cause_service,
-        "root_cause_services": list(verdict.root_cause_services),
+        "faults": faults,
+        "root_cause_service": causes[0] if causes else None,
+        "root_cause_services": list(causes),
         "expected_status": verdict.expected_status,
         "status": outcome.status,
         "latency_ms": round(outcome.latency_ms, 3),
         "start": _iso(outcome.start),
         "end": _iso(outcome.end),
     }
+    if observed is not None:
+        line["cause"] = observed.cause
+        if observed.missing_hops:
+            line["missing_hops"] = observed.missing_hops
+        if observed.harness is not None:
+            line["harness"] = observed.harness
     if outcome.error is not None:
         line["error"] = outcome.error
     if interrupted:
         line["interrupted"] = True
     return line, verdict
+
+
+def observe_outcome(graph: Graph, timeouts: Timeouts, outcome: Outcome, records: list[dict[str, Any]]) -> Observed:
+    """A checkout's observed truth: its hops' records read against ``graph``, with what the generator saw."""
+    view = EdgeView(outcome.status, outcome.error, outcome.timed_out, outcome.latency_ms, timeouts.checkout_s * 1000)
+    return observe(tree_of(graph, outcome.checkout.entry or None), records, view)
 
 
 class Run:
@@ -107,27 +134,45 @@ class Run:
         self.in_flight = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self.latencies: dict[str, list[float]] = {}
-        self.mismatches = 0
-        self.unexpected_errors = 0  # transport errors where the truth expected an answer
-        self.cut: list[Outcome] = []  # checkouts still running when the drain grace ran out
+        self.mismatches = 0  # observed status != the replay's: the replay's fidelity, not the verdict
+        self.unexpected_errors = 0  # transport errors where the replay expected an answer
+        self.causes: Counter[str] = Counter()  # completed checkouts by observed cause
+        self.harness_lines: list[dict[str, Any]] = []  # the first few, for the summary
         self.truth: list[str] = []
         self.telemetry: dict[str, Any] = {}
         self.wall_start = time.time()
+        self.graph = config.graph or checkout_graph(config.timeouts)  # what the records are read against
 
-    def record(self, outcome: Outcome, *, interrupted: bool = False) -> None:
-        """One truth line; a checkout cut short by a stop is written too, ``interrupted``, and judged by no one."""
+    def assemble(self, outcome: Outcome, records: list[dict[str, Any]], last_chance: bool, interrupted: bool) -> bool:
+        """Assemble a checkout's observed truth from its records and record it; False to wait for missing ones."""
+        observed = observe_outcome(self.graph, self.config.timeouts, outcome, records)
+        if observed.cause == "incomplete" and not last_chance:
+            return False
+        self.record(outcome, observed, interrupted=interrupted)
+        return True
+
+    def record(self, outcome: Outcome, observed: Observed, *, interrupted: bool = False) -> None:
+        """One truth line; a checkout cut short by a stop is written too, ``interrupted``, and counted in no cause."""
         status = outcome.status
         answered = "interrupted" if interrupted else str(status) if status is not None else "error"
         self.outcomes[(outcome.checkout.scenario, answered)] += 1
         self.latencies.setdefault(outcome.checkout.scenario, []).append(outcome.latency_ms)
         line, verdict = truth_line(
-            self.run_id, outcome, self.config.timeouts, interrupted=interrupted, graph=self.config.graph
+            self.run_id,
+            outcome,
+            self.config.timeouts,
+            interrupted=interrupted,
+            graph=self.config.graph,
+            observed=observed,
         )
         if not interrupted:
             self.completed += 1
+            self.causes[observed.cause] += 1
             if status != verdict.expected_status:
                 self.mismatches += 1
                 self.unexpected_errors += outcome.error is not None
+            if observed.cause == "harness" and len(self.harness_lines) < 3:
+                self.harness_lines.append(line)
         if self.config.truth_path:
             self.truth.append(dumps_str(line))
 
@@ -135,46 +180,55 @@ class Run:
         return sorted(value for values in self.latencies.values() for value in values)
 
 
-async def _send(run: Run, session: aiohttp.ClientSession, checkout: Checkout, scheduled: float, offset: float) -> None:
+async def _send(
+    run: Run,
+    session: aiohttp.ClientSession,
+    collector: Collector,
+    checkout: Checkout,
+    scheduled: float,
+    offset: float,
+) -> None:
     """One checkout; latency counts from ``scheduled`` (loop time).
 
-    Like a service whose downstream failed it, the generator asks the gateway
-    what was injected when it got no answer (a drop, its own timeout) or a
-    trimmed fault header, so the truth is whole.
+    Its truth is assembled later, from the hops' records (:mod:`.collect`):
+    nothing is asked of the services while it runs. Its requests carry a run
+    token of their own, so records of an earlier run of the same trace id are
+    never taken for its own.
     """
     loop = asyncio.get_running_loop()
     status: int | None = None
     error: str | None = None
     faults: list[dict[str, Any]] = []
-    complete = False
+    timed_out = False
     trace_id = checkout.trace_id
+    token = secrets.token_hex(8)
     end: float | None = None
     try:
         try:
             method, url = entry_request(run.config, checkout)
-            async with session.request(method, url, headers=checkout.headers()) as response:
+            headers = {**checkout.headers(), RUN_HEADER: token}
+            async with session.request(method, url, headers=headers) as response:
                 await response.read()
                 status = response.status
                 trace_id = response.headers.get("x-request-id", trace_id)
-                faults, trimmed = decode_faults(response.headers)
-                complete = not trimmed
-        except (TimeoutError, aiohttp.ClientError) as exc:
+                faults = decode_faults(response.headers)[0]
+        except TimeoutError as exc:
+            error, timed_out = f"TimeoutError: {exc}", True
+        except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
         end = loop.time()
-        if not complete:
-            faults = await fetch_injected(session, run.config.target, trace_id) or faults
     except asyncio.CancelledError:
         cut_at = loop.time() if end is None else end
         latency_ms = (cut_at - scheduled) * 1000
-        run.cut.append(
-            Outcome(checkout, trace_id, status, None, faults, latency_ms, scheduled + offset, cut_at + offset)
-        )
+        cut = Outcome(checkout, trace_id, status, None, faults, latency_ms, scheduled + offset, cut_at + offset)
+        collector.add(trace_id, token, lambda records, last: run.assemble(cut, records, last, interrupted=True))
         raise
     finally:
         run.in_flight -= 1
-    run.record(
-        Outcome(checkout, trace_id, status, error, faults, (end - scheduled) * 1000, scheduled + offset, end + offset)
+    outcome = Outcome(
+        checkout, trace_id, status, error, faults, (end - scheduled) * 1000, scheduled + offset, end + offset, timed_out
     )
+    collector.add(trace_id, token, lambda records, last: run.assemble(outcome, records, last, interrupted=False))
 
 
 def entry_route(graph: Graph | None, checkout: Checkout) -> Route:
@@ -266,11 +320,13 @@ async def run_traffic(
     connector = aiohttp.TCPConnector(limit=config.max_in_flight)
     timeout = aiohttp.ClientTimeout(total=config.timeouts.checkout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        collector = Collector(session, config.target)
         started = loop.time()
         offset = time.time() - started
         reporter = asyncio.ensure_future(_progress(run, session, progress_stream, started))
+        fetcher = asyncio.ensure_future(collector.run())
         tasks: set[asyncio.Task[None]] = set()
-        schedule = asyncio.ensure_future(_schedule(run, session, started, offset, tasks))
+        schedule = asyncio.ensure_future(_schedule(run, session, collector, started, offset, tasks))
         stopped = await _until_done_or_stopped(schedule, stop)
         send_window = loop.time() - started
         if tasks and not stopped:
@@ -280,7 +336,9 @@ async def run_traffic(
             for task in cut:
                 task.cancel()
             await asyncio.gather(*cut, return_exceptions=True)
-        await _record_cut(run, session)
+        fetcher.cancel()
+        await asyncio.gather(fetcher, return_exceptions=True)
+        await collector.drain(give_up_s=drain_s if stopped else None)
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
         run.telemetry = await _get_json(session, f"{config.target}/telemetry") or run.telemetry
@@ -288,21 +346,31 @@ async def run_traffic(
     await _write_truth(run)
     signum = stop.signum if stopped and stop is not None else None
     report = _report(run, send_window, windows, stopped, signal.Signals(signum).name if signum is not None else None)
+    report["loop_lag"] = loop_lag_by_process(collector.processes)
     if config.report_path:
         Path(config.report_path).write_text(json.dumps(report, indent=2))
     return report
 
 
-async def _record_cut(run: Run, session: aiohttp.ClientSession) -> None:
-    """Write the checkouts cut short, with what the gateway says it injected into them (it still runs)."""
-    cut, run.cut = run.cut, []
-    found = await asyncio.gather(*(fetch_injected(session, run.config.target, c.trace_id) for c in cut))
-    for c, faults in zip(cut, found, strict=True):
-        run.record(c._replace(faults=faults or c.faults), interrupted=True)
+def loop_lag_by_process(processes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each service process's loop lag over its life, the worst p99 first; the generator's own is marked."""
+    rows = []
+    for process, found in processes.items():
+        lag = found.get("loop_lag_ms") or {}
+        row = {"process": process, "services": found.get("services", []), **lag}
+        if process == PROCESS:
+            row["generator"] = True  # the supervisor: the generator shares this loop
+        rows.append(row)
+    return sorted(rows, key=lambda row: -(row.get("p99_ms") or 0.0))
 
 
 async def _schedule(
-    run: Run, session: aiohttp.ClientSession, started: float, offset: float, tasks: set[asyncio.Task[None]]
+    run: Run,
+    session: aiohttp.ClientSession,
+    collector: Collector,
+    started: float,
+    offset: float,
+    tasks: set[asyncio.Task[None]],
 ) -> None:
     """Start each planned checkout at its time (open loop); their tasks go into ``tasks``."""
     config = run.config
@@ -319,7 +387,7 @@ async def _schedule(
             continue
         run.sent += 1
         run.in_flight += 1
-        task = asyncio.ensure_future(_send(run, session, checkout, scheduled, offset))
+        task = asyncio.ensure_future(_send(run, session, collector, checkout, scheduled, offset))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -377,6 +445,12 @@ def _report(
         "completed": run.completed,
         "skipped": run.skipped,
         "errors": sum(n for (_, status), n in run.outcomes.items() if status == "error"),
+        # completed checkouts by observed cause: explained (healthy, fault) or not (harness, incomplete)
+        "labelled": run.completed,
+        "causes": {cause: run.causes[cause] for cause in CAUSES},
+        "harness_examples": run.harness_lines,
+        # the replay's fidelity: the share of completed checkouts whose status it predicted
+        "replay_agreement": round(1 - run.mismatches / run.completed, 4) if run.completed else None,
         "unexpected_errors": run.unexpected_errors,
         "mismatches": run.mismatches,
         "cut_short": sum(n for (_, status), n in run.outcomes.items() if status == "interrupted"),
@@ -395,18 +469,50 @@ def _report(
 
 
 EXIT_STATUSES = (
-    "exit status of a traffic run: 0 every checkout answered as its truth expected; 1 one or more did not "
-    "(the summary's last line says how many); 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM "
-    "(report and truth still written)"
+    "exit status of a traffic run: 0 every checkout's outcome was explained (healthy, or by injected faults); "
+    "1 one or more failed with no injected cause (the harness's) or lack hop records (the summary says how many "
+    "and what to do); 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM (report and truth still written)"
 )
 
 
 def exit_status(report: dict[str, Any]) -> int:
-    """What a run tells scripts: 128 + the signal that cut it (130, 143); else 1 if any checkout answered
-    other than its truth expected (a transport error the truth did not expect included), else 0."""
+    """What a run tells scripts: 128 + the signal that cut it (130, 143); else 1 if any checkout's outcome
+    is unexplained (``harness`` or ``incomplete``), else 0. Dead letters and the replay's misses leave it as is."""
     if report["interrupted"] and report["signal"] is not None:
         return 128 + signal.Signals[report["signal"]].value
-    return 1 if report["mismatches"] else 0
+    return 1 if unexplained(report) else 0
+
+
+def unexplained(report: dict[str, Any]) -> int:
+    causes = report.get("causes", {})
+    return int(causes.get("harness", 0)) + int(causes.get("incomplete", 0))
+
+
+def harness_line(report: dict[str, Any]) -> str | None:
+    """The plain line a user reads when the harness, not a fault, broke checkouts: how many, the worst lag, what to do."""
+    causes = report.get("causes", {})
+    harness, incomplete = causes.get("harness", 0), causes.get("incomplete", 0)
+    if not harness and not incomplete:
+        return None
+    worst = next(iter(report.get("loop_lag") or []), None)
+    if worst is None or worst.get("p99_ms") is None:
+        lag = "loop lag unknown"
+    else:
+        where = (
+            "the supervisor"
+            if worst.get("generator")
+            else f"process {worst['process']} ({', '.join(worst['services'])})"
+        )
+        lag = f"loop lag p99 {worst['p99_ms']:,.0f} ms, max {worst['max_ms']:,.0f} ms in {where}"
+    parts = []
+    if harness:
+        parts.append(f"{harness} checkouts failed with no injected cause")
+    if incomplete:
+        parts.append(f"{incomplete} lack hop records (see missing_hops in the truth)")
+    return (
+        f"harness overloaded: {' and '.join(parts)} ({lag}); lower --rate, raise --latency-scale timeouts, "
+        "or run the services in separate processes"
+    )
 
 
 def outcome_line(report: dict[str, Any]) -> str:
@@ -418,12 +524,13 @@ def outcome_line(report: dict[str, Any]) -> str:
             f"run {report['run_id']} interrupted by {report['signal'] or 'a stop'}: {report['cut_short']} checkouts "
             f"cut short, {not_started} not started; exit {status}"
         )
+    causes = report["causes"]
     if status:
         return (
-            f"run {report['run_id']} FAILED: {report['mismatches']} checkouts answered other than expected "
-            f"({report['unexpected_errors']} of them transport errors); exit {status}"
+            f"run {report['run_id']} FAILED: {unexplained(report)} checkouts not explained by injected faults "
+            f"({causes['harness']} harness-caused, {causes['incomplete']} incomplete); exit {status}"
         )
-    return f"run {report['run_id']} passed: every checkout answered as expected; exit 0"
+    return f"run {report['run_id']} passed: every checkout's outcome is explained; exit 0"
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -444,7 +551,21 @@ def format_summary(report: dict[str, Any]) -> str:
     lines.append(
         f"{'all':<{width}} {report['completed']:>7} {'':<28} {latency['p50']!s:>9} {latency['p95']!s:>9} {latency['p99']!s:>9}"
     )
-    lines.append(f"observed != expected status: {report['mismatches']}; fault windows: {len(report['fault_windows'])}")
+    causes = report["causes"]
+    agreement = report["replay_agreement"]
+    lines.append(
+        f"labelled {report['labelled']}: healthy {causes['healthy']}, faulty {causes['fault']}, "
+        f"harness-caused {causes['harness']}, incomplete {causes['incomplete']}; "
+        f"replay agreement {'n/a' if agreement is None else f'{agreement:.1%}'}; "
+        f"fault windows: {len(report['fault_windows'])}"
+    )
+    for row in report.get("loop_lag") or []:
+        if row.get("samples"):
+            who = "supervisor" if row.get("generator") else row["process"]
+            lines.append(
+                f"loop lag {who} ({', '.join(row['services'])}): p50 {row['p50_ms']} ms, "
+                f"p99 {row['p99_ms']} ms, max {row['max_ms']} ms"
+            )
     telemetry = report.get("telemetry") or {}
     if telemetry.get("remote"):
         lines.append(

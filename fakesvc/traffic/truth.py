@@ -89,7 +89,7 @@ class Verdict(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Mark:
+class Mark:
     """A reached hop with faults: the delay they added there, and whether a failed fallback absorbed them."""
 
     hop: str
@@ -105,20 +105,22 @@ class _Answer:
     status: int | None
     elapsed_ms: float
     cause: str | None
-    marks: tuple[_Mark, ...]
+    marks: tuple[Mark, ...]
 
 
 @dataclass(frozen=True)
-class _Tree:
+class Tree:
     """A graph unfolded from one entry route: each hop's service in document order, each service's depth."""
 
     graph: Graph
     entry: tuple[Service, Route]
     hops: dict[str, str]  # hop -> service, in document order
     depth: dict[str, int]  # service -> the longest call path from the edge to it
+    routes: dict[str, tuple[Service, Route]]  # hop -> the service and route it runs
+    calls: dict[str, Call]  # hop (but the entry) -> the call that makes it
 
 
-def _delay(fault: dict[str, Any]) -> float:
+def fault_delay(fault: dict[str, Any]) -> float:
     """A record's added delay in ms; anything but a finite non-negative number counts as none."""
     value = fault.get("delay_ms")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -131,12 +133,12 @@ def _error_status(fault: dict[str, Any]) -> int:
     return status if isinstance(status, int) and 400 <= status <= 599 else FAILED
 
 
-def _order(hop: str) -> tuple[int, ...]:
+def hop_order(hop: str) -> tuple[int, ...]:
     """A hop's place in document order (the tree's pre-order)."""
     return tuple(int(part) for part in hop.split("."))
 
 
-def _slowest(marks: Sequence[_Mark], tree: _Tree, late: bool) -> str | None:
+def slowest(marks: Sequence[Mark], tree: Tree, late: bool) -> str | None:
     """The service whose faults added the most delay (ties: the most downstream, then the later hop).
 
     Absorbed faults only count when someone gave up (``late``): waiting for a failed fallback made it late.
@@ -147,35 +149,35 @@ def _slowest(marks: Sequence[_Mark], tree: _Tree, late: bool) -> str | None:
         if mark.absorbed and not late:
             continue
         added[mark.service] = added.get(mark.service, 0.0) + mark.delay_ms
-        last[mark.service] = max(last.get(mark.service, ()), _order(mark.hop))
+        last[mark.service] = max(last.get(mark.service, ()), hop_order(mark.hop))
     if not added:
         return None
     return max(added, key=lambda service: (added[service], tree.depth[service], last[service]))
 
 
-def _callee(graph: Graph, call: Call) -> tuple[Service, Route]:
+def callee_of(graph: Graph, call: Call) -> tuple[Service, Route]:
     service = graph.service(call.service)
     return service, service.route(call.route)
 
 
-def _hop(tree: _Tree, records: Records, hop: str, service: Service, route: Route) -> _Answer:
+def _hop(tree: Tree, records: Records, hop: str, service: Service, route: Route) -> _Answer:
     """Replay one request: its faults in order, then its route's script."""
     delay = 0.0
     mine = records.get(hop, ())
     for fault in mine:
         if fault.get("kind") in ("error", "drop"):
             status = _error_status(fault) if fault.get("kind") == "error" else None
-            return _Answer(status, delay, service.name, (_Mark(hop, service.name, delay),))
-        delay += _delay(fault)
-    marks = (_Mark(hop, service.name, delay),) if mine else ()
+            return _Answer(status, delay, service.name, (Mark(hop, service.name, delay),))
+        delay += fault_delay(fault)
+    marks = (Mark(hop, service.name, delay),) if mine else ()
     ran = _steps(tree, records, hop, route.script)
     return _Answer(ran.status, delay + ran.elapsed_ms, ran.cause, marks + ran.marks)
 
 
-def _steps(tree: _Tree, records: Records, hop: str, steps: Sequence[Step]) -> _Answer:
+def _steps(tree: Tree, records: Records, hop: str, steps: Sequence[Step]) -> _Answer:
     """Steps one after the other: their times add up, the first failure ends them."""
     elapsed = 0.0
-    marks: tuple[_Mark, ...] = ()
+    marks: tuple[Mark, ...] = ()
     for step in steps:
         ran = _step(tree, records, hop, step)
         elapsed += ran.elapsed_ms
@@ -185,7 +187,7 @@ def _steps(tree: _Tree, records: Records, hop: str, steps: Sequence[Step]) -> _A
     return _Answer(200, elapsed, None, marks)
 
 
-def _step(tree: _Tree, records: Records, hop: str, step: Step) -> _Answer:
+def _step(tree: Tree, records: Records, hop: str, step: Step) -> _Answer:
     """One step of a script; sleeps, logs and scenario faults take no time here (see the module doc)."""
     if isinstance(step, Call):
         return _call(tree, records, hop, step)
@@ -196,7 +198,7 @@ def _step(tree: _Tree, records: Records, hop: str, step: Step) -> _Answer:
     return _Answer(200, 0.0, None, ())
 
 
-def _parallel(tree: _Tree, records: Records, hop: str, block: Parallel) -> _Answer:
+def _parallel(tree: Tree, records: Records, hop: str, block: Parallel) -> _Answer:
     """Every branch runs; the block lasts as long as the slowest, the first failure in document order decides."""
     branches = [_step(tree, records, hop, step) for step in block.steps]
     failed = next((branch for branch in branches if branch.status != 200), None)
@@ -207,13 +209,13 @@ def _parallel(tree: _Tree, records: Records, hop: str, block: Parallel) -> _Answ
     return _Answer(failed.status, elapsed, failed.cause, marks)
 
 
-def _call(tree: _Tree, records: Records, hop: str, call: Call) -> _Answer:
+def _call(tree: Tree, records: Records, hop: str, call: Call) -> _Answer:
     """A call to the callee hop, waiting at most its timeout; a failed fallback absorbs the callee's faults."""
-    callee = _hop(tree, records, child_hop(hop, call), *_callee(tree.graph, call))
+    callee = _hop(tree, records, child_hop(hop, call), *callee_of(tree.graph, call))
     wait_ms = call.timeout_s * 1000
     elapsed = min(callee.elapsed_ms, wait_ms)
     if callee.elapsed_ms >= wait_ms:
-        reason, cause = "timeout", _slowest(callee.marks, tree, late=True)
+        reason, cause = "timeout", slowest(callee.marks, tree, late=True)
     elif callee.status is None or callee.status >= 400:
         reason, cause = ("connection" if callee.status is None else "status"), callee.cause
     else:
@@ -223,18 +225,20 @@ def _call(tree: _Tree, records: Records, hop: str, call: Call) -> _Answer:
     return _Answer(call.failure(reason).status, elapsed, cause, callee.marks)
 
 
-def _unfold(graph: Graph, hop: str, service: Service, route: Route, depth: int) -> list[tuple[str, str, int]]:
-    """(hop, service, depth) of the hop and every hop below it, in document order."""
-    found = [(hop, service.name, depth)]
-    for call in calls_of(route.script):
-        found += _unfold(graph, child_hop(hop, call), *_callee(graph, call), depth + 1)
+def _unfold(
+    graph: Graph, hop: str, service: Service, route: Route, depth: int, call: Call | None = None
+) -> list[tuple[str, Service, Route, int, Call | None]]:
+    """(hop, service, route, depth, the call that makes it) of the hop and every hop below it, in document order."""
+    found = [(hop, service, route, depth, call)]
+    for step in calls_of(route.script):
+        found += _unfold(graph, child_hop(hop, step), *callee_of(graph, step), depth + 1, step)
     return found
 
 
-_TREES: dict[tuple[int, str], _Tree] = {}  # (id of the graph, entry route name): the tree holds the graph alive
+_TREES: dict[tuple[int, str], Tree] = {}  # (id of the graph, entry route name): the tree holds the graph alive
 
 
-def _tree(graph: Graph, entry: Route | str | None) -> _Tree:
+def tree_of(graph: Graph, entry: Route | str | None) -> Tree:
     """The graph unfolded from ``entry`` (None: the first entry route), computed once per graph and entry."""
     routes = graph.entry_routes()
     name = routes[0][1].name if entry is None else entry if isinstance(entry, str) else entry.name
@@ -244,18 +248,20 @@ def _tree(graph: Graph, entry: Route | str | None) -> _Tree:
         if found is None:
             raise ValueError(f"graph {graph.name} has no entry route {name!r} (it has {', '.join(graph.entries)})")
         service, route = found
-        depth: dict[str, int] = {}
-        hops: dict[str, str] = {}
-        for hop, callee, level in _unfold(graph, ENTRY_HOP, service, route, 0):
-            hops[hop] = callee
-            depth[callee] = max(depth.get(callee, 0), level)
+        tree = Tree(graph, (service, route), {}, {}, {}, {})
+        for hop, callee, callee_route, level, call in _unfold(graph, ENTRY_HOP, service, route, 0):
+            tree.hops[hop] = callee.name
+            tree.depth[callee.name] = max(tree.depth.get(callee.name, 0), level)
+            tree.routes[hop] = (callee, callee_route)
+            if call is not None:
+                tree.calls[hop] = call
         if len(_TREES) >= 64:
             _TREES.clear()
-        _TREES[key] = _Tree(graph, (service, route), hops, depth)
+        _TREES[key] = tree
     return _TREES[key]
 
 
-def _records(faults: Sequence[dict[str, Any]], tree: _Tree) -> dict[str, list[dict[str, Any]]]:
+def records_by_hop(faults: Sequence[dict[str, Any]], tree: Tree) -> dict[str, list[dict[str, Any]]]:
     """The faults that count, by the hop they were injected at (no ``hop``: every hop of their service)."""
     by_hop: dict[str, list[dict[str, Any]]] = {}
     for fault in faults:
@@ -268,14 +274,21 @@ def _records(faults: Sequence[dict[str, Any]], tree: _Tree) -> dict[str, list[di
     return by_hop
 
 
-def _replay(tree: _Tree, records: Records, checkout_ms: float) -> tuple[int | None, str | None]:
+def _replay(tree: Tree, records: Records, checkout_ms: float) -> tuple[int | None, str | None]:
     """The edge's answer to the generator and the service to blame."""
     answer = _hop(tree, records, ENTRY_HOP, *tree.entry)
     if answer.elapsed_ms >= checkout_ms:
-        return None, _slowest(answer.marks, tree, late=True)
+        return None, slowest(answer.marks, tree, late=True)
     if answer.status == 200:
-        return 200, _slowest(answer.marks, tree, late=False)
+        return 200, slowest(answer.marks, tree, late=False)
     return answer.status, answer.cause
+
+
+def checkout_graph(timeouts: Timeouts) -> Graph:
+    """The built-in checkout graph with the call timeouts of ``timeouts``."""
+    return load_graph(
+        "checkout", {"inventory_timeout_s": timeouts.inventory_s, "payment_timeout_s": timeouts.payment_s}
+    )
 
 
 def judge(
@@ -289,25 +302,28 @@ def judge(
     Without ``graph``, the checkout graph with the call timeouts of ``timeouts``;
     a given graph has its own, and only ``timeouts.checkout_s`` is used.
     """
-    if graph is None:
-        graph = load_graph(
-            "checkout", {"inventory_timeout_s": timeouts.inventory_s, "payment_timeout_s": timeouts.payment_s}
-        )
-    tree = _tree(graph, entry)
+    tree = tree_of(graph or checkout_graph(timeouts), entry)
     checkout_ms = timeouts.checkout_s * 1000
-    records = _records(faults, tree)
+    records = records_by_hop(faults, tree)
     status, cause = _replay(tree, records, checkout_ms)
+    return Verdict(status, cause, root_causes(tree, records, cause, checkout_ms))
+
+
+def root_causes(tree: Tree, records: Records, cause: str | None, checkout_ms: float) -> tuple[str, ...]:
+    """``cause`` first, then every other service whose own faults alone name a root cause, most downstream first."""
     if cause is None:
-        return Verdict(status, None, ())
+        return ()
     faulted = {tree.hops[hop] for hop in records} - {cause}
     faulty = [
-        service for service in tree.graph.names if service in faulted and _alone(tree, records, service, checkout_ms)
+        service
+        for service in tree.graph.names
+        if service in faulted and faulty_alone(tree, records, service, checkout_ms)
     ]
     faulty.sort(key=lambda service: -tree.depth[service])  # stable: file order among equals
-    return Verdict(status, cause, (cause, *faulty))
+    return (cause, *faulty)
 
 
-def _alone(tree: _Tree, records: Records, service: str, checkout_ms: float) -> bool:
+def faulty_alone(tree: Tree, records: Records, service: str, checkout_ms: float) -> bool:
     """Whether ``service``'s own faults, the others' left out, name a root cause."""
     own = {hop: found for hop, found in records.items() if tree.hops[hop] == service}
     return _replay(tree, own, checkout_ms)[1] is not None

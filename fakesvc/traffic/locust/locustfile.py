@@ -16,6 +16,7 @@ failure count and exit status say what the built-in generator's do.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -29,10 +30,13 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, LocalRunner, WorkerRunner
 
-from fakesvc.faults.report import LOOKUP_TIMEOUT_S, decode_faults, injected_faults, injected_path
-from fakesvc.graph.model import fill
+from fakesvc.faults.report import decode_faults
+from fakesvc.graph.model import Graph, fill
 from fakesvc.jsonfast import dumps_str
+from fakesvc.service.hop import RUN_HEADER
+from fakesvc.service.records import RECORDS_PATH
 from fakesvc.settings import ConfigError
+from fakesvc.traffic.collect import INTERVAL_S, WAIT_S
 from fakesvc.traffic.locust.options import (
     LoadOptions,
     add_load_arguments,
@@ -41,9 +45,10 @@ from fakesvc.traffic.locust.options import (
     truth_path,
     worker_seed,
 )
+from fakesvc.traffic.observed import Observed
 from fakesvc.traffic.plan import Checkout, plan
-from fakesvc.traffic.run import Outcome, entry_route, new_run_id, truth_line
-from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, Verdict
+from fakesvc.traffic.run import Outcome, entry_route, new_run_id, observe_outcome, truth_line
+from fakesvc.traffic.truth import DEFAULT_TIMEOUTS, checkout_graph
 
 _log = logging.getLogger("fakesvc.locust")
 _STOPPING = (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
@@ -142,18 +147,25 @@ class CheckoutUser(FastHttpUser):
         self._checkout(share, next(share.checkouts))
 
     def _checkout(self, share: _Share, checkout: Checkout) -> None:
-        """Send one checkout; the truth line is written even when a stop cuts it (``interrupted``)."""
+        """Send one checkout, then read its hops' records and write its observed truth line.
+
+        The line is written even when a stop cuts it (``interrupted``, with what its records say so far).
+        """
         status: int | None = None
         error: str | None = None
+        timed_out = False
         faults: list[dict[str, Any]] = []
         trace_id = checkout.trace_id
+        token = secrets.token_hex(8)
         start = time.time()
         began = time.perf_counter()
         ended: float | None = None
+        records: list[dict[str, Any]] = []
+        graph = share.options.graph or checkout_graph(share.options.timeouts)
 
-        def truth(end: float, *, interrupted: bool = False) -> tuple[dict[str, Any], Verdict]:
+        def outcome(end: float, *, interrupted: bool = False) -> Outcome:
             latency_ms = (end - began) * 1000
-            outcome = Outcome(
+            return Outcome(
                 checkout,
                 trace_id,
                 status,
@@ -162,51 +174,69 @@ class CheckoutUser(FastHttpUser):
                 latency_ms,
                 start,
                 start + latency_ms / 1000,
+                timed_out,
             )
+
+        def line(seen: Outcome, observed: Observed, *, interrupted: bool = False) -> dict[str, Any]:
+            options = share.options
             return truth_line(
-                share.run_id, outcome, share.options.timeouts, interrupted=interrupted, graph=share.options.graph
-            )
+                share.run_id, seen, options.timeouts, interrupted=interrupted, graph=options.graph, observed=observed
+            )[0]
 
         route = entry_route(share.options.graph, checkout)
         try:
             with self.client.request(
                 route.method,
                 fill(route.path, {route.key: quote(checkout.order_id, safe="")}),
-                headers=checkout.headers(),
+                headers={**checkout.headers(), RUN_HEADER: token},
                 name=route.path.replace("{", "[").replace("}", "]"),  # Locust's stats: one row per route
                 catch_response=True,
             ) as response:
-                complete = False
                 if response.status_code:
                     status = response.status_code
                     headers = response.headers or {}
                     trace_id = headers.get("x-request-id", trace_id)
-                    faults, trimmed = decode_faults(headers)
-                    complete = not trimmed
+                    faults = decode_faults(headers)[0]
                 else:
                     error = f"{type(response.error).__name__}: {response.error}"
+                    timed_out = isinstance(response.error, TimeoutError)
                 ended = time.perf_counter()
-                if not complete:
-                    faults = self._injected(trace_id) or faults
-                line, verdict = truth(ended)
-                if status == verdict.expected_status:
+                seen = outcome(ended)
+                observed = self._observe(graph, share, seen, token, records)
+                if observed.cause in ("healthy", "fault"):
                     response.success()
                 else:
-                    response.failure(f"expected {verdict.expected_status}, answered {status or error}")
-        except gevent.GreenletExit:  # a stop cut it short: written with what it had seen, judged by no one
-            share.write(truth(time.perf_counter() if ended is None else ended, interrupted=True)[0])
+                    response.failure(f"{observed.cause}: {observed.harness or observed.missing_hops}")
+        except gevent.GreenletExit:  # a stop cut it short: written with what its records said, judged by no one
+            cut = outcome(time.perf_counter() if ended is None else ended, interrupted=True)
+            share.write(line(cut, observe_outcome(graph, share.options.timeouts, cut, records), interrupted=True))
             raise
-        share.write(line)
+        share.write(line(seen, observed))
 
-    def _injected(self, trace_id: str) -> list[dict[str, Any]] | None:
-        """What the gateway says it and the services behind it injected (None: no answer in time)."""
-        with gevent.Timeout(LOOKUP_TIMEOUT_S, False):
-            with self.client.get(
-                injected_path(trace_id), name="/chaos/injected/[trace_id]", catch_response=True
+    def _observe(
+        self, graph: Graph, share: _Share, seen: Outcome, token: str, records: list[dict[str, Any]]
+    ) -> Observed:
+        """Read the checkout's records from the gateway until they are whole, or :data:`WAIT_S` has passed.
+
+        ``records`` is filled in place, so a stop in between still writes what came.
+        """
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            gevent.sleep(INTERVAL_S)  # the hops behind a failed call end a moment after the answer
+            last = time.monotonic() >= deadline
+            with self.client.post(
+                RECORDS_PATH, json={"read": [seen.trace_id]}, name=RECORDS_PATH, catch_response=True
             ) as response:
                 response.success()  # the harness's own question: not a checkout's outcome
                 try:
-                    return injected_faults(response.json()) if response.status_code == 200 else None
-                except ValueError:  # not JSON
-                    return None
-        return None
+                    found = response.json()["records"].get(seen.trace_id, []) if response.status_code == 200 else []
+                except (ValueError, KeyError, TypeError, AttributeError):  # not the records' JSON
+                    found = []
+            records[:] = [record for record in found if record.get("run") == token]
+            observed = observe_outcome(graph, share.options.timeouts, seen, records)
+            if observed.cause != "incomplete" or last:
+                with self.client.post(
+                    RECORDS_PATH, json={"release": [seen.trace_id]}, name=RECORDS_PATH, catch_response=True
+                ) as response:
+                    response.success()
+                return observed
