@@ -39,7 +39,7 @@ AS_ON_WINDOWS_UNHANDLED = AS_ON_WINDOWS.replace(
 async def test_stop_lets_the_gateway_finish_before_payment_and_inventory_stop(chain: Chain) -> None:
     """A checkout held at payment when the stop begins still reaches inventory and answers 200."""
     async with aiohttp.ClientSession() as session:
-        rules = {"rules": [{"kind": "latency", "latency_ms": 300}]}
+        rules = {"rules": [{"kind": "latency", "latency_ms": 100}]}  # a tenth of the chain's 1 s grace
         async with session.put(f"{chain.urls['payment-service']}/chaos", json=rules) as response:
             assert response.status == 200
         checkout = asyncio.ensure_future(session.post(f"{chain.gateway}/checkout/held-at-payment"))
