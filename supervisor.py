@@ -21,6 +21,7 @@ from fakesvc.backend import SINK_SETTINGS, start_backend, with_backend
 from fakesvc.config import ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import ChaosConfig, chaos_config
+from fakesvc.graph.feasibility import check_run
 from fakesvc.graph.model import Graph
 from fakesvc.graph.placement import graph_of
 from fakesvc.serving.gc_tuning import tune_gc
@@ -31,7 +32,8 @@ from fakesvc.telemetry.logs import configure_logging
 from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, exit_status, run_traffic, traffic_config_from_args
 from fakesvc.traffic import format_summary as traffic_summary
-from fakesvc.traffic.run import EXIT_STATUSES
+from fakesvc.traffic.feasibility import check_order_ids
+from fakesvc.traffic.run import EXIT_STATUSES, harness_line
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -54,6 +56,9 @@ class Drive:
         if report["interrupted"]:
             say("traffic stopped by a signal: no checkout started after it")
         print(traffic_summary(report), file=sys.stderr, flush=True)
+        overloaded = harness_line(report)
+        if overloaded is not None:
+            say(overloaded)
         self.status = exit_status(report)
 
 
@@ -106,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeouts = Timeouts(config.inventory_timeout_s, config.payment_timeout_s)
         # the edge's URL is known once it is bound: drive() fills it in
         traffic = traffic_config_from_args(args, target="", seed=config.seed, timeouts=timeouts, graph=graph)
+        if traffic is not None:
+            check_order_ids(traffic)
+        check_run(graph, config, chaos.rules, graph.names)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)

@@ -164,5 +164,7 @@ async def test_a_dot_dot_trace_id_still_has_its_records_read_back(chain: Chain) 
         async with session.post(f"{chain.gateway}/checkout/success", headers={"x-request-id": ".."}) as response:
             assert response.status == 500 and response.headers["x-request-id"] == ".."
     records = await hop_records(chain.gateway, "..", 3)
-    assert [(f["service"], f["kind"]) for f in records["inventory-service"]["faults"]] == [("inventory-service", "drop")]
+    assert [(f["service"], f["kind"]) for f in records["inventory-service"]["faults"]] == [
+        ("inventory-service", "drop")
+    ]
     assert not chain.logs(event="Hop records unavailable, asking again later")

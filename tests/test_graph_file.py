@@ -214,12 +214,12 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "huge",
         _set("services.0.routes.0.script.1.call.timeout_s", 1e9),
-        f"{CALL_1}.timeout_s: must be a number above 0 and at most 3600 (got 1000000000)",
+        f"{CALL_1}.timeout_s: must be a number of at least 0.001 and at most 3600 (got 1000000000)",
     ),
     (
         "zero timeout",
         _set("services.0.routes.0.script.1.call.timeout_s", 0),
-        f"{CALL_1}.timeout_s: must be a number above 0 and at most 3600 (got 0)",
+        f"{CALL_1}.timeout_s: must be a number of at least 0.001 and at most 3600 (got 0)",
     ),
     (
         "bool number",
@@ -301,7 +301,7 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
             _set("parameters", {"t": 5000})(doc),
             _set("services.0.routes.0.script.1.call.timeout_s", "$t")(doc),
         ),
-        f"{CALL_1}.timeout_s: must be a number above 0 and at most 3600 (got 5000) (from $t)",
+        f"{CALL_1}.timeout_s: must be a number of at least 0.001 and at most 3600 (got 5000) (from $t)",
     ),
     ("negative parameter", _set("parameters", {"t": -1}), "parameters.t: must be a number of at least 0 (got -1)"),
     ("unicode graph name", _set("name", "mïni"), "name: must be lower-case letters, digits and '-' (got 'mïni')"),

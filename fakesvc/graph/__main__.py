@@ -1,7 +1,9 @@
 """``python -m fakesvc.graph check FILE|NAME``: validate a graph and print it, or print every problem.
 
 Exit 0 with the graph drawn on stdout (services, ports, routes, call edges);
-exit 2 with one line per problem on stderr and nothing on stdout.
+exit 2 with one line per problem on stderr and nothing on stdout, a call
+that can never succeed at ``--latency-scale`` (``FAKESVC_LATENCY_SCALE``,
+default 1) included.
 ``python -m fakesvc.graph deploy --graph FILE|NAME --out DIR [--force]`` writes
 its Compose file and Kubernetes kustomization (:mod:`fakesvc.graph.deploy`).
 """
@@ -13,9 +15,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from fakesvc.config import SERVICE_SETTINGS
 from fakesvc.graph import deploy
+from fakesvc.graph.feasibility import check_timeouts
 from fakesvc.graph.load import BUILTIN_GRAPHS, GraphError, load_graph
 from fakesvc.graph.model import Call, Graph, Parallel, Route, Span, Step
+from fakesvc.settings import ConfigError, add_settings, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "otherwise print every problem on stderr, one line each, and exit 2.",
     )
     check.add_argument("graph", metavar="FILE|NAME", help=_GRAPH_HELP)
+    add_settings(check, _SCALE)
     _deploy_arguments(
         commands.add_parser(
             "deploy",
@@ -45,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _GRAPH_HELP = f"a YAML/JSON file or a built-in graph ({', '.join(BUILTIN_GRAPHS)})"
+_SCALE = [setting for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_LATENCY_SCALE"]
 
 
 def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +104,16 @@ def _problems(problems: list[str]) -> int:
     return 2
 
 
-def _check(source: str) -> int:
+def _check(args: argparse.Namespace) -> int:
+    """The file as written (its own parameters), at the latency scale of the flag or the environment."""
     try:
-        graph = load_graph(source)
+        scale = resolve(_SCALE, args)["latency_scale"]
+        graph = load_graph(args.graph)
+        check_timeouts(graph, scale, graph.names)
     except GraphError as exc:
         return _problems(exc.problems)
+    except ConfigError as exc:
+        return _problems([str(exc)])
     for line in describe(graph):
         print(line)
     return 0
@@ -127,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "check":
-        return _check(args.graph)
+        return _check(args)
     if args.command == "deploy":
         return _deploy(args.graph, args.out, args.force)
     parser.print_help(sys.stderr)

@@ -59,6 +59,7 @@ MAX_SERVICES = 100
 MAX_ROUTES = 100
 MAX_STEPS = 10_000  # in the whole graph: YAML aliases cannot make the walk explode
 MAX_SLEEP_MS = 600_000.0
+MIN_TIMEOUT_S = 0.001  # a shorter wait is below what a timer and one loopback request can honour
 MAX_TIMEOUT_S = 3600.0
 MAX_HANG_S = 3600.0
 MAX_WEIGHT = 1_000_000.0
@@ -703,7 +704,7 @@ def _call(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> Cal
     callee = _callee(ctx, f"{where}.service", body.get("service", _MISSING), scope)
     path = _path(ctx, f"{where}.path", body.get("path", _MISSING), reserved=False, key=scope.key)
     method = _choice(ctx, f"{where}.method", body["method"], METHODS, str.upper) if "method" in body else None
-    timeout_s = _number(ctx, f"{where}.timeout_s", body.get("timeout_s", _MISSING), 0, MAX_TIMEOUT_S, above=True)
+    timeout_s = _number(ctx, f"{where}.timeout_s", body.get("timeout_s", _MISSING), MIN_TIMEOUT_S, MAX_TIMEOUT_S)
     on_error = _choice(ctx, f"{where}.on_error", body.get("on_error", "fail"), ON_ERROR, str.lower)
     errors = _errors(ctx, f"{where}.errors", body["errors"]) if "errors" in body else {}
     if callee is None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig, service_config
 from fakesvc.console import say
 from fakesvc.faults import CHAOS_SETTINGS, Chaos, ChaosConfig, chaos_config, services_routes
+from fakesvc.graph.feasibility import check_run
 from fakesvc.graph.model import Graph
 from fakesvc.graph.placement import graph_of, port_of, url_of
 from fakesvc.service.app import build_app
@@ -195,6 +196,7 @@ def main(module: str, services: Sequence[str] | None = None, argv: Sequence[str]
                 raise ConfigError(f"graph {graph.name} has no service {name!r} (use {', '.join(graph.names)})")
         telemetry = Telemetry(telemetry_config(args))
         chaos = chaos_config(args, graph=graph)
+        check_run(graph, config, chaos.rules, services)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     configure_logging(ship=telemetry.log_shipper)

@@ -17,7 +17,8 @@ from fakesvc.graph.placement import graph_of
 from fakesvc.serving.stop_signals import stop_on_signals
 from fakesvc.settings import ConfigError
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
-from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, run_traffic
+from fakesvc.traffic.feasibility import check_order_ids
+from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, harness_line, run_traffic
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -57,6 +58,7 @@ def main() -> None:
         timeouts = Timeouts(services.inventory_timeout_s, services.payment_timeout_s)
         config = traffic_config_from_args(args, seed=seed, timeouts=timeouts, graph=graph_of(services))
         assert config is not None, "--rate was given"
+        check_order_ids(config)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     try:
@@ -67,6 +69,9 @@ def main() -> None:
     if report is None:
         parser.exit(1, f"fakesvc: nothing answers at {config.target}/healthz\n")
     print(format_summary(report), flush=True)
+    overloaded = harness_line(report)
+    if overloaded is not None:
+        say(overloaded)
     sys.exit(exit_status(report))
 
 

@@ -53,6 +53,21 @@ def parse_mix(raw: str, scenarios: Sequence[str] = SCENARIOS) -> dict[str, float
     return mix
 
 
+ORDER_PREFIX = "ord"  # what the generator's order ids start with (a Locust worker tags its own)
+INDEX_DIGITS = 6  # an order id's checkout index, zero-padded to at least this many digits
+
+
+def order_id_around(scenario: str, prefix: str = ORDER_PREFIX) -> tuple[str, str]:
+    """The text of an order id before and after its index digits: the same for every checkout of ``scenario``."""
+    return f"{prefix}-", f"-{scenario}"
+
+
+def order_id(index: int, scenario: str, prefix: str = ORDER_PREFIX) -> str:
+    """``ord-000042-fail-pay``: a scenario's ``fail_if`` / ``hang_if`` matches its name in the id."""
+    head, tail = order_id_around(scenario, prefix)
+    return f"{head}{index:0{INDEX_DIGITS}d}{tail}"
+
+
 @dataclass(frozen=True)
 class Checkout:
     """One planned checkout: its position, scenario, order id, trace id, and the entry route it is sent to."""
@@ -76,7 +91,7 @@ class Checkout:
 def plan(
     mix: Mapping[str, float],
     seed: int | None,
-    prefix: str = "ord",
+    prefix: str = ORDER_PREFIX,
     entries: Sequence[tuple[str, float]] = (),
 ) -> Iterator[Checkout]:
     """An endless, reproducible sequence of checkouts (the same seed gives the same sequence).
@@ -95,5 +110,5 @@ def plan(
         scenario = rng.choices(names, weights)[0]
         trace_id = format(rng.getrandbits(128), "032x")
         entry = rng.choices(routes, route_weights)[0] if len(routes) > 1 else ""
-        yield Checkout(index, scenario, f"{prefix}-{index:06d}-{scenario}", trace_id, entry)
+        yield Checkout(index, scenario, order_id(index, scenario, prefix), trace_id, entry)
         index += 1
