@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fakesvc.faults import ChaosConfig
@@ -27,7 +28,7 @@ from fakesvc.service.records import KEEP_S, HopRecords, merge, parse_request
 from fakesvc.traffic import TrafficConfig, run_traffic
 from fakesvc.traffic.observed import EdgeView, observe
 from fakesvc.traffic.truth import Timeouts, checkout_graph, tree_of
-from tests.conftest import FAST, recording_telemetry, start_chain
+from tests.conftest import FAST, Chain, hop_records, recording_telemetry, start_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = tree_of(checkout_graph(Timeouts()), None)  # payment waits 2 s for inventory, the gateway 5 s for payment
@@ -299,3 +300,28 @@ def test_a_frozen_supervisor_labels_what_it_broke_as_the_harnesss(tmp_path: Path
     assert summary["causes"]["harness"] == len(harness) and summary["loop_lag"][0]["max_ms"] >= 2000
     assert f"harness overloaded: {len(harness)} checkouts failed with no injected cause" in stderr
     assert "in the supervisor" in stderr
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"read": [NaN]}',
+        b'{"read": [Infinity]}',
+        b'{"read": ["' + b"\xe2\x80\xae" * 300 + b'"]}',
+        b'{"read": {"t": 1}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"release": [' + b'"t",' * 1001 + b'"t"]}',
+    ],
+    ids=["text", "nan", "infinity", "unicode-too-long", "object", "nested", "huge-list"],
+)
+async def test_a_bad_records_request_over_http_is_a_400_and_releases_nothing(chain: Chain, body: bytes) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{chain.gateway}/checkout/success", headers={"x-request-id": "t"}) as response:
+            assert response.status == 200
+        before = await hop_records(chain.gateway, "t", 3)
+        async with session.post(
+            f"{chain.gateway}/chaos/records", data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            assert response.status in (400, 413), await response.text()
+    assert await hop_records(chain.gateway, "t", 3) == before, "a refused request changed nothing"
