@@ -51,14 +51,10 @@ class Collector:
         self._waiting: dict[str, list[Waiting]] = {}
         self._release: list[str] = []
         self.processes: dict[str, Any] = {}  # process -> its services and loop lag, as last read
-        self.batches = 0
 
     def add(self, trace_id: str, run: str, deliver: Deliver) -> None:
         deadline = asyncio.get_running_loop().time() + self.wait_s
         self._waiting.setdefault(trace_id, []).append(Waiting(trace_id, run, deadline, deliver))
-
-    def __len__(self) -> int:
-        return sum(map(len, self._waiting.values()))
 
     async def run(self) -> None:
         """Fetch every :data:`INTERVAL_S` until cancelled."""
@@ -81,7 +77,6 @@ class Collector:
             gathered = await fetch_records(
                 self._session, self._target, batch, freed, name="the edge", timeout_s=FETCH_TIMEOUT_S
             )
-            self.batches += 1
             if gathered.get("unreachable"):
                 self._release.extend(freed)  # said again next round: the service that missed it still keeps them
             self._take(batch, gathered)
