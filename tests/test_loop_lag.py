@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fakesvc.telemetry.loop_lag import LoopLag
+from fakesvc.telemetry.loop_lag import LoopLag, window
 
 
 async def test_a_blocked_loop_shows_up_as_lag() -> None:
@@ -23,3 +23,19 @@ async def test_a_blocked_loop_shows_up_as_lag() -> None:
         assert stats["samples"] >= 4 and stats["p50_ms"] < stats["max_ms"]
     finally:
         await monitor.stop()
+
+
+def test_a_window_between_two_snapshots_leaves_out_what_came_before() -> None:
+    monitor = LoopLag()
+    for at in range(100):
+        monitor.add(float(at), 2.0)  # a stall long before the run
+    before = monitor.life()
+    for at in range(100, 300):
+        monitor.add(float(at), 0.001 if at % 40 else 0.2)  # the run: 1 ms, 200 ms one time in 40
+    during = window(before, monitor.life())
+    assert during["samples"] == 200 and during["max_ms"] < 2000 and 190 <= during["max_ms"] <= 210
+    assert 0.95 <= during["p50_ms"] <= 1.05 and during["p99_ms"] >= 190, during
+    whole = window(None, monitor.life())  # not reached at the start: the whole life
+    assert whole["samples"] == 300 and whole["max_ms"] == 2000.0
+    assert window(monitor.life(), monitor.life()) == {"samples": 0}
+    assert window({"counts": {"x": 1, "3": "many"}}, {"counts": {"3": True}, "max_ms": 1.0}) == {"samples": 0}

@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 INTERVAL_S = 0.01
@@ -87,22 +88,61 @@ class LoopLag:
         }
 
     def life(self) -> dict[str, Any]:
-        """Lag quantiles over every sample since the start (read off the histogram: within 5 %)."""
-        if not self._total:
-            return {"samples": 0}
-        return {
-            "samples": self._total,
-            "p50_ms": self._quantile(0.5),
-            "p99_ms": self._quantile(0.99),
-            "max_ms": round(self._max_s * 1000, 3),
-        }
+        """Lag quantiles over every sample since the start (read off the histogram: within 5 %), with its counts.
 
-    def _quantile(self, q: float) -> float:
-        rank = max(1, math.ceil(q * self._total))
-        seen = 0
-        for index, count in enumerate(self._counts):
-            seen += count
-            if seen >= rank:
-                bound = _BOUNDS_MS[index] if index < len(_BOUNDS_MS) else math.inf
-                return round(min(bound, self._max_s * 1000), 3)
-        return round(self._max_s * 1000, 3)
+        Two of these taken at different times give the lag between them (:func:`window`).
+        """
+        counts = {index: count for index, count in enumerate(self._counts) if count}
+        return {**_summary(counts, self._max_s * 1000), "counts": {str(index): n for index, n in counts.items()}}
+
+
+def window(first: Mapping[str, Any] | None, last: Mapping[str, Any]) -> dict[str, Any]:
+    """Lag quantiles over the samples one process took between two :meth:`LoopLag.life` snapshots.
+
+    Without ``first`` (the process was not reached at the start), over its whole life. The max is
+    the highest bucket reached in between (within 5 %), never above the life's max.
+    """
+    counts = _counts(last)
+    for index, count in _counts(first).items():
+        counts[index] = counts.get(index, 0) - count
+    counts = {index: count for index, count in counts.items() if count > 0}
+    highest = max(counts, default=None)
+    max_ms = float(last.get("max_ms") or 0.0)
+    if highest is not None and highest < len(_BOUNDS_MS):
+        max_ms = min(max_ms, _BOUNDS_MS[highest])
+    return _summary(counts, max_ms)
+
+
+def _counts(snapshot: Mapping[str, Any] | None) -> dict[int, int]:
+    """A snapshot's histogram counts; anything but whole bucket numbers and counts reads as none."""
+    raw = (snapshot or {}).get("counts")
+    if not isinstance(raw, Mapping):
+        return {}
+    found = {}
+    for key, count in raw.items():
+        if isinstance(key, str) and key.isdigit() and isinstance(count, int) and not isinstance(count, bool):
+            found[int(key)] = count
+    return found
+
+
+def _summary(counts: Mapping[int, int], max_ms: float) -> dict[str, Any]:
+    total = sum(counts.values())
+    if not total:
+        return {"samples": 0}
+    return {
+        "samples": total,
+        "p50_ms": _quantile(counts, total, 0.5, max_ms),
+        "p99_ms": _quantile(counts, total, 0.99, max_ms),
+        "max_ms": round(max_ms, 3),
+    }
+
+
+def _quantile(counts: Mapping[int, int], total: int, q: float, max_ms: float) -> float:
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            bound = _BOUNDS_MS[index] if index < len(_BOUNDS_MS) else math.inf
+            return round(min(bound, max_ms), 3)
+    return round(max_ms, 3)

@@ -51,10 +51,16 @@ class Collector:
         self._waiting: dict[str, list[Waiting]] = {}
         self._release: list[str] = []
         self.processes: dict[str, Any] = {}  # process -> its services and loop lag, as last read
+        self.at_start: dict[str, Any] = {}  # the same, read before the first checkout (see :meth:`start`)
 
     def add(self, trace_id: str, run: str, deliver: Deliver) -> None:
         deadline = asyncio.get_running_loop().time() + self.wait_s
         self._waiting.setdefault(trace_id, []).append(Waiting(trace_id, run, deadline, deliver))
+
+    async def start(self) -> None:
+        """Read every process's loop lag before the first checkout, so the run's own lag can be told apart."""
+        await self.fetch(always=True)
+        self.at_start = dict(self.processes)
 
     async def run(self) -> None:
         """Fetch every :data:`INTERVAL_S` until cancelled."""

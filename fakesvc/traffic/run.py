@@ -33,6 +33,7 @@ from fakesvc.jsonfast import dumps_str
 from fakesvc.service.hop import RUN_HEADER
 from fakesvc.service.records import PROCESS
 from fakesvc.serving.stop_signals import StopEvent
+from fakesvc.telemetry.loop_lag import window
 from fakesvc.traffic.collect import Collector
 from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.observed import CAUSES, EdgeView, Observed, observe
@@ -321,6 +322,7 @@ async def run_traffic(
     timeout = aiohttp.ClientTimeout(total=config.timeouts.checkout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         collector = Collector(session, config.target)
+        await collector.start()
         started = loop.time()
         offset = time.time() - started
         reporter = asyncio.ensure_future(_progress(run, session, progress_stream, started))
@@ -346,17 +348,21 @@ async def run_traffic(
     await _write_truth(run)
     signum = stop.signum if stopped and stop is not None else None
     report = _report(run, send_window, windows, stopped, signal.Signals(signum).name if signum is not None else None)
-    report["loop_lag"] = loop_lag_by_process(collector.processes)
+    report["loop_lag"] = loop_lag_by_process(collector.at_start, collector.processes)
     if config.report_path:
         Path(config.report_path).write_text(json.dumps(report, indent=2))
     return report
 
 
-def loop_lag_by_process(processes: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each service process's loop lag over its life, the worst p99 first; the generator's own is marked."""
+def loop_lag_by_process(at_start: dict[str, Any], at_end: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each service process's loop lag over the run (its life, if not reached at the start), worst p99 first.
+
+    The generator's own process (the supervisor's) is marked.
+    """
     rows = []
-    for process, found in processes.items():
-        lag = found.get("loop_lag_ms") or {}
+    for process, found in at_end.items():
+        before = at_start.get(process, {}).get("loop_lag_ms")
+        lag = window(before, found.get("loop_lag_ms") or {})
         row = {"process": process, "services": found.get("services", []), **lag}
         if process == PROCESS:
             row["generator"] = True  # the supervisor: the generator shares this loop
