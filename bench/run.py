@@ -38,6 +38,7 @@ from harness import (
 )
 from memory import memory, print_memory
 from outbox import BEFORE_OUTBOX, outbox_figures, print_outbox
+from records_cost import print_records_cost, records_cost
 from traffic_rate import print_traffic_rate, traffic_rate
 
 
@@ -221,7 +222,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--signals", type=int, default=5000, help="signals per sink/batcher run")
     parser.add_argument(
-        "--only", choices=("overhead", "delivery", "fidelity", "traffic", "memory", "outbox", "graph"), default=None
+        "--only",
+        choices=("overhead", "delivery", "fidelity", "traffic", "memory", "outbox", "graph", "records"),
+        default=None,
     )
     parser.add_argument("--before", default=BEFORE_OUTBOX, help="revision the outbox's cost is measured against")
     parser.add_argument(
@@ -260,6 +263,9 @@ def main() -> None:
     if args.only in (None, "graph"):
         result["graph"] = asyncio.run(graph_cost(graph_rounds, graph_count, args.shop_count))
         print_graph_cost(result["graph"])
+    if args.only in (None, "records"):
+        result["records"] = asyncio.run(records_cost(args.rounds, args.count))
+        print_records_cost(result["records"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"written: {args.out}")
