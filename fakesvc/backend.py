@@ -19,6 +19,7 @@ from yarl import URL
 from fakesvc import settings
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink import SinkConfig, SinkServer, start_sink
+from fakesvc.sink.flaws import PACE, TRACE_RACE
 from fakesvc.sink_address import SINK_DB, SINK_HOST, SINK_PORT
 from fakesvc.telemetry.pipeline import TelemetryConfig
 
@@ -27,6 +28,8 @@ SINK_SETTINGS: tuple[Setting, ...] = (
     SINK_DB,
     SINK_HOST,
     SINK_PORT,
+    TRACE_RACE,
+    PACE,
 )
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}  # a sink bound to every address is reached on loopback
 
@@ -62,8 +65,9 @@ async def start_backend(
 ) -> SinkServer | None:
     """Start the embedded sink when ``sink["sink"]`` says so; return it, or None when signals go elsewhere.
 
-    ``sink`` holds the values of :data:`SINK_SETTINGS`. ``admin_token`` guards
-    the sink's fault routes as it guards the services' ``/chaos``.
+    ``sink`` holds the values of :data:`SINK_SETTINGS` (one left out has its
+    default). ``admin_token`` guards the sink's fault routes as it guards the
+    services' ``/chaos``.
     """
     mode, url = sink["sink"], URL(backend_url)
     if mode == "off":
@@ -74,7 +78,9 @@ async def start_backend(
         host, port = "127.0.0.1" if url.host in ("localhost", None) else url.host, url.port or 8000
     else:
         host, port = sink["sink_host"], sink["sink_port"]
+    trace_race, pace = (sink.get(setting.dest, setting.default) for setting in (TRACE_RACE, PACE))
+    config = SinkConfig(host, port, sink["sink_db"], admin_token=admin_token, trace_race=trace_race, pace=pace)
     try:
-        return await start_sink(SinkConfig(host=host, port=port, db_path=sink["sink_db"], admin_token=admin_token))
+        return await start_sink(config)
     except OSError as exc:
         raise ConfigError(f"FAKESVC_SINK: cannot start the embedded sink on {host}:{port} ({exc.strerror})") from None

@@ -42,7 +42,7 @@ class Setting:
     def help_text(self) -> str:
         """The help, then the env variable, the allowed values and the default, as a user would type them."""
         notes = [f"env {self.env}"]
-        if isinstance(self.parse, (Choice, CommaSet)):
+        if isinstance(self.parse, (Choice, CommaSet, Switch)):
             notes.append(self.parse.describe())
         notes.append(f"default {self.shown if self.shown is not None else _typed(self.default)}")
         return f"{self.help} ({'; '.join(notes)})".replace("%", "%%")  # argparse formats help with %
@@ -52,6 +52,8 @@ def _typed(value: Any) -> str:
     """A default written the way the flag would take it: ``logs,metrics``, not ``frozenset({...})``."""
     if value is None:
         return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, frozenset | set):
         return ",".join(sorted(value)) or '"" (none)'
     if value == "":
@@ -60,8 +62,9 @@ def _typed(value: Any) -> str:
 
 
 def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:
-    """Declare each setting as a string flag; parsing happens in :func:`resolve`."""
+    """Declare each setting as a string flag (an on/off one may stand alone); parsing happens in :func:`resolve`."""
     for setting in settings:
+        alone_means_on = isinstance(setting.parse, Switch)
         parser.add_argument(
             setting.flag,
             *setting.aliases,
@@ -69,6 +72,8 @@ def add_settings(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -
             default=None,
             metavar=setting.env,
             help=setting.help_text(),
+            nargs="?" if alone_means_on else None,
+            const="on" if alone_means_on else None,
         )
 
 
@@ -197,6 +202,26 @@ class CommaSet:
 
     def describe(self) -> str:
         return f"comma list of {', '.join(self.allowed)}"
+
+
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A parser for an on/off setting: the flag alone turns it on, the environment says 1/0, true/false, ..."""
+
+    def __call__(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        if value not in _ON + _OFF:
+            raise ValueError("must be on or off (or 1/0, true/false, yes/no)")
+        return value in _ON
+
+    def describe(self) -> str:
+        return "on when the flag stands alone; or on/off, 1/0, true/false"
+
+
+switch = Switch()
 
 
 def choice(*allowed: str) -> Choice:

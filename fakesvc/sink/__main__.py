@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 
 from fakesvc import settings
 from fakesvc.faults import ADMIN_TOKEN
@@ -13,6 +14,7 @@ from fakesvc.serving.stop_signals import stop_on_signals
 from fakesvc.settings import ConfigError, Setting
 from fakesvc.sink.app import SinkConfig, start_sink
 from fakesvc.sink.faults import SinkFaults, parse_outage
+from fakesvc.sink.flaws import PACE, TRACE_RACE
 from fakesvc.sink_address import STANDALONE_ADDRESS
 
 SETTINGS: tuple[Setting, ...] = (
@@ -33,6 +35,8 @@ SETTINGS: tuple[Setting, ...] = (
         settings.port,
         "answer to a repeated signal_id (500 mimics ProdSentinel)",
     ),
+    replace(TRACE_RACE, aliases=("--trace-race",)),
+    replace(PACE, aliases=("--pace",)),
     Setting("FAKESVC_SEED", "--seed", None, settings.optional_int, "seed of the error rate"),
     ADMIN_TOKEN,
 )
@@ -68,6 +72,8 @@ def main() -> None:
         faults,
         values["duplicate_status"],
         values["admin_token"] or None,
+        values["sink_trace_race"],
+        values["sink_pace"],
     )
     try:
         asyncio.run(serve(config))

@@ -17,6 +17,7 @@ from fakesvc.faults.inputs import InputError, read_json
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.service.http_errors import json_errors, quiet_parser_errors
 from fakesvc.sink.faults import FaultState, SinkFaults, parse_faults
+from fakesvc.sink.flaws import IncidentLookup, Pace
 from fakesvc.sink.query import parse_signal_query
 from fakesvc.sink.store import SignalStore
 from fakesvc.sink.validation import validate
@@ -33,6 +34,8 @@ class SinkConfig:
     faults: SinkFaults = field(default_factory=SinkFaults)
     duplicate_status: int = 202  # 500 mimics the real backend: an error, and the connection dropped
     admin_token: str | None = None  # FAKESVC_ADMIN_TOKEN: guards /sink/faults as it guards /chaos
+    trace_race: bool = False  # FAKESVC_SINK_TRACE_RACE: ProdSentinel's incident race, and its duplicate answer
+    pace: float | None = None  # FAKESVC_SINK_PACE: at most this many ingests a second (None: no bound)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class SinkState:
     config: SinkConfig
     store: SignalStore
     faults: FaultState
+    pace: Pace | None = None
     counts: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
@@ -80,6 +84,30 @@ async def _faulted(request: web.Request, state: SinkState) -> web.StreamResponse
     return None
 
 
+def _hang_up(request: web.Request) -> web.Response:
+    """ProdSentinel's answer to an exception: a 500, then the socket closed *without* ``Connection: close``.
+
+    A client already reusing the keep-alive connection for its next request gets
+    a reset. (The response's ``force_close()`` would announce the close with that
+    header; the real server does not. Closing the connection's handler instead
+    lets this answer be written, then shuts the socket, and takes no request
+    pipelined behind it.)
+    """
+    request.protocol.close()
+    return _error(500, "Internal server error")
+
+
+def _duplicate(request: web.Request, config: SinkConfig) -> web.Response | None:
+    """The answer to a repeated signal_id, or None when it is accepted again."""
+    if config.trace_race:
+        return _hang_up(request)
+    if config.duplicate_status == 202:
+        return None
+    response = _error(config.duplicate_status, "Internal server error")
+    response.force_close()
+    return response
+
+
 async def ingest(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     signal_type = ENDPOINTS[request.path]
@@ -97,15 +125,19 @@ async def ingest(request: web.Request) -> web.StreamResponse:
     if problems:
         state.counts["rejected"] += 1
         return _json({"detail": problems}, 422)
+    incident = await IncidentLookup.start(state.store, body["trace_id"]) if state.config.trace_race else None
+    if state.pace is not None:
+        await state.pace.wait_turn()  # the transaction's time: the lookup above may be stale by its end
+    if incident is not None and await incident.poisoned():
+        state.counts["refused_poisoned"] += 1
+        return _hang_up(request)
     stored = await state.store.insert(
         (body["signal_id"], signal_type, body["trace_id"], body["service_name"], body["timestamp"], raw.decode())
     )
     if not stored:
         state.counts["duplicates"] += 1
-        if state.config.duplicate_status != 202:
-            response = _json({"detail": "Internal server error"}, state.config.duplicate_status)
-            response.force_close()
-            return response
+        if (refused := _duplicate(request, state.config)) is not None:
+            return refused
     else:
         state.counts[f"accepted_{signal_type}"] += 1
     return _json({"status": "accepted"}, 202)
@@ -145,12 +177,19 @@ async def stats(request: web.Request) -> web.Response:
             "errors_injected": state.counts["errors_injected"],
             "dropped_outage": state.counts["dropped_outage"],
             "client_disconnects": state.counts["client_disconnects"],
+            "poisoned_traces": len(await state.store.poisoned()),
+            "refused_poisoned": state.counts["refused_poisoned"],
             "stored": await state.store.counts(),
             "uptime_s": round(uptime, 3),
             "accepted_per_s": round(sum(accepted.values()) / uptime, 1) if uptime else 0.0,
             "db": state.config.db_path,
         }
     )
+
+
+async def poisoned(request: web.Request) -> web.Response:
+    """``GET /sink/poisoned``: the traces the incident race poisoned (``--trace-race``), for a bench to set aside."""
+    return _json({"trace_ids": await request.app[STATE].store.poisoned()})
 
 
 async def get_faults(request: web.Request) -> web.Response:
@@ -195,7 +234,8 @@ def create_app(config: SinkConfig) -> web.Application:
     """The sink application; its SQLite store opens and closes with it."""
     quiet_parser_errors()
     app = web.Application(middlewares=[json_errors(_error), client_disconnects], client_max_size=MAX_SIGNAL_BYTES)
-    state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults))
+    pace = None if config.pace is None else Pace(config.pace)
+    state = SinkState(config, SignalStore(config.db_path), FaultState(config.faults), pace)
     app[STATE] = state
     for path in ENDPOINTS:
         app.router.add_post(path, ingest)
@@ -203,6 +243,7 @@ def create_app(config: SinkConfig) -> web.Application:
     app.router.add_get("/query/signals", query_signals)
     app.router.add_get("/query/traces/{trace_id}", query_trace)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/sink/poisoned", poisoned)
     app.router.add_get("/sink/faults", get_faults)
     app.router.add_put("/sink/faults", put_faults)
     app.router.add_delete("/sink/faults", delete_faults)

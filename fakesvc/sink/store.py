@@ -30,16 +30,20 @@ CREATE TABLE IF NOT EXISTS raw_signals (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     ts_us INTEGER
 );
+CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL);
 """
 # ``timestamp`` is kept as sent (Z, an offset or no zone); ``ts_us`` orders and filters them as one
 # clock. Each index ends in the answer's order, so a page never sorts the table. signal_type alone
 # (a third of the rows) walks the time index: its own index cost ~10 % of the write rate.
+# ``incidents`` (written only with --trace-race, fakesvc.sink.flaws) is ProdSentinel's: its trace
+# index is NOT unique, which is what lets two overlapping first signals both open one.
 INDEXES = """
 DROP INDEX IF EXISTS raw_signals_trace;
 DROP INDEX IF EXISTS raw_signals_service;
 CREATE INDEX IF NOT EXISTS raw_signals_time ON raw_signals (ts_us, id);
 CREATE INDEX IF NOT EXISTS raw_signals_trace_time ON raw_signals (trace_id, ts_us, id);
 CREATE INDEX IF NOT EXISTS raw_signals_service_time ON raw_signals (service_name, ts_us, id);
+CREATE INDEX IF NOT EXISTS incidents_trace ON incidents (trace_id);
 """
 COLUMNS = "id, signal_type, trace_id, service_name, timestamp, payload"
 ITEM_COLUMNS = f"{COLUMNS}, ts_us"  # what an answer's item is made of
@@ -203,6 +207,12 @@ class SignalStore:
             raise
         return results
 
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """One statement in its own transaction, on the writer's thread, between two batches."""
+        connection = self._write_connection
+        assert connection is not None
+        await asyncio.get_running_loop().run_in_executor(self._writer, connection.execute, sql, params)
+
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         connection = self._read_connection
         assert connection is not None
@@ -223,6 +233,22 @@ class SignalStore:
             f"SELECT {ITEM_COLUMNS} FROM raw_signals WHERE trace_id = ? ORDER BY ts_us, id", (trace_id,)
         )
         return [_item(row) for row in rows]
+
+    async def incidents(self, trace_id: str) -> int:
+        """How many incidents ``trace_id`` has: one round trip."""
+        [(found,)] = await self._read("SELECT COUNT(*) FROM incidents WHERE trace_id = ?", (trace_id,))
+        return int(found)
+
+    async def open_incident(self, trace_id: str) -> None:
+        """Add an incident to ``trace_id``, whatever it has already: another round trip."""
+        await self._write("INSERT INTO incidents (trace_id) VALUES (?)", (trace_id,))
+
+    async def poisoned(self) -> list[str]:
+        """The traces with more than one incident, in order."""
+        rows = await self._read(
+            "SELECT trace_id FROM incidents GROUP BY trace_id HAVING COUNT(*) > 1 ORDER BY trace_id", ()
+        )
+        return [trace_id for (trace_id,) in rows]
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read("SELECT signal_type, COUNT(*) FROM raw_signals GROUP BY signal_type", ())
