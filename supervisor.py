@@ -11,11 +11,14 @@ expected, 1 not, 130/143 cut by SIGINT/SIGTERM).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from fakesvc.backend import SINK_SETTINGS, start_backend, with_backend
 from fakesvc.config import ServiceConfig, service_config
@@ -49,17 +52,29 @@ class Drive:
         self.drain_s = drain_s
         self.edge = edge
         self.status = 128 + signal.SIGINT  # until the run ends: only a Ctrl-C can keep it from ending
+        self.report: dict[str, Any] | None = None
 
     async def __call__(self, running: RunningServices, stop: StopEvent) -> None:
         target = running.urls[self.edge]
-        report = await run_traffic(replace(self.traffic, target=target), stop=stop, drain_s=self.drain_s)
-        if report["interrupted"]:
+        self.report = await run_traffic(replace(self.traffic, target=target), stop=stop, drain_s=self.drain_s)
+        if self.report["interrupted"]:
             say("traffic stopped by a signal: no checkout started after it")
-        print(traffic_summary(report), file=sys.stderr, flush=True)
-        overloaded = harness_line(report)
+
+    def finish(self, telemetry: dict[str, Any]) -> None:
+        """After the shutdown flush: the report gets the final telemetry counts, then the summary is said.
+
+        So ``report.json``, the summary and stderr's telemetry line agree, and a dropped signal fails the run.
+        """
+        if self.report is None:
+            return
+        self.report["telemetry"] = telemetry
+        if self.traffic.report_path:
+            Path(self.traffic.report_path).write_text(json.dumps(self.report, indent=2))
+        print(traffic_summary(self.report), file=sys.stderr, flush=True)
+        overloaded = harness_line(self.report)
         if overloaded is not None:
             say(overloaded)
-        self.status = exit_status(report)
+        self.status = exit_status(self.report)
 
 
 async def supervise(
@@ -121,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     drive = None if traffic is None else Drive(traffic, config.shutdown_grace_s, graph.edge.name)
     try:
         asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, drive or until_stopped, graph))
+        if drive is not None:
+            drive.finish(telemetry.summary)
     except ConfigError as exc:
         parser.exit(2, f"fakesvc: {exc}\n")
     except KeyboardInterrupt:  # a Ctrl-C outside the handlers: asyncio.run has already unwound supervise()

@@ -104,7 +104,7 @@ async def sink_throughput(rounds: int, count: int) -> dict[str, Any]:
 async def batcher_cost(rounds: int, count: int) -> dict[str, Any]:
     """Sender CPU per delivered signal: the batcher against a plain POST loop, same sink process."""
     from fakesvc.telemetry.batcher import Batcher, BatcherConfig
-    from fakesvc.telemetry.signals import LOGS_PATH
+    from fakesvc.telemetry.signals import LOG_KIND
 
     plain, batched, emit_us = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +119,7 @@ async def batcher_cost(rounds: int, count: int) -> dict[str, Any]:
                 started = time.process_time()
                 emit_started = time.perf_counter()
                 for signal in batch:
-                    batcher.emit(LOGS_PATH, signal)
+                    batcher.emit(LOG_KIND, signal)
                 emit_us.append((time.perf_counter() - emit_started) / count * 1e6)
                 assert await batcher.flush(120)
                 batched.append((time.process_time() - started) / count * 1e6)

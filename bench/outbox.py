@@ -71,7 +71,7 @@ async def outbox_cost(rounds: int, count: int, before_rev: str = BEFORE_OUTBOX) 
 async def durability(rate: float, seconds: float) -> dict[str, Any]:
     """Emit ``rate`` signals/s in ticks of 5 ms; sample every 1 ms how many are committed."""
     from fakesvc.telemetry.batcher import Batcher, BatcherConfig
-    from fakesvc.telemetry.signals import LOGS_PATH, log_signal
+    from fakesvc.telemetry.signals import LOG_KIND, log_signal
 
     latencies: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +85,7 @@ async def durability(rate: float, seconds: float) -> dict[str, Any]:
             started = loop.time()
             while loop.time() - started < seconds:
                 for _ in range(per_tick):
-                    batcher.emit(LOGS_PATH, log_signal("payment-service", "bench", "INFO", "Payment authorized", {}))
+                    batcher.emit(LOG_KIND, log_signal("payment-service", "bench", "INFO", "Payment authorized", {}))
                     emitted.append(loop.time())
                 for _ in range(5):
                     await asyncio.sleep(0.001)

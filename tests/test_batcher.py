@@ -21,7 +21,7 @@ from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.outbox import read_dead_letters
 from fakesvc.telemetry.pipeline import telemetry_config
 from fakesvc.telemetry.retry import is_permanent, retry_after_s
-from fakesvc.telemetry.signals import LOGS_PATH, log_signal
+from fakesvc.telemetry.signals import LOG_KIND, ROUTES, log_signal
 from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
 
 QUICK = {"backoff_base_s": 0.005, "backoff_max_s": 0.05, "commit_interval_s": 0.005}
@@ -65,13 +65,21 @@ def test_retry_after_is_read_safely(header: str | None, seconds: float | None) -
     assert retry_after_s(header) == seconds
 
 
-async def test_a_burst_while_the_writer_cannot_run_is_bounded_and_counted(tmp_path: Path) -> None:
-    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), queue_max=10))
-    for i in range(50):  # no await in between: the writer never gets to commit
-        batcher.emit(LOGS_PATH, signal(i))
-    stats = batcher.stats()
-    assert (stats["queued"], stats["pending"], stats["dropped"], stats["backlog"]) == (50, 10, 40, 10)
-    assert batcher.ledger.balanced()
+async def test_a_burst_while_the_writer_cannot_run_loses_nothing(tmp_path: Path) -> None:
+    """A fan-out emits faster than one commit interval: every signal waits for the writer, none is dropped."""
+    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path / "spill"), queue_max=10))
+    await batcher.start()
+    try:
+        for i in range(500):  # no await in between: the writer never gets to commit
+            batcher.emit(LOG_KIND, signal(i))
+        stats = batcher.stats()
+        assert (stats["queued"], stats["pending"], stats["dropped"], stats["backlog"]) == (500, 500, 0, 500)
+        assert batcher.ledger.balanced()
+        await eventually(lambda: _durable(batcher), what="the burst written to the outbox")
+    finally:
+        summary = await batcher.close(deadline=0)
+    assert (summary["dropped"], summary["backlog"]) == (0, 500)
+    assert len(waiting_rows(tmp_path / "spill")) == 500
 
 
 async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> None:
@@ -85,12 +93,12 @@ async def test_retry_after_is_honoured(aiohttp_server: Any, tmp_path: Path) -> N
         return web.json_response({"status": "accepted"}, status=202)
 
     app = web.Application()
-    app.router.add_post(LOGS_PATH, busy_once)
+    app.router.add_post(ROUTES[LOG_KIND], busy_once)
     server = await aiohttp_server(app)
     batcher = Batcher(BatcherConfig(str(server.make_url("")).rstrip("/"), str(tmp_path), batch_concurrency=1, **QUICK))
     await batcher.start()
     try:
-        batcher.emit(LOGS_PATH, signal(1))
+        batcher.emit(LOG_KIND, signal(1))
         assert await batcher.flush(10)
         assert batcher.stats()["sent"] == 1 and batcher.stats()["retried"] == 1
         assert arrivals[1] - arrivals[0] >= 0.3  # the backoff alone would have been ~5 ms
@@ -111,7 +119,7 @@ async def test_the_backend_url_keeps_its_path_prefix(aiohttp_server: Any, tmp_pa
     batcher = Batcher(BatcherConfig(str(server.make_url("/prodsentinel/")), str(tmp_path), **QUICK))
     await batcher.start()
     try:
-        batcher.emit(LOGS_PATH, signal(1))
+        batcher.emit(LOG_KIND, signal(1))
         assert await batcher.flush(10)
     finally:
         await batcher.close()
@@ -125,7 +133,7 @@ async def test_a_post_past_its_timeout_is_retried_marked_maybe_seen_and_expires_
     await batcher.start()
     try:
         started = asyncio.get_running_loop().time()
-        batcher.emit(LOGS_PATH, signal(1))
+        batcher.emit(LOG_KIND, signal(1))
 
         async def dead_lettered() -> bool:
             return batcher.stats()["dead_lettered"] == 1
@@ -139,7 +147,7 @@ async def test_a_post_past_its_timeout_is_retried_marked_maybe_seen_and_expires_
             return batcher.stats()["backend_up"]
 
         await eventually(back_up, what="the prober finding the sink answering again")
-        batcher.emit(LOGS_PATH, signal(2))  # the one sender was cut, not lost
+        batcher.emit(LOG_KIND, signal(2))  # the one sender was cut, not lost
         assert await batcher.flush(10)
         assert batcher.stats()["sent"] == 1
     finally:
@@ -160,7 +168,7 @@ async def test_a_connection_never_made_is_kept_in_the_outbox_not_marked_seen(tmp
         batcher = Batcher(BatcherConfig(url, str(tmp_path), batch_concurrency=1, request_timeout_s=0.4, **QUICK))
         await batcher.start()
         try:
-            batcher.emit(LOGS_PATH, signal(1))
+            batcher.emit(LOG_KIND, signal(1))
 
             async def retried() -> bool:
                 return batcher.stats()["retried"] >= 1
@@ -180,7 +188,7 @@ async def test_outage_then_recovery_with_no_new_traffic_delivers_everything_once
     sink = None
     try:
         for i in range(50):  # bursts of 10: the pending list holds queue_max until the next commit
-            batcher.emit(LOGS_PATH, signal(i))
+            batcher.emit(LOG_KIND, signal(i))
             assert batcher.ledger.balanced()
             if i % 10 == 9:
                 await eventually(lambda: _durable(batcher), what="the burst written to the outbox")
@@ -213,7 +221,7 @@ async def test_a_503_storm_longer_than_any_attempt_budget_dead_letters_nothing(t
     await batcher.start()
     try:
         for i in range(100):
-            batcher.emit(LOGS_PATH, signal(i))
+            batcher.emit(LOG_KIND, signal(i))
 
         async def many_retries() -> bool:
             return batcher.stats()["retried"] >= 300  # far past the 8 attempts that used to dead-letter
@@ -233,9 +241,9 @@ async def test_a_503_storm_longer_than_any_attempt_budget_dead_letters_nothing(t
 async def test_emit_after_close_is_counted_as_dropped_and_close_is_idempotent(tmp_path: Path) -> None:
     batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
     await batcher.start()
-    batcher.emit(LOGS_PATH, signal(1))
+    batcher.emit(LOG_KIND, signal(1))
     first = await batcher.close(deadline=0)
-    batcher.emit(LOGS_PATH, signal(2))
+    batcher.emit(LOG_KIND, signal(2))
     assert await batcher.close() is first
     stats = batcher.stats()
     assert (stats["queued"], stats["dropped"], stats["on_disk"]) == (2, 1, 1) and batcher.ledger.balanced()
@@ -245,7 +253,7 @@ async def test_close_with_the_backend_down_stores_everything_with_its_attempts(t
     batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))
     await batcher.start()
     for i in range(25):
-        batcher.emit(LOGS_PATH, signal(i))
+        batcher.emit(LOG_KIND, signal(i))
     summary = await batcher.close(deadline=0.2)
     assert summary["flushed"] is False and summary["sent"] == 0
     assert summary["on_disk"] == 25 == summary["backlog"] and summary["dropped"] == 0
@@ -264,12 +272,12 @@ async def test_close_during_a_slow_post_keeps_it_marked_maybe_seen(aiohttp_serve
         raise AssertionError("unreachable")
 
     app = web.Application()
-    app.router.add_post(LOGS_PATH, stall)
+    app.router.add_post(ROUTES[LOG_KIND], stall)
     server = await aiohttp_server(app)
     batcher = Batcher(BatcherConfig(str(server.make_url("")).rstrip("/"), str(tmp_path), request_timeout_s=30, **QUICK))
     await batcher.start()
     for i in range(3):
-        batcher.emit(LOGS_PATH, signal(i))
+        batcher.emit(LOG_KIND, signal(i))
     for _ in range(3):
         await arrived.acquire()  # all three POSTs reached the backend, which may store them
     summary = await batcher.close(deadline=0.1)
@@ -283,7 +291,7 @@ async def test_an_outbox_left_by_a_dead_process_is_adopted_and_resent_as_uncerta
     down = Batcher(BatcherConfig(f"http://127.0.0.1:{port}", str(spill), **QUICK))
     await down.start()
     for i in range(20):
-        down.emit(LOGS_PATH, signal(i))
+        down.emit(LOG_KIND, signal(i))
     await down.close(deadline=0)
     with closing(sqlite3.connect(next(spill.glob("outbox-*.db")))) as db:  # as if its owner died mid-POST
         with db:
@@ -307,7 +315,7 @@ async def test_a_live_outbox_is_not_adopted(tmp_path: Path) -> None:
     await owner.start()
     try:
         for i in range(5):
-            owner.emit(LOGS_PATH, signal(i))
+            owner.emit(LOG_KIND, signal(i))
         await eventually(lambda: _durable(owner), what="the signals written")
         other = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
         await other.start()
@@ -328,7 +336,7 @@ async def test_a_corrupt_outbox_never_stops_a_start(tmp_path: Path, damage: str,
     first = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
     await first.start()
     for i in range(2000):
-        first.emit(LOGS_PATH, signal(i))
+        first.emit(LOG_KIND, signal(i))
     await first.close(deadline=0)
     [path] = tmp_path.glob("outbox-*.db")
     data = bytearray(path.read_bytes())
@@ -369,7 +377,7 @@ async def test_a_full_outbox_counts_write_errors_keeps_delivering_and_bounds_mem
     await batcher.start()
     try:
         for i in range(1000):  # ~500 KB of signals into a 100 KB outbox, backend refusing
-            batcher.emit(LOGS_PATH, signal(i))
+            batcher.emit(LOG_KIND, signal(i))
             if i % 100 == 99:
                 await eventually(lambda: _durable(batcher), what="the group committed or refused")
 
@@ -397,9 +405,9 @@ async def test_a_signal_that_will_not_encode_is_counted_and_the_writer_goes_on(t
     try:
         loop: dict[str, Any] = {}
         loop["self"] = loop  # a cycle: JSON cannot encode it
-        batcher.emit(LOGS_PATH, {**signal(0), "attributes": loop})
+        batcher.emit(LOG_KIND, {**signal(0), "attributes": loop})
         await eventually(lambda: _durable(batcher), what="the group refused")
-        batcher.emit(LOGS_PATH, signal(1))
+        batcher.emit(LOG_KIND, signal(1))
         await eventually(lambda: _durable(batcher), what="the next group written")
         stats = batcher.stats()
         assert (stats["dropped"], stats["write_errors"], stats["backlog"]) == (1, 1, 1) and batcher.ledger.balanced()
@@ -408,7 +416,7 @@ async def test_a_signal_that_will_not_encode_is_counted_and_the_writer_goes_on(t
 
 
 async def test_spill_files_of_the_version_before_the_outbox_are_adopted(tmp_path: Path) -> None:
-    lines = [json.dumps({"path": LOGS_PATH, "signal": signal(i), "attempts": 2}) for i in range(5)]
+    lines = [json.dumps({"path": ROUTES[LOG_KIND], "signal": signal(i), "attempts": 2}) for i in range(5)]
     (tmp_path / "spill-20261125T120000-99-0.jsonl").write_text("\n".join(lines[:3]) + "\n")
     (tmp_path / "claimed-98-spill-20261125T110000-98-0.jsonl").write_text("\n".join(lines[3:]) + '\n{"path": "/ing')
     batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{free_port()}", str(tmp_path), **QUICK))

@@ -14,7 +14,7 @@ import pytest
 from fakesvc.sink import SinkFaults
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.outbox import read_dead_letters
-from fakesvc.telemetry.signals import LOGS_PATH, log_signal
+from fakesvc.telemetry.signals import LOG_KIND, log_signal
 from tests.conftest import start_chain
 from tests.processes import start_supervisor
 from tests.telemetry_fixtures import (
@@ -141,7 +141,7 @@ async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: P
         bad = [{**log_signal("payment-service", f"b{i}", "INFO", "x", {}), "severity": "high"} for i in range(5)]
         bad.append({**log_signal("payment-service", "b-empty", "INFO", "x", {}), "trace_id": ""})
         for signal in good[:15] + bad + good[15:]:
-            batcher.emit(LOGS_PATH, signal)
+            batcher.emit(LOG_KIND, signal)
         assert await batcher.flush(10)
         stats = batcher.stats()
         assert stats["sent"] == 30 and stats["dead_lettered"] == 6 and stats["retried"] == 0
@@ -153,7 +153,7 @@ async def test_d_refused_signals_are_dead_lettered_and_never_retried(tmp_path: P
     letters = read_dead_letters(tmp_path / "spill")
     assert sorted(letter["signal"]["trace_id"] for letter in letters) == sorted(s["trace_id"] for s in bad)
     assert all(letter["answer"]["status"] == 422 and "detail" in letter["answer"]["body"] for letter in letters)
-    assert {letter["reason"] for letter in letters} == {"rejected"}
+    assert {letter["reason"] for letter in letters} == {"rejected_422"}
 
 
 @pytest.mark.parametrize("duplicate_status", [202, 500])
@@ -165,11 +165,11 @@ async def test_retries_of_requests_that_succeeded_are_survived(tmp_path: Path, d
     await batcher.start()
     try:
         signal = log_signal("api-gateway", "dup", "INFO", "Checkout initiated", {})
-        batcher.emit(LOGS_PATH, signal)
-        batcher.emit(LOGS_PATH, dict(signal))
+        batcher.emit(LOG_KIND, signal)
+        batcher.emit(LOG_KIND, dict(signal))
         following = [log_signal("api-gateway", f"after-{i}", "INFO", "x", {}) for i in range(10)]
         for extra in following:
-            batcher.emit(LOGS_PATH, extra)
+            batcher.emit(LOG_KIND, extra)
         assert await batcher.flush(10)
         stats = batcher.stats()
         assert (await sink_stats(sink.url))["stored"] == {"log": 11}

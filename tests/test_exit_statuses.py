@@ -67,7 +67,7 @@ async def test_a_signal_cuts_a_supervisor_run_short_and_says_so(tmp_path: Path, 
     finally:
         await supervisor.kill()
     assert "traffic stopped by a signal" in stderr
-    summary = stderr[: stderr.index("stopping: finishing in-flight requests")]
+    summary = stderr[stderr.index("stopping: finishing in-flight requests") :]  # said after the final flush
     assert_cut_by(signum, status, "".join(supervisor.stderr_lines) + stderr, summary, tmp_path)
 
 

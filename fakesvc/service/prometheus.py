@@ -32,6 +32,7 @@ LEDGER_COUNTERS = (
     "adopted",
     "sent",
     "dead_lettered",
+    "uncertain",
     "dropped",
     "retried",
     "resent_uncertain",

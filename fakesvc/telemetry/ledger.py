@@ -7,13 +7,19 @@
     stored ──claim──> held ──2xx──> sent (row deleted)
     held ──transient failure──> held (retried later, attempts + 1)
     held ──permanent failure, 500 past its budget, too old──> dead_lettered (row kept with the answer)
+    held ──500 past its budget after an attempt that may have been stored──> uncertain (row kept)
     held ──close──> stored (the next start, or any later process, sends it)
-    pending or held ──memory bound reached, or emitted after close──> dropped
+    pending or held ──disk unwritable and memory bound reached, or emitted after close──> dropped
 
 An outbox left by a process that died is *adopted*: its waiting rows join this
 process's ``stored``. So at every moment::
 
-    queued + adopted == sent + dead_lettered + dropped + backlog,  backlog = pending + stored + held
+    queued + adopted == sent + dead_lettered + uncertain + dropped + backlog,
+    backlog = pending + stored + held
+
+``uncertain`` signals are neither sent nor dead: the backend answered 500 to a
+signal an earlier attempt may already have stored, and on ProdSentinel that 500
+is its answer to a stored ``signal_id`` as much as a refusal.
 
 Each method below is one move; the batcher calls it in the same place it moves
 the signal, on the event loop, so the identity never depends on timing.
@@ -23,6 +29,7 @@ A row can be *held* while the outbox is unwritable: then it lives in memory only
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 
@@ -34,6 +41,7 @@ class Ledger:
         "adopted",
         "sent",
         "dead_lettered",
+        "uncertain",
         "dropped",
         "pending",
         "stored",
@@ -42,6 +50,7 @@ class Ledger:
         "resent_uncertain",
         "quarantined",
         "write_errors",
+        "dead_by",
     )
 
     def __init__(self) -> None:
@@ -49,6 +58,7 @@ class Ledger:
         self.adopted = 0  # taken over from outboxes of processes that are gone
         self.sent = 0  # acknowledged 2xx by the backend
         self.dead_lettered = 0  # refused for good, or past their retry budget
+        self.uncertain = 0  # answered 500 after an attempt the backend may have stored
         self.dropped = 0  # lost on purpose, counted: memory full and disk unwritable, or emitted after close
         self.pending = 0  # in memory, waiting for the next group commit
         self.stored = 0  # outbox rows waiting on disk
@@ -57,6 +67,7 @@ class Ledger:
         self.resent_uncertain = 0  # delivered after an attempt the backend may already have stored
         self.quarantined = 0  # outbox files that could not be read whole, set aside
         self.write_errors = 0  # group commits that failed (disk full, unwritable)
+        self.dead_by: Counter[str] = Counter()  # dead letters by reason and status
 
     # -- the moves ----------------------------------------------------------------------
 
@@ -95,9 +106,14 @@ class Ledger:
         if uncertain:
             self.resent_uncertain += 1
 
-    def dead(self) -> None:
+    def dead(self, reason: str) -> None:
+        """Dead-lettered (``http_500``, ``rejected_422``, ``expired``) or ``uncertain``."""
         self.held -= 1
-        self.dead_lettered += 1
+        if reason == "uncertain":
+            self.uncertain += 1
+        else:
+            self.dead_lettered += 1
+            self.dead_by[reason] += 1
 
     def released(self, stored: int, dropped: int) -> None:
         """At close: what was held goes back to disk, or is dropped if the disk would not take it."""
@@ -113,7 +129,9 @@ class Ledger:
 
     def balanced(self) -> bool:
         """The identity; tests check it while load runs."""
-        return self.queued + self.adopted == self.sent + self.dead_lettered + self.dropped + self.backlog
+        ended = self.sent + self.dead_lettered + self.uncertain + self.dropped
+        return self.queued + self.adopted == ended + self.backlog
 
     def snapshot(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__} | {"backlog": self.backlog}
+        counts = {name: getattr(self, name) for name in self.__slots__ if name != "dead_by"}
+        return counts | {"backlog": self.backlog, "dead_by": dict(sorted(self.dead_by.items()))}

@@ -16,7 +16,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from fakesvc.jsonfast import dumps_str
-from fakesvc.telemetry.signals import LOGS_PATH, log_signal
+from fakesvc.telemetry.signals import LOG_KIND, log_signal
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -58,7 +58,7 @@ class ShipToProdSentinel:
             return event_dict
         attributes = {key: value for key, value in event_dict.items() if key not in _ENVELOPE}
         self._emit(
-            LOGS_PATH,
+            LOG_KIND,
             log_signal(
                 event_dict.get("service", "fakesvc"),
                 trace_id,

@@ -16,6 +16,14 @@ Rows: ``state`` 0 waits on disk, 1 is held in memory by the owner (being sent, o
 waiting for a retry), 2 is dead (kept, with the answer and the reason). A
 delivered row is deleted. A held row found in an adopted file was in flight when
 its owner died: the backend may have stored it, so it is marked ``maybe_seen``.
+
+A row carries its signal's *kind* (``log``, ``trace``, ``metric``), never a URL
+part: the route is the sender's to decide. It also names the *backend* it was
+written for: a process claims only rows of its own backend, and keeps the others
+(adopted, still waiting) until a run against theirs sends them, or they are
+discarded (``python -m fakesvc.telemetry.outbox --send/--discard``). Rows of
+fakesvc before this had a path and no backend: a known route becomes its kind
+and the adopter's backend; any other path is dead-lettered as ``unknown_route``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc.jsonfast import dumps_bytes
+from fakesvc.telemetry.signals import ROUTES
 
 WAITING, HELD, DEAD = 0, 1, 2
 OUTBOX_GLOB = "outbox-*.db"
@@ -44,20 +53,34 @@ PAGE_SIZE = 4096
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
     id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    backend TEXT NOT NULL,
     body BLOB NOT NULL,
     state INTEGER NOT NULL,
     first_at REAL NOT NULL,
+    first_try_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     maybe_seen INTEGER NOT NULL DEFAULT 0,
     first_500_at REAL,
+    answers_500 INTEGER NOT NULL DEFAULT 0,
     answer TEXT,
     reason TEXT,
     dead_at REAL
 );
-CREATE INDEX IF NOT EXISTS waiting ON signals(id) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS waiting ON signals(backend, id) WHERE state = 0;
 """
-_COLUMNS = "id, path, body, state, first_at, attempts, maybe_seen, first_500_at, answer, reason, dead_at"
+_COLUMNS = (
+    "id, kind, backend, body, state, first_at, first_try_at, attempts, maybe_seen, first_500_at, answers_500,"
+    " answer, reason, dead_at"
+)
+_HISTORY = "first_try_at = ?, attempts = ?, maybe_seen = ?, first_500_at = ?, answers_500 = ?, answer = ?"
+# Each column of a row as an older outbox holds it (``?`` is the adopting process's backend).
+_OLDER_COLUMNS = {
+    "kind": "CASE path " + " ".join(f"WHEN '{route}' THEN '{kind}'" for kind, route in ROUTES.items()) + " END",
+    "backend": "?",
+    "first_try_at": "NULL",
+    "answers_500": "0",
+}
 
 
 class OutboxError(Exception):
@@ -67,34 +90,61 @@ class OutboxError(Exception):
 class Held:
     """A signal in memory on its way: its row (None while the disk refuses it) and its history."""
 
-    __slots__ = ("row", "path", "body", "first_at", "attempts", "maybe_seen", "first_500_at", "answer")
+    __slots__ = (
+        "row",
+        "kind",
+        "body",
+        "first_at",
+        "first_try_at",
+        "attempts",
+        "maybe_seen",
+        "first_500_at",
+        "answers_500",
+        "answer",
+    )
 
     def __init__(
         self,
         row: int | None,
-        path: str,
+        kind: str,
         body: bytes,
         first_at: float,
+        first_try_at: float | None = None,
         attempts: int = 0,
         maybe_seen: bool = False,
         first_500_at: float | None = None,
+        answers_500: int = 0,
         answer: dict[str, Any] | None = None,
     ) -> None:
         self.row = row
-        self.path = path
+        self.kind = kind
         self.body = body
         self.first_at = first_at
+        self.first_try_at = first_try_at
         self.attempts = attempts
         self.maybe_seen = maybe_seen
         self.first_500_at = first_500_at
+        self.answers_500 = answers_500
         self.answer = answer
 
-    def history(self) -> tuple[int, int, float | None, str | None]:
-        return self.attempts, int(self.maybe_seen), self.first_500_at, _answer_text(self.answer)
+    def history(self) -> tuple[float | None, int, int, float | None, int, str | None]:
+        """The values of ``_HISTORY``, in its order."""
+        return (
+            self.first_try_at,
+            self.attempts,
+            int(self.maybe_seen),
+            self.first_500_at,
+            self.answers_500,
+            _answer_text(self.answer),
+        )
 
 
 def _answer_text(answer: dict[str, Any] | None) -> str | None:
     return None if answer is None else json.dumps(answer)
+
+
+def _answer(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
 
 
 @dataclass
@@ -131,13 +181,15 @@ class Adoption:
     rows: int = 0
     files: int = 0
     quarantined: list[str] = field(default_factory=list)
+    foreign: dict[str, int] = field(default_factory=dict)  # rows waiting for other backends, by backend
 
 
 class Outbox:
-    """This process's outbox file. Not thread-safe: one thread makes every call."""
+    """This process's outbox file, for one backend. Not thread-safe: one thread makes every call."""
 
-    def __init__(self, directory: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, directory: Path, backend: str, *, max_bytes: int | None = None) -> None:
         self.directory = directory
+        self.backend = backend
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self.path = directory / f"outbox-{os.getpid()}-{uuid.uuid4().hex[:8]}.db"
@@ -168,6 +220,7 @@ class Outbox:
                 _remove_database(path)
             result.rows += rows
             result.files += 1
+        result.foreign = self.foreign()
         for path in sorted({*self.directory.glob(LEGACY_SPILL_GLOB), *self.directory.glob(LEGACY_CLAIMED_GLOB)}):
             rows, unreadable = self._adopt_legacy_spill(path)
             if unreadable:
@@ -186,19 +239,20 @@ class Outbox:
         except OSError:
             return 0, 0
         rows, unreadable = [], 0
+        kinds = {route: kind for kind, route in ROUTES.items()}
         for line in lines:
             try:
                 record = json.loads(line)
-                rows.append((record["path"], dumps_bytes(record["signal"]), int(record.get("attempts", 0))))
+                rows.append((kinds[record["path"]], dumps_bytes(record["signal"]), int(record.get("attempts", 0))))
             except (ValueError, KeyError, TypeError):
-                unreadable += 1  # a line cut by a crash or a full disk
+                unreadable += 1  # a line cut by a crash or a full disk, or a route that is not ProdSentinel's
         with self._db:
             _insert(
                 self._db,
-                "id, path, body, state, first_at, attempts",
+                "id, kind, backend, body, state, first_at, attempts",
                 [
-                    (self._next_id + i, route, body, WAITING, first_at, tries)
-                    for i, (route, body, tries) in enumerate(rows)
+                    (self._next_id + i, kind, self.backend, body, WAITING, first_at, tries)
+                    for i, (kind, body, tries) in enumerate(rows)
                 ],
             )
         self._next_id += len(rows)
@@ -221,13 +275,15 @@ class Outbox:
                 raise
             try:
                 before = self._next_id
-                columns = "path, body, state, first_at, attempts, maybe_seen, first_500_at, answer, reason, dead_at"
+                select, parameters = _select_as_now(self._db, "old", self.backend)
                 self._db.execute(
-                    f"INSERT INTO main.signals(id, {columns}) SELECT id + ?, path, body,"
-                    f" CASE state WHEN {DEAD} THEN {DEAD} ELSE {WAITING} END, first_at, attempts,"
-                    f" maybe_seen OR state = {HELD}, first_500_at, answer, reason, dead_at"
-                    " FROM old.signals ORDER BY id",
-                    (before,),
+                    f"INSERT INTO main.signals({_COLUMNS}) SELECT id + ?, kind, backend, body,"
+                    f" CASE WHEN state = {DEAD} OR kind IS NULL THEN {DEAD} ELSE {WAITING} END, first_at,"
+                    f" first_try_at, attempts, maybe_seen OR state = {HELD}, first_500_at, answers_500, answer,"
+                    f" CASE WHEN state != {DEAD} AND kind IS NULL THEN 'unknown_route' ELSE reason END,"
+                    f" CASE WHEN state != {DEAD} AND kind IS NULL THEN ? ELSE dead_at END"
+                    f" FROM ({select}) ORDER BY id",
+                    (before, time.time(), *parameters),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -247,9 +303,9 @@ class Outbox:
             source = None
         if source is not None:
             try:
-                for row in _rows_that_read(source):
+                for row in _rows_that_read(source, self.backend):
                     self._insert_salvaged(row)
-                    saved += row[3] != DEAD
+                    saved += row[4] != DEAD and row[1] is not None and row[2] == self.backend
             finally:
                 source.close()
         target = path.with_name(f"quarantine-{time.strftime('%Y%m%dT%H%M%S')}-{path.name}")
@@ -262,12 +318,30 @@ class Outbox:
         return saved
 
     def _insert_salvaged(self, row: tuple[Any, ...]) -> None:
-        _, path, body, state, first_at, attempts, maybe_seen, first_500_at, answer, reason, dead_at = row
+        _, kind, backend, body, state, first_at, *history, reason, dead_at = row
+        first_try_at, attempts, maybe_seen, first_500_at, answers_500, answer = history
+        if kind is None and state != DEAD:
+            state, reason, dead_at = DEAD, "unknown_route", time.time()
         state_now = DEAD if state == DEAD else WAITING
         seen = int(bool(maybe_seen) or state == HELD)
         self._db.execute(
-            f"INSERT INTO signals({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (self._next_id, path, body, state_now, first_at, attempts, seen, first_500_at, answer, reason, dead_at),
+            f"INSERT INTO signals({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                self._next_id,
+                kind or "",
+                backend,
+                body,
+                state_now,
+                first_at,
+                first_try_at,
+                attempts,
+                seen,
+                first_500_at,
+                answers_500,
+                answer,
+                reason,
+                dead_at,
+            ),
         )
         self._next_id += 1
 
@@ -275,8 +349,13 @@ class Outbox:
         return int(self._db.execute("SELECT coalesce(max(id), 0) FROM signals").fetchone()[0])
 
     def _count_waiting_since(self, first_id: int) -> int:
-        query = f"SELECT count(*) FROM signals WHERE id >= ? AND state = {WAITING}"
-        return int(self._db.execute(query, (first_id,)).fetchone()[0])
+        query = f"SELECT count(*) FROM signals WHERE id >= ? AND state = {WAITING} AND backend = ?"
+        return int(self._db.execute(query, (first_id, self.backend)).fetchone()[0])
+
+    def foreign(self) -> dict[str, int]:
+        """Rows waiting here for other backends than this process's, by backend."""
+        query = f"SELECT backend, count(*) FROM signals WHERE state = {WAITING} AND backend != ? GROUP BY backend"
+        return dict(self._db.execute(query, (self.backend,)).fetchall())
 
     # -- the group commit ---------------------------------------------------------------
 
@@ -295,7 +374,7 @@ class Outbox:
             except sqlite3.Error as exc:
                 result.changes_failed, result.error = True, _describe(exc)
         now = time.time()
-        rows = [(path, dumps_bytes(signal), now) for path, signal in new]  # the bytes stored are the bytes sent
+        rows = [(kind, dumps_bytes(signal), now) for kind, signal in new]  # the bytes stored are the bytes sent
         if not rows and not claim:
             return result
         first_id = self._next_id
@@ -303,16 +382,16 @@ class Outbox:
             with self._db:
                 _insert(
                     self._db,
-                    "id, path, body, state, first_at",
+                    "id, kind, backend, body, state, first_at",
                     [
-                        (first_id + i, path, body, HELD if i < hold else WAITING, first_at)
-                        for i, (path, body, first_at) in enumerate(rows)
+                        (first_id + i, kind, self.backend, body, HELD if i < hold else WAITING, first_at)
+                        for i, (kind, body, first_at) in enumerate(rows)
                     ],
                 )
                 claimed = self._claim(claim) if claim else []
         except sqlite3.Error as exc:
             result.error = _describe(exc)
-            result.unstored = [Held(None, path, body, first_at) for path, body, first_at in rows]
+            result.unstored = [Held(None, kind, body, first_at) for kind, body, first_at in rows]
             return result
         self._next_id = first_id + len(rows)
         result.held = [Held(first_id + i, *rows[i]) for i in range(min(hold, len(rows)))]
@@ -323,33 +402,36 @@ class Outbox:
     def _apply(self, changes: Changes) -> None:
         _where_ids(self._db, "DELETE FROM signals", changes.delivered)
         self._db.executemany(
-            "UPDATE signals SET attempts = ?, maybe_seen = ?, first_500_at = ?, answer = ? WHERE id = ?",
+            f"UPDATE signals SET {_HISTORY} WHERE id = ?",
             [(*held.history(), held.row) for held in changes.retried if held.row is not None],
         )
         now = time.time()
         for held, reason in changes.dead:
-            if held.row is None:
-                self._db.execute(
-                    "INSERT INTO signals(id, path, body, state, first_at) VALUES (?, ?, ?, ?, ?)",
-                    (self._next_id, held.path, held.body, DEAD, held.first_at),
-                )
-                held.row, self._next_id = self._next_id, self._next_id + 1
+            self._insert_unstored(held, DEAD)
             self._db.execute(
-                "UPDATE signals SET state = ?, attempts = ?, maybe_seen = ?, first_500_at = ?, answer = ?,"
-                " reason = ?, dead_at = ? WHERE id = ?",
-                (DEAD, *held.history(), reason, now, held.row),
+                f"UPDATE signals SET state = {DEAD}, {_HISTORY}, reason = ?, dead_at = ? WHERE id = ?",
+                (*held.history(), reason, now, held.row),
             )
+
+    def _insert_unstored(self, held: Held, state: int) -> None:
+        """Give a signal held in memory only (the disk refused it earlier) its row now."""
+        if held.row is None:
+            self._db.execute(
+                "INSERT INTO signals(id, kind, backend, body, state, first_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (self._next_id, held.kind, self.backend, held.body, state, held.first_at),
+            )
+            held.row, self._next_id = self._next_id, self._next_id + 1
 
     def _claim(self, limit: int) -> list[Held]:
         found = self._db.execute(
-            "SELECT id, path, body, first_at, attempts, maybe_seen, first_500_at, answer FROM signals"
-            f" WHERE state = {WAITING} ORDER BY id LIMIT ?",
-            (limit,),
+            "SELECT id, kind, body, first_at, first_try_at, attempts, maybe_seen, first_500_at, answers_500, answer"
+            f" FROM signals WHERE state = {WAITING} AND backend = ? ORDER BY id LIMIT ?",
+            (self.backend, limit),
         ).fetchall()
         _where_ids(self._db, f"UPDATE signals SET state = {HELD}", [row[0] for row in found])
         return [
-            Held(row, path, body, first_at, attempts, bool(seen), first_500_at, json.loads(answer) if answer else None)
-            for row, path, body, first_at, attempts, seen, first_500_at, answer in found
+            Held(row, kind, body, first_at, tried_at, attempts, bool(seen), first_500_at, n500, _answer(answer))
+            for row, kind, body, first_at, tried_at, attempts, seen, first_500_at, n500, answer in found
         ]
 
     # -- stop ---------------------------------------------------------------------------
@@ -363,19 +445,12 @@ class Outbox:
         try:
             with self._db:
                 self._apply(changes)
-                stored = [h for h in held if h.row is not None]
-                self._db.executemany(
-                    f"UPDATE signals SET state = {WAITING}, attempts = ?, maybe_seen = ?, first_500_at = ?,"
-                    " answer = ? WHERE id = ?",
-                    [(*h.history(), h.row) for h in stored],
-                )
                 for h in held:
-                    if h.row is None:
-                        self._db.execute(
-                            f"INSERT INTO signals({_COLUMNS}) VALUES (?, ?, ?, {WAITING}, ?, ?, ?, ?, ?, NULL, NULL)",
-                            (self._next_id, h.path, h.body, h.first_at, *h.history()),
-                        )
-                        h.row, self._next_id = self._next_id, self._next_id + 1
+                    self._insert_unstored(h, WAITING)
+                self._db.executemany(
+                    f"UPDATE signals SET state = {WAITING}, {_HISTORY} WHERE id = ?",
+                    [(*h.history(), h.row) for h in held],
+                )
         except sqlite3.Error as exc:
             return 0, _describe(exc)
         return len(held), None
@@ -397,7 +472,8 @@ class Outbox:
 
     def oldest_at(self) -> float | None:
         """When the oldest signal not yet delivered was emitted (None: there is none)."""
-        row = self._db.execute(f"SELECT first_at FROM signals WHERE state < {DEAD} ORDER BY id LIMIT 1").fetchone()
+        query = f"SELECT first_at FROM signals WHERE state < {DEAD} AND backend = ? ORDER BY id LIMIT 1"
+        row = self._db.execute(query, (self.backend,)).fetchone()
         return None if row is None else float(row[0])
 
     def size_bytes(self) -> int:
@@ -418,18 +494,37 @@ def _open_owned(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _rows_that_read(source: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+def _select_as_now(db: sqlite3.Connection, schema: str, backend: str) -> tuple[str, tuple[str, ...]]:
+    """A SELECT of ``schema.signals`` giving today's columns whatever version wrote the file, and its parameters."""
+    try:
+        present = {row[1] for row in db.execute(f"PRAGMA {schema}.table_info(signals)")}
+    except sqlite3.DatabaseError:
+        present = set()
+    present = present or set(_COLUMNS.replace(" ", "").split(","))  # unreadable: assume today's, row by row
+    parts, parameters = [], []
+    for column in _COLUMNS.replace(" ", "").split(","):
+        if column in present:
+            parts.append(column)
+        else:
+            parts.append(f"{_OLDER_COLUMNS[column]} AS {column}")
+            parameters += [backend] * _OLDER_COLUMNS[column].count("?")
+    return f"SELECT {', '.join(parts)} FROM {schema}.signals", tuple(parameters)
+
+
+def _rows_that_read(source: sqlite3.Connection, backend: str) -> Iterator[tuple[Any, ...]]:
     """Every row that still reads: page by page by id, and one id at a time across a page that raises."""
-    select = f"SELECT {_COLUMNS} FROM signals"
+    select, parameters = _select_as_now(source, "main", backend)
     last, failures = 0, 0
     while failures < SALVAGE_MAX_FAILURES:
         try:
-            page = source.execute(f"{select} WHERE id > ? ORDER BY id LIMIT ?", (last, SALVAGE_PAGE)).fetchall()
+            page = source.execute(
+                f"{select} WHERE id > ? ORDER BY id LIMIT ?", (*parameters, last, SALVAGE_PAGE)
+            ).fetchall()
         except sqlite3.DatabaseError:
             failures += 1
             for row_id in range(last + 1, last + 1 + SALVAGE_PAGE):
                 try:
-                    yield from source.execute(f"{select} WHERE id = ?", (row_id,)).fetchall()
+                    yield from source.execute(f"{select} WHERE id = ?", (*parameters, row_id)).fetchall()
                 except sqlite3.DatabaseError:
                     failures += 1
             last += SALVAGE_PAGE
@@ -440,31 +535,42 @@ def _rows_that_read(source: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
         last = page[-1][0]
 
 
-def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every dead letter in the outboxes of ``directory``; a live process's outbox is locked and skipped."""
-    letters = []
+def _unlocked_outboxes(directory: str | os.PathLike[str], *, write: bool) -> Iterator[sqlite3.Connection]:
+    """Each outbox of ``directory`` no running process holds (a live one is locked and skipped)."""
+    mode = "rw" if write else "ro"
     for path in sorted(Path(directory).glob(OUTBOX_GLOB)):
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=0, isolation_level=None)
         except sqlite3.Error:
             continue
         try:
+            yield db
+        finally:
+            db.close()
+
+
+def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every dead letter (and ``uncertain`` signal) in the outboxes of ``directory`` no process holds."""
+    letters = []
+    for db in _unlocked_outboxes(directory, write=False):
+        try:
+            select, parameters = _select_as_now(db, "main", "")
             found = db.execute(
-                "SELECT path, body, attempts, maybe_seen, answer, reason, dead_at FROM signals"
-                f" WHERE state = {DEAD} ORDER BY id"
+                f"SELECT kind, backend, body, attempts, maybe_seen, answer, reason, dead_at FROM ({select})"
+                f" WHERE state = {DEAD} ORDER BY id",
+                parameters,
             ).fetchall()
         except sqlite3.Error:
             continue  # its owner is running (locked), or it is damaged: the next start salvages it
-        finally:
-            db.close()
-        for route, body, attempts, seen, answer, reason, dead_at in found:
+        for kind, backend, body, attempts, seen, answer, reason, dead_at in found:
             letters.append(
                 {
-                    "path": route,
+                    "kind": kind,
+                    "backend": backend or None,
                     "signal": json.loads(body),
                     "attempts": attempts,
                     "resent_uncertain": bool(seen),
-                    "answer": json.loads(answer) if answer else None,
+                    "answer": _answer(answer),
                     "reason": reason,
                     "at": dead_at,
                 }
@@ -472,17 +578,60 @@ def read_dead_letters(directory: str | os.PathLike[str]) -> list[dict[str, Any]]
     return letters
 
 
+def waiting_by_backend(directory: str | os.PathLike[str]) -> dict[str, int]:
+    """How many signals wait in the outboxes of ``directory`` no process holds, by the backend they are for."""
+    waiting: dict[str, int] = {}
+    for db in _unlocked_outboxes(directory, write=False):
+        try:
+            select, parameters = _select_as_now(db, "main", "(unknown: written before outboxes named it)")
+            query = f"SELECT backend, count(*) FROM ({select}) WHERE state != {DEAD} GROUP BY backend"
+            for backend, count in db.execute(query, parameters):
+                waiting[backend] = waiting.get(backend, 0) + count
+        except sqlite3.Error:
+            continue
+    return waiting
+
+
+def discard(directory: str | os.PathLike[str], backend: str) -> int:
+    """Delete the signals waiting for ``backend`` in the outboxes no process holds; return how many."""
+    removed = 0
+    for db in _unlocked_outboxes(directory, write=True):
+        try:
+            removed += db.execute(
+                f"DELETE FROM signals WHERE state != {DEAD} AND backend = ?", (backend.rstrip("/"),)
+            ).rowcount
+        except sqlite3.Error:
+            continue
+    return removed
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m fakesvc.telemetry.outbox [DIR]``: the dead letters, one JSON object per line."""
+    """``python -m fakesvc.telemetry.outbox [DIR]``: the dead letters, one JSON object per line;
+    ``--waiting`` what waits, by backend; ``--send URL`` delivers what waits for URL; ``--discard URL`` drops it."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m fakesvc.telemetry.outbox", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m fakesvc.telemetry.outbox", description=main.__doc__, allow_abbrev=False
+    )
     parser.add_argument(
         "directory", nargs="?", default=".fakesvc-spill", help="FAKESVC_SPILL_DIR (default %(default)s)"
     )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--waiting", action="store_true", help="count the waiting signals by backend")
+    action.add_argument("--send", metavar="URL", help="deliver the signals waiting for URL to it, then exit")
+    action.add_argument("--discard", metavar="URL", help="delete the signals waiting for URL")
     args = parser.parse_args(argv)
-    for letter in read_dead_letters(args.directory):
-        print(json.dumps(letter))
+    if args.waiting:
+        print(json.dumps(waiting_by_backend(args.directory)))
+    elif args.discard:
+        print(f"discarded {discard(args.directory, args.discard)} signals waiting for {args.discard.rstrip('/')}")
+    elif args.send:
+        from fakesvc.telemetry.send_backlog import send_backlog  # the batcher imports this module
+
+        parser.exit(send_backlog(args.directory, args.send))
+    else:
+        for letter in read_dead_letters(args.directory):
+            print(json.dumps(letter))
 
 
 def _insert(db: sqlite3.Connection, columns: str, rows: list[tuple[Any, ...]]) -> None:

@@ -21,7 +21,7 @@ from fakesvc.settings import Setting
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
 from fakesvc.telemetry.logs import Emit
 from fakesvc.telemetry.loop_lag import LoopLag
-from fakesvc.telemetry.signals import METRICS_PATH, metric_signal
+from fakesvc.telemetry.signals import METRIC_KIND, metric_signal
 from fakesvc.telemetry.span_export import ProdSentinelSpanExporter
 from fakesvc.telemetry.tracing import check_otlp, shutdown_providers, tracer_provider
 
@@ -87,6 +87,7 @@ class Telemetry:
         self._providers: dict[str, TracerProvider] = {}
         self._emit_metric = self.batcher.emit if self.batcher is not None and "metrics" in config.signals else None
         self.loop_lag = LoopLag()
+        self.summary: dict[str, Any] = {"remote": self.batcher is not None}  # the final counts, once closed
 
     @property
     def tracing(self) -> bool:
@@ -118,7 +119,7 @@ class Telemetry:
         """Emit a metric of the current checkout (no-op when metrics are off)."""
         trace_id = current_trace_id.get()
         if self._emit_metric is not None and trace_id:
-            self._emit_metric(METRICS_PATH, metric_signal(service, trace_id, name, value, unit, attributes))
+            self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, attributes))
 
     def stats(self) -> dict[str, Any]:
         """The batcher's counters (or a note that nothing is sent), and the event loop's lag."""
@@ -144,4 +145,5 @@ class Telemetry:
             return {"remote": False}
         summary = await self.batcher.close(deadline_s)
         summary.setdefault("close_s", round(time.monotonic() - started, 3))
+        self.summary = {"remote": True, **summary}
         return summary

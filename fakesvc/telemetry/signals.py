@@ -13,9 +13,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-LOGS_PATH = "/ingest/logs"
-TRACES_PATH = "/ingest/traces"
-METRICS_PATH = "/ingest/metrics"
+# A signal's kind is its ``signal_type``; the route it is sent to is the sender's business (a stored
+# signal carries its kind, never a URL part).
+LOG_KIND, TRACE_KIND, METRIC_KIND = "log", "trace", "metric"
+ROUTES = {LOG_KIND: "/ingest/logs", TRACE_KIND: "/ingest/traces", METRIC_KIND: "/ingest/metrics"}
 
 LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fakesvc.service.correlation import TRACE_ID_ATTRIBUTE
 from fakesvc.telemetry.batcher import Batcher
-from fakesvc.telemetry.signals import TRACES_PATH, span_signal
+from fakesvc.telemetry.signals import TRACE_KIND, span_signal
 
 
 def span_attributes(span: ReadableSpan) -> dict[str, Any]:
@@ -45,7 +45,7 @@ class ProdSentinelSpanExporter(SpanExporter):
             start, end = span.start_time or 0, span.end_time or 0
             trace_id = (span.attributes or {}).get(TRACE_ID_ATTRIBUTE) or format(span.context.trace_id, "032x")
             self._batcher.emit(
-                TRACES_PATH,
+                TRACE_KIND,
                 span_signal(
                     str(span.resource.attributes.get("service.name", "unknown")),
                     str(trace_id),

@@ -33,6 +33,7 @@ from fakesvc.jsonfast import dumps_str
 from fakesvc.service.hop import RUN_HEADER
 from fakesvc.service.records import PROCESS
 from fakesvc.serving.stop_signals import StopEvent
+from fakesvc.telemetry.batcher import dead_letters_text
 from fakesvc.telemetry.loop_lag import window
 from fakesvc.traffic.collect import Collector
 from fakesvc.traffic.config import TrafficConfig
@@ -477,16 +478,22 @@ def _report(
 EXIT_STATUSES = (
     "exit status of a traffic run: 0 every checkout's outcome was explained (healthy, or by injected faults); "
     "1 one or more failed with no injected cause (the harness's) or lack hop records (the summary says how many "
-    "and what to do); 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM (report and truth still written)"
+    "and what to do), or telemetry signals were dropped; 2 a bad setting; 130 / 143 cut short by SIGINT / SIGTERM (report and truth still written)"
 )
 
 
 def exit_status(report: dict[str, Any]) -> int:
     """What a run tells scripts: 128 + the signal that cut it (130, 143); else 1 if any checkout's outcome
-    is unexplained (``harness`` or ``incomplete``), else 0. Dead letters and the replay's misses leave it as is."""
+    is unexplained (``harness`` or ``incomplete``) or a telemetry signal was dropped, else 0. Dead letters
+    and the replay's misses leave it as is."""
     if report["interrupted"] and report["signal"] is not None:
         return 128 + signal.Signals[report["signal"]].value
-    return 1 if unexplained(report) else 0
+    return 1 if unexplained(report) or dropped_signals(report) else 0
+
+
+def dropped_signals(report: dict[str, Any]) -> int:
+    """Telemetry signals the run lost (lost evidence: the run fails); dead letters are the backend's refusals."""
+    return int((report.get("telemetry") or {}).get("dropped") or 0)
 
 
 def unexplained(report: dict[str, Any]) -> int:
@@ -531,11 +538,13 @@ def outcome_line(report: dict[str, Any]) -> str:
             f"cut short, {not_started} not started; exit {status}"
         )
     causes = report["causes"]
-    if status:
+    if status and unexplained(report):
         return (
             f"run {report['run_id']} FAILED: {unexplained(report)} checkouts not explained by injected faults "
             f"({causes['harness']} harness-caused, {causes['incomplete']} incomplete); exit {status}"
         )
+    if status:
+        return f"run {report['run_id']} FAILED: {dropped_signals(report)} telemetry signals dropped; exit {status}"
     return f"run {report['run_id']} passed: every checkout's outcome is explained; exit 0"
 
 
@@ -576,7 +585,8 @@ def format_summary(report: dict[str, Any]) -> str:
     if telemetry.get("remote"):
         lines.append(
             f"telemetry: sent {telemetry.get('sent')}, backlog {telemetry.get('backlog')}, "
-            f"dead-lettered {telemetry.get('dead_lettered')}, dropped {telemetry.get('dropped')}"
+            f"dead-lettered {dead_letters_text(telemetry)}, uncertain {telemetry.get('uncertain', 0)}, "
+            f"dropped {telemetry.get('dropped')}"
         )
     lines.append(outcome_line(report))
     return "\n".join(lines)
