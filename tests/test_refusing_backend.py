@@ -13,8 +13,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from fakesvc.sink import SinkConfig, start_sink
 from fakesvc.telemetry.backend_status import BackendStatus
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig, format_summary
 from fakesvc.telemetry.outbox import discard, read_dead_letters, waiting_by_backend
@@ -22,7 +24,7 @@ from fakesvc.telemetry.retry import RetryPolicy
 from fakesvc.telemetry.send_backlog import send_backlog
 from fakesvc.telemetry.signals import LOG_KIND, log_signal
 from tests.processes import start_supervisor
-from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
+from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats, stored_signals
 
 QUICK = {"backoff_base_s": 0.005, "backoff_max_s": 0.05, "commit_interval_s": 0.005}
 
@@ -464,3 +466,41 @@ async def test_a_dropped_signal_is_said_at_once_and_fails_the_run(tmp_path: Path
     assert "signals dropped (the outbox cannot be written" in stderr
     dropped = json.loads(report.read_text())["telemetry"]["dropped"]
     assert dropped > 0 and f"FAILED: {dropped} telemetry signals dropped; exit 1" in stderr
+
+
+async def test_against_the_racing_sink_every_unpoisoned_trace_arrives_and_a_refused_signal_costs_3_attempts(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """The sink playing ProdSentinel: two first signals at once poison a trace (500 and a closed socket
+    for the rest of it); the other traces arrive whole, nothing deliverable is dead, no outage is said."""
+    sink = await start_sink(SinkConfig(port=0, db_path=str(tmp_path / "s.db"), trace_race=True, pace=200))
+    batcher = Batcher(BatcherConfig(sink.url, str(tmp_path / "spill"), retry_500_s=0.5, **QUICK))
+    await batcher.start()
+    traces = [f"trace-{i}" for i in range(10)]
+    try:
+        for trace in traces:  # two first signals together: they overlap at the sink
+            batcher.emit(LOG_KIND, signal(trace, 0))
+            batcher.emit(LOG_KIND, signal(trace, 1))
+        await eventually(lambda: _nothing_pending(batcher), what="the first signals written")
+        for trace in traces:
+            for i in range(2, 6):
+                batcher.emit(LOG_KIND, signal(trace, i))
+        assert await batcher.flush(30)
+        stats = batcher.stats()
+        poisoned = set((await _get(f"{sink.url}/sink/poisoned"))["trace_ids"])
+        sink_counts = await sink_stats(sink.url)
+        stored = Counter(item["trace_id"] for item in await stored_signals(sink.url))
+    finally:
+        await batcher.close()
+        await sink.stop()
+    assert poisoned, "two first signals sent together overlap at a paced sink"
+    assert all(stored[trace] == 6 for trace in set(traces) - poisoned)
+    refused = sum(6 - stored[trace] for trace in poisoned)
+    assert (stats["dead_lettered"], stats["dead_by"], stats["uncertain"]) == (refused, {"http_500": refused}, 0)
+    assert refused < sink_counts["refused_poisoned"] <= 3 * refused  # retried, at most 3 attempts each
+    assert "unreachable" not in capsys.readouterr().err
+
+
+async def _get(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.json()

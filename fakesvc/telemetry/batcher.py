@@ -103,7 +103,10 @@ def _stale(exc: aiohttp.ClientError) -> bool:
         return False  # no connection was made: refused
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
         return True
-    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in STALE_ERRNOS
+    if not isinstance(exc, aiohttp.ClientOSError):
+        return False
+    # "Can not write request body": the write met the closed connection (the cause says how)
+    return exc.errno in STALE_ERRNOS or isinstance(exc.__cause__, ConnectionResetError | BrokenPipeError)
 
 
 @dataclass(frozen=True)
