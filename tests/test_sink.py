@@ -105,6 +105,29 @@ async def test_bad_json_is_a_422_and_unknown_routes_are_json_errors(sink: Any) -
     assert response.status == 413 and "detail" in await response.json()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps(good_log())[:-1] + ', "attributes": ' + '{"a": ' * 5_000 + "1" + "}" * 5_000 + "}",
+        json.dumps({**good_log(), "attributes": {"deep": json.loads("[" * 900 + "]" * 900)}}),
+    ],
+    ids=["a deep array", "deep attributes", "900 deep, within the parser"],
+)
+async def test_a_deeply_nested_body_is_a_422_or_stored_and_nothing_else_changes(sink: Any, body: str) -> None:
+    response = await sink.post("/ingest/logs", data=body.encode())
+    assert response.status in (202, 422), await response.text()
+    if response.status == 422:
+        assert (await response.json())["detail"][0]["type"] in (
+            "json_invalid",
+            "model_attributes_type",
+            "extra_forbidden",
+        )
+    stats = await (await sink.get("/stats")).json()
+    assert stats["stored"] == ({"log": 1} if response.status == 202 else {})
+    assert (await sink.post("/ingest/logs", json=good_log())).status == 202  # the sink goes on
+
+
 async def test_a_repeated_signal_id_is_stored_once_and_counted(sink: Any) -> None:
     signal = good_log()
     for _ in range(3):

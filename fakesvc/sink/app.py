@@ -116,11 +116,10 @@ async def ingest(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     try:
         body = loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
         state.counts["rejected"] += 1
-        return _json(
-            {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error", "input": {}}]}, 422
-        )
+        msg = "JSON nested too deeply" if isinstance(exc, RecursionError) else "JSON decode error"
+        return _json({"detail": [{"type": "json_invalid", "loc": ["body"], "msg": msg, "input": {}}]}, 422)
     problems = validate(signal_type, body)
     if problems:
         state.counts["rejected"] += 1
