@@ -6,6 +6,8 @@ import asyncio
 import json
 import socket
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -357,6 +359,78 @@ async def test_a_corrupt_outbox_never_stops_a_start(tmp_path: Path, damage: str,
         await second.close(deadline=0)
     assert len(list(tmp_path.glob("quarantine-*"))) == 1
     assert "did not read whole" in capsys.readouterr().err
+
+
+async def _outbox_with(spill: Path, url: str, first: int, count: int) -> Path:
+    """An outbox left by a process that could not deliver signals ``first`` .. ``first + count - 1``."""
+    alone = spill / f"made-{first}"  # a directory of its own: a start adopts the outboxes beside it
+    batcher = Batcher(BatcherConfig(url, str(alone), **QUICK))
+    await batcher.start()
+    batcher._up.clear()  # as after a refused connection: every signal waits on disk
+    for i in range(first, first + count):
+        batcher.emit(LOG_KIND, signal(i))
+    await eventually(lambda: _durable(batcher), what="rows written")
+    await batcher.close(deadline=0)
+    [made] = alone.glob("outbox-*.db")
+    path = made.rename(spill / made.name)
+    alone.rmdir()
+    return path
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "garbage":
+        data = bytearray(b"not a database at all" * 100)
+    else:
+        data[40 * 4096 : 42 * 4096] = b"\xff" * (2 * 4096)  # two pages of rows overwritten
+    path.write_bytes(bytes(data))
+
+
+async def test_each_outbox_is_judged_on_its_own_and_salvage_is_kept(tmp_path: Path, capsys: Any) -> None:
+    """Two damaged outboxes between healthy ones: the healthy ones are adopted whole, the damaged
+    ones salvaged and set aside, the start goes on, and what was salvaged survives another start."""
+    url = f"http://127.0.0.1:{free_port()}"
+    sizes = [2000, 1000, 2000, 1000]  # healthy, garbage, damaged pages, healthy
+    paths = [await _outbox_with(tmp_path, url, 10_000 * n, size) for n, size in enumerate(sizes)]
+    _damage(paths[1], "garbage")
+    _damage(paths[2], "damaged pages")
+    batcher = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
+    await batcher.start()
+    try:
+        stats = batcher.stats()
+    finally:
+        await batcher.close(deadline=0)
+    assert stats["quarantined"] == 2 and batcher.ledger.balanced(), stats
+    assert 3000 + 1900 < stats["adopted"] < 3000 + 2000  # both healthy ones whole, most of the damaged pages
+    assert sorted(p.name.split("-outbox-")[-1] for p in tmp_path.glob("quarantine-*")) == sorted(
+        p.name.removeprefix("outbox-") for p in paths[1:3]
+    )
+    waiting = {i for i, _, _ in waiting_rows(tmp_path)}
+    assert set(range(0, 2000)) | set(range(30_000, 31_000)) <= waiting and len(waiting) == stats["adopted"]
+    assert "did not read whole" in capsys.readouterr().err
+
+
+FULL_DISK_START = """
+import resource, signal, sys
+from pathlib import Path
+from fakesvc.telemetry.outbox import Outbox, OutboxError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # every write past 0 bytes fails: a full disk
+try:
+    Outbox(Path(sys.argv[1]), "http://127.0.0.1:9")
+except OutboxError as exc:
+    print(exc)
+"""
+
+
+def test_a_start_on_a_full_disk_leaves_no_outbox_file_behind(tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_START, str(spill)], capture_output=True, text=True, timeout=60
+    )
+    assert "cannot open an outbox in" in done.stdout, done.stderr
+    assert list(spill.iterdir()) == []
 
 
 async def test_an_unwritable_spill_dir_is_one_clear_error_at_start(tmp_path: Path) -> None:

@@ -190,13 +190,14 @@ class Outbox:
     def __init__(self, directory: Path, backend: str, *, max_bytes: int | None = None) -> None:
         self.directory = directory
         self.backend = backend
+        self.path = directory / f"outbox-{os.getpid()}-{uuid.uuid4().hex[:8]}.db"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.path = directory / f"outbox-{os.getpid()}-{uuid.uuid4().hex[:8]}.db"
             self._db = _open_owned(self.path)
             if max_bytes is not None:
                 self._db.execute(f"PRAGMA max_page_count = {max(8, max_bytes // PAGE_SIZE)}")
         except (OSError, sqlite3.Error) as exc:
+            _remove_database(self.path)  # a full disk leaves a 0-byte file the next start would set aside
             raise OutboxError(f"cannot open an outbox in {directory}: {exc}") from None
         self._next_id = 1
         self._closed = False
@@ -206,14 +207,14 @@ class Outbox:
     def adopt_orphans(self) -> Adoption:
         """Take over the waiting rows of every outbox in the directory whose owner is gone."""
         result = Adoption()
-        for path in sorted(self.directory.glob(OUTBOX_GLOB)):
+        for index, path in enumerate(sorted(self.directory.glob(OUTBOX_GLOB))):
             if path == self.path:
                 continue
             try:
-                rows = self._adopt(path)
+                rows = self._adopt(path, f"old{index}")
             except _OwnerAlive:
                 continue
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.Error, OSError) as exc:  # this file alone: the others are judged on their own
                 rows = self._salvage(path)
                 result.quarantined.append(f"{path.name} ({exc}; {rows} waiting rows saved)")
             else:
@@ -259,9 +260,14 @@ class Outbox:
         claimed.unlink()
         return len(rows), unreadable
 
-    def _adopt(self, path: Path) -> int:
+    def _adopt(self, path: Path, alias: str) -> int:
+        """Move ``path``'s rows into this outbox in one transaction; raises if the file does not read whole.
+
+        Attached under an alias of its own, and always detached: a file that fails leaves the
+        connection as it was, so the next file is judged on its own.
+        """
         try:
-            self._db.execute("ATTACH DATABASE ? AS old", (str(path),))
+            self._db.execute(f"ATTACH DATABASE ? AS {alias}", (str(path),))
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
                 raise _OwnerAlive from None
@@ -275,7 +281,7 @@ class Outbox:
                 raise
             try:
                 before = self._next_id
-                select, parameters = _select_as_now(self._db, "old", self.backend)
+                select, parameters = _select_as_now(self._db, alias, self.backend)
                 self._db.execute(
                     f"INSERT INTO main.signals({_COLUMNS}) SELECT id + ?, kind, backend, body,"
                     f" CASE WHEN state = {DEAD} OR kind IS NULL THEN {DEAD} ELSE {WAITING} END, first_at,"
@@ -287,12 +293,12 @@ class Outbox:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                _quietly(self._db, "ROLLBACK")  # SQLite may have rolled back already
                 raise
             self._next_id = self._max_id() + 1
             return self._count_waiting_since(before)
         finally:
-            self._db.execute("DETACH DATABASE old")
+            _quietly(self._db, f"DETACH DATABASE {alias}")
 
     def _salvage(self, path: Path) -> int:
         """Copy the rows that still read into this outbox and set the file aside; return how many waited."""
@@ -303,9 +309,12 @@ class Outbox:
             source = None
         if source is not None:
             try:
-                for row in _rows_that_read(source, self.backend):
-                    self._insert_salvaged(row)
-                    saved += row[4] != DEAD and row[1] is not None and row[2] == self.backend
+                with self._db:  # committed before the file is set aside: a crash after keeps both
+                    for row in _rows_that_read(source, self.backend):
+                        self._insert_salvaged(row)
+                        saved += row[4] != DEAD and row[1] is not None and row[2] == self.backend
+            except sqlite3.Error:
+                return 0  # this outbox would not take them (a full disk): the file stays for the next start
             finally:
                 source.close()
         target = path.with_name(f"quarantine-{time.strftime('%Y%m%dT%H%M%S')}-{path.name}")
@@ -484,12 +493,24 @@ class _OwnerAlive(Exception):
     """The outbox's lock is held: its process is running."""
 
 
+def _quietly(db: sqlite3.Connection, statement: str) -> None:
+    """A clean-up statement whose failure must not hide the error being raised."""
+    try:
+        db.execute(statement)
+    except sqlite3.Error:
+        pass
+
+
 def _open_owned(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA locking_mode = EXCLUSIVE")  # before WAL: the lock, and no -shm file
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.executescript(_SCHEMA)  # the first write takes the exclusive lock, held until close
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")  # before WAL: the lock, and no -shm file
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript(_SCHEMA)  # the first write takes the exclusive lock, held until close
+    except sqlite3.Error:
+        db.close()
+        raise
     db.isolation_level = "DEFERRED"  # ``with db:`` now wraps each group in one transaction
     return db
 
