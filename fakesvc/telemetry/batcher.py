@@ -396,7 +396,11 @@ class Batcher:
         """Group commit: wake on work, let the group gather for one interval, commit it off the loop."""
         failures = 0
         while not self._stopping:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), OUTBOX_VIEW_EVERY_S)
+            except TimeoutError:  # idle: keep /telemetry's view of the outbox within a second of the disk
+                await self._refresh_outbox_view()
+                continue
             await asyncio.sleep(self.config.commit_interval_s * (2 ** min(failures, 8)))
             if self._stopping:
                 return
@@ -469,7 +473,7 @@ class Batcher:
         self._disk_error = error
 
     async def _refresh_outbox_view(self) -> None:
-        """The outbox's size and the age of its oldest record, for ``/telemetry`` (at most once a second)."""
+        """The outbox's size and its oldest waiting record, for ``/telemetry`` (at most once a second)."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._outbox_view_at < OUTBOX_VIEW_EVERY_S or self._outbox is None:
             return
