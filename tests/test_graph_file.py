@@ -451,16 +451,16 @@ def test_check_prints_the_services_routes_and_edges(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == [
         "graph mini (mini.yaml)",
-        "service edge port base+0 code EDGE",
+        "service edge port 8100 (FAKESVC_BASE_PORT default 8100 + 0) code EDGE",
         "  POST /buy/{order_id} (entry, weight 1)",
         "    edge -> pricing GET /price/{order_id} timeout 1 s",
         "    edge -> stock GET /stock/{order_id} timeout 1 s [parallel]",
         "    edge -> ads GET /ads/{order_id} timeout 0.3 s (fallback) [parallel]",
-        "service pricing port base+1 code PRICING",
+        "service pricing port 8101 (FAKESVC_BASE_PORT default 8100 + 1) code PRICING",
         "  GET /price/{order_id}",
-        "service stock port base+2 code STOCK",
+        "service stock port 8102 (FAKESVC_BASE_PORT default 8100 + 2) code STOCK",
         "  GET /stock/{order_id}",
-        "service ads port base+3 code ADS",
+        "service ads port 8103 (FAKESVC_BASE_PORT default 8100 + 3) code ADS",
         "  GET /ads/{order_id}",
     ]
 

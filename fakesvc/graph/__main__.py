@@ -3,7 +3,8 @@
 Exit 0 with the graph drawn on stdout (services, ports, routes, call edges);
 exit 2 with one line per problem on stderr and nothing on stdout, a call
 that can never succeed at ``--latency-scale`` (``FAKESVC_LATENCY_SCALE``,
-default 1) included.
+default 1) and a ``--base-port`` (``FAKESVC_BASE_PORT``, default 8100) that
+would place a service past port 65535 included.
 ``python -m fakesvc.graph deploy --graph FILE|NAME --out DIR [--force]`` writes
 its Compose file and Kubernetes kustomization (:mod:`fakesvc.graph.deploy`).
 """
@@ -11,15 +12,17 @@ its Compose file and Kubernetes kustomization (:mod:`fakesvc.graph.deploy`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from fakesvc.config import SERVICE_SETTINGS
+from fakesvc.config import SERVICE_SETTINGS, ServiceConfig
 from fakesvc.graph import deploy
 from fakesvc.graph.feasibility import check_timeouts
 from fakesvc.graph.load import BUILTIN_GRAPHS, GraphError, load_graph
 from fakesvc.graph.model import Call, Graph, Parallel, Route, Span, Step
+from fakesvc.graph.placement import port_of
 from fakesvc.settings import ConfigError, add_settings, resolve
 
 
@@ -27,19 +30,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fakesvc.graph",
         description="Work with fakesvc service graphs (YAML or JSON files, or the built-in ones).",
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check",
+        allow_abbrev=False,
         help="validate a graph and print its services, routes and calls",
         description="Validate a graph and print its services, routes and calls. Exit 0 when it is valid; "
         "otherwise print every problem on stderr, one line each, and exit 2.",
     )
     check.add_argument("graph", metavar="FILE|NAME", help=_GRAPH_HELP)
-    add_settings(check, _SCALE)
+    add_settings(check, _SCALE + _BASE)
     _deploy_arguments(
         commands.add_parser(
             "deploy",
+            allow_abbrev=False,
             help="write a graph's compose.yaml and Kubernetes kustomization",
             description="Write DIR/compose.yaml and DIR/deploy/k8s/ for a graph: one container per service, the "
             "embedded sink and a one-shot traffic run against the graph's edge (a graph file is copied to "
@@ -52,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 _GRAPH_HELP = f"a YAML/JSON file or a built-in graph ({', '.join(BUILTIN_GRAPHS)})"
 _SCALE = [setting for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_LATENCY_SCALE"]
+_BASE = [setting for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_BASE_PORT"]
 
 
 def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,13 +71,23 @@ def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def describe(graph: Graph) -> Iterator[str]:
-    """The graph as ``check`` prints it: each service, its routes, and each route's calls as edges."""
+def describe(graph: Graph, base_port: int = _BASE[0].default, base_set: bool = False) -> Iterator[str]:
+    """The graph as ``check`` prints it: each service, its routes, and each route's calls as edges.
+
+    A service without a port of its own says where its port comes from:
+    ``port 8101 (FAKESVC_BASE_PORT default 8100 + 1)``.
+    """
     yield f"graph {graph.name} ({graph.source})"
     if graph.parameters:
         yield "parameters: " + ", ".join(f"{name}={value:g}" for name, value in graph.parameters.items())
+    base = f"FAKESVC_BASE_PORT {'' if base_set else 'default '}{base_port}"
     for index, service in enumerate(graph.services):
-        port = service.port if service.port is not None else f"base+{index}"
+        if service.port is not None:
+            port = str(service.port)
+        elif base_port:
+            port = f"{base_port + index} ({base} + {index})"
+        else:
+            port = f"free ({base}: any free port)"
         yield f"service {service.name} port {port} code {service.code_prefix}"
         for route in service.routes:
             yield f"  {route.name}{_entry(route)}"
@@ -108,13 +125,18 @@ def _check(args: argparse.Namespace) -> int:
     """The file as written (its own parameters), at the latency scale of the flag or the environment."""
     try:
         scale = resolve(_SCALE, args)["latency_scale"]
+        base_port = resolve(_BASE, args)["base_port"]
         graph = load_graph(args.graph)
         check_timeouts(graph, scale, graph.names)
+        placed = ServiceConfig(base_port=base_port)
+        for name in graph.names:
+            port_of(graph, name, placed)  # a base port the graph overflows, as supervisor.py would say
     except GraphError as exc:
         return _problems(exc.problems)
     except ConfigError as exc:
         return _problems([str(exc)])
-    for line in describe(graph):
+    base_set = args.base_port is not None or _BASE[0].env in os.environ
+    for line in describe(graph, base_port, base_set):
         print(line)
     return 0
 

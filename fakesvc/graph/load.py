@@ -3,7 +3,10 @@
 Every problem of a document is reported, one path-named line each
 (``mini.yaml: services[2].routes[0].script[1].call.service: no service named
 'stok' (did you mean 'stock'?)``), so one run of ``python -m fakesvc.graph
-check`` says all there is to fix. The checks are the authority; the JSON
+check`` says all there is to fix (up to 100 problems: a file of garbage is not
+a million lines). A file over 4 MiB (``FAKESVC_GRAPH_MAX_BYTES``) is refused
+before it is read, and one of more than 250,000 values while it is read: a
+wrong file costs seconds, not minutes. The checks are the authority; the JSON
 Schema next to this file (``schema.json``) describes the same grammar for
 editors. Light to import (no aiohttp): the container probe reads graphs too.
 """
@@ -17,6 +20,7 @@ import keyword
 import math
 import os
 import re
+import sys
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +55,12 @@ GRAPHS_DIR = Path(__file__).parent / "graphs"
 BUILTIN_GRAPHS: tuple[str, ...] = tuple(sorted(path.stem for path in GRAPHS_DIR.glob("*.yaml")))
 
 # Caps: nothing unbounded reaches a timer, a log line or the walk itself.
+MAX_FILE_BYTES = 4 * 1024 * 1024  # refused before it is read: pure-Python YAML takes ~5 s and ~250 MB per MB
+MAX_BYTES_ENV = "FAKESVC_GRAPH_MAX_BYTES"
+MAX_VALUES = 250_000  # YAML nodes parsed, then values the walk reads (an alias counts at each use)
+MAX_PROBLEMS = 100  # a file of garbage is refused in a screenful, not in a million lines
+MAX_DIGITS = 308  # a longer whole number is past any float: read as too long, never converted
+MAX_ATTRIBUTE_INT = 2**63  # an attribute or response number is a signed 64-bit integer (OTLP's int_value)
 MAX_NAME_CHARS = 64
 MAX_MESSAGE_CHARS = 200
 MAX_PATH_CHARS = 256
@@ -104,6 +114,10 @@ class GraphError(ConfigError):
         super().__init__("\n".join(self.problems))
 
 
+class _Stop(Exception):
+    """The walk gives up: too many problems or too many values (the last problem says which)."""
+
+
 @dataclass
 class _Draft:
     """A service as far as the first pass read it: what calls into it are checked against."""
@@ -131,8 +145,23 @@ class _Context:
     steps: int = 0
     unresolved: bool = False  # a bad route head or an unknown callee: reachability would be guesswork
 
+    values: int = 0  # read so far: aliases can make a small file a huge walk
+
     def add(self, where: str, what: str) -> None:
+        """One problem; past :data:`MAX_PROBLEMS` the walk stops (:class:`_Stop`) with a line saying so."""
+        if len(self.problems) == MAX_PROBLEMS:
+            self.problems.append(f"{self.source}: stopped after {MAX_PROBLEMS} problems: fix these and check again")
+            raise _Stop
         self.problems.append(f"{self.source}: {where}: {what}" if where else f"{self.source}: {what}")
+
+    def spend(self, where: str, count: int) -> None:
+        """Count ``count`` values about to be read; past :data:`MAX_VALUES` the walk stops (:class:`_Stop`)."""
+        self.values += count
+        if self.values > MAX_VALUES:
+            self.problems.append(
+                f"{self.source}: {where}: more than {MAX_VALUES:,} values to read (a YAML alias counts each time it is used)"
+            )
+            raise _Stop
 
     def draft(self, name: str) -> _Draft | None:
         return next((draft for draft in self.drafts if draft.name == name), None)
@@ -173,21 +202,52 @@ def _builtin(name: str, overrides: tuple[tuple[str, float], ...]) -> Graph:
 
 
 def _load_file(path: Path, source: str, parameters: Mapping[str, float]) -> Graph:
+    source = _printable(source)  # a file name holding a newline must not split a problem's line
     return parse_graph(read_document(path, source), source, parameters)
 
 
 def read_document(path: str | os.PathLike[str], source: str | None = None) -> Any:
     """A graph file's document, not yet checked: JSON for ``.json``, YAML otherwise; :class:`GraphError` if unreadable."""
-    path, source = Path(path), source or os.fspath(path)
+    path, source = Path(path), _printable(source or os.fspath(path))
+    limit = max_file_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(limit + 1)  # never more: a device or a growing file is refused like a big one
     except FileNotFoundError:
         raise GraphError([_not_found(source)]) from None
     except OSError as exc:
         raise GraphError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    if len(data) > limit:
+        raise GraphError(
+            [
+                f"{source}: larger than {limit:,} bytes, the most a graph file may hold "
+                f"(a graph is a few KB; raise {MAX_BYTES_ENV} if this one is meant)"
+            ]
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise GraphError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
     return _parse_text(text, source, path.suffix.lower() == ".json")
+
+
+def max_file_bytes() -> int:
+    """The size cap of a graph file: ``FAKESVC_GRAPH_MAX_BYTES`` (bytes, > 0), else 4 MiB."""
+    raw = os.environ.get(MAX_BYTES_ENV)
+    if raw is None or not raw.strip():
+        return MAX_FILE_BYTES
+    try:
+        value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else 0
+    except ValueError:  # more digits than Python reads
+        value = 0
+    if value <= 0:
+        raise GraphError([f"{MAX_BYTES_ENV}: must be a whole number of bytes > 0 (got {_kind(raw)})"])
+    return value
+
+
+def _printable(text: str) -> str:
+    """A name from outside (a file name, a key) as one line of plain text: escaped when it holds anything else."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _not_found(source: str) -> str:
@@ -204,8 +264,14 @@ def _parse_text(text: str, source: str, is_json: bool) -> Any:
         return None
     try:
         if is_json:
-            return json.loads(text)
+            document = json.loads(text, parse_int=_json_int, object_pairs_hook=_JsonObject)
+            _json_duplicates(document, source)
+            return document
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
+    except _TooManyValues as exc:
+        raise GraphError(
+            [f"{source}: line {exc.line}: more than {MAX_VALUES:,} values (a graph has far fewer)"]
+        ) from None
     except json.JSONDecodeError as exc:
         raise GraphError([f"{source}: line {exc.lineno}: JSON syntax error: {exc.msg}"]) from None
     except yaml.MarkedYAMLError as exc:
@@ -215,6 +281,63 @@ def _parse_text(text: str, source: str, is_json: bool) -> Any:
         raise GraphError([f"{source}: YAML syntax error: {exc}"]) from None
     except RecursionError:
         raise GraphError([f"{source}: nested too deeply to read"]) from None
+
+
+class TooLong:
+    """A whole number written with more digits than any field takes (past a float): kept as its length, not read."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __str__(self) -> str:
+        return f"a {self.digits:,}-digit number"
+
+
+def _long_number(text: str) -> TooLong | None:
+    """A :class:`TooLong` for a whole number of more than :data:`MAX_DIGITS` digits (0x, 0o and 0b ones too)."""
+    body = text.lstrip("+-")
+    body = body[2:] if body[:2].lower() in ("0x", "0o", "0b") else body
+    digits = sum(char.isalnum() for char in body)  # a YAML 0x number's int() has no limit, its str() has
+    return TooLong(digits) if digits > MAX_DIGITS else None
+
+
+def _json_int(text: str) -> int | TooLong:
+    return _long_number(text) or int(text)
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the keys written more than once (plain JSON keeps the last silently)."""
+
+    repeated: tuple[str, ...] = ()
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        if len(self) != len(pairs):
+            counts: dict[str, int] = {}
+            for key, _ in pairs:
+                counts[key] = counts.get(key, 0) + 1
+            self.repeated = tuple(key for key, count in counts.items() if count > 1)
+
+
+def _json_duplicates(document: Any, source: str) -> None:
+    """Every key written twice in one JSON object, named by its path (an explicit stack: no depth limit)."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack and len(problems) < MAX_PROBLEMS:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key in getattr(value, "repeated", ()):
+                problems.append(f"{source}: {_join(where, key)}: duplicate key {_kind(key)} (write it once)")
+            stack.extend((_join(where, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+    if problems:
+        raise GraphError(problems)
+
+
+class _TooManyValues(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -237,6 +360,21 @@ class _StrictLoader(yaml.SafeLoader):
             token = yaml.ScalarToken(value, True, token.start_mark, self.get_mark())
         return token
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Every node is counted as it is read: a file of a million tiny values stops here, early."""
+        self.nodes += 1
+        if self.nodes > MAX_VALUES:
+            raise _TooManyValues(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        """A whole number longer than any field takes is kept as :class:`TooLong` (``int()`` would refuse it)."""
+        return _long_number(str(node.value)) or super().construct_yaml_int(node)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
         for key_node, _ in node.value:
@@ -250,16 +388,22 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
 def parse_graph(document: Any, source: str, parameters: Mapping[str, float] | None = None) -> Graph:
     """The graph of an already parsed document; :class:`GraphError` listing every problem, nothing half-built."""
     ctx = _Context(source)
-    top = _document(ctx, document)
-    if top is None:
-        raise GraphError(ctx.problems)
-    name = _text(ctx, "name", top.get("name", _MISSING), pattern=_GRAPH_NAME)
-    _parameters(ctx, top.get("parameters", {}), parameters or {})
-    services = _services(ctx, top.get("services", _MISSING))
-    _graph_checks(ctx)
+    try:
+        top = _document(ctx, document)
+        if top is None:
+            raise GraphError(ctx.problems)
+        name = _text(ctx, "name", top.get("name", _MISSING), pattern=_GRAPH_NAME)
+        _parameters(ctx, top.get("parameters", {}), parameters or {})
+        services = _services(ctx, top.get("services", _MISSING))
+        _graph_checks(ctx)
+    except _Stop:
+        raise GraphError(ctx.problems) from None
     if ctx.problems or name is None or services is None:
         raise GraphError(ctx.problems)
     return Graph(name=name, services=services, parameters=dict(ctx.parameters), source=source)
@@ -284,6 +428,12 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, TooLong):
+        return str(value)
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        return "a number past any float"
+    if isinstance(value, int) and abs(value) < 10**30:
+        return str(value)
     if isinstance(value, (int, float)):
         return _number_text(value)
     if isinstance(value, str):
@@ -300,12 +450,25 @@ def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
+def _keys_text(raw: dict[Any, Any]) -> str:
+    """A mapping's first keys for a message, each as plain text."""
+    keys = [_printable(str(key)) for key in list(raw)[:4]]
+    return ", ".join(keys) + (", ..." if len(raw) > 4 else "")
+
+
 def _suggest(word: Any, options: Iterable[str]) -> str:
+    if len(str(word)) > MAX_PATH_CHARS:  # difflib's time grows with the word's length
+        return ""
     found = difflib.get_close_matches(str(word), list(options), n=1)
     return f" (did you mean {found[0]!r}?)" if found else ""
 
 
-def _join(where: str, key: str) -> str:
+def _join(where: str, key: Any) -> str:
+    """``services[0].name``; a key that is no plain name (empty, a newline, U+202E) as ``services[0]['a\\nb']``."""
+    if not isinstance(key, str):
+        key = str(key)  # YAML keys may be numbers, booleans or null
+    elif not key or not key.isprintable() or len(key) > MAX_NAME_CHARS:
+        return f"{where}[{_kind(key)}]"
     return f"{where}.{key}" if where else key
 
 
@@ -318,12 +481,13 @@ def _mapping(
     if not isinstance(raw, dict):
         ctx.add(where, f"must be {what} (got {_kind(raw)})")
         return None
+    ctx.spend(where, len(raw))
     required, optional = keys
     allowed = sorted(required | optional)
     for key in raw:
         if key not in allowed:
             hint = _suggest(key, allowed)
-            ctx.add(_join(where, str(key)), f"unknown key{hint} (allowed: {', '.join(allowed)})")
+            ctx.add(_join(where, key), f"unknown key{hint} (allowed: {', '.join(allowed)})")
     for key in sorted(required - set(raw)):
         ctx.add(_join(where, key), "is required")
     return raw
@@ -405,8 +569,14 @@ def _resolve(ctx: _Context, where: str, raw: Any) -> tuple[float | None, str]:
     if isinstance(raw, bool):
         ctx.add(where, f"must be a number, not a boolean ({str(raw).lower()})")
         return None, ""
+    if isinstance(raw, TooLong):
+        ctx.add(where, f"must be a finite number (got {raw}; no field takes more than {MAX_DIGITS} digits)")
+        return None, ""
+    if isinstance(raw, int) and abs(raw) > sys.float_info.max:
+        ctx.add(where, f"must be a finite number (got {_kind(raw)})")
+        return None, ""
     if isinstance(raw, (int, float)):
-        return float(raw), ""
+        return float(raw) + 0.0, ""  # + 0.0: -0 is 0 (a -0 sleep or parameter would print as -0)
     if isinstance(raw, str) and raw.startswith("$"):
         return _parameter(ctx, where, raw[1:]), f" (from {raw})"
     ctx.add(where, f"must be a number or a $parameter (got {_kind(raw)}{_yaml_number_hint(raw)})")
@@ -456,6 +626,7 @@ def _list(ctx: _Context, where: str, raw: Any, *, low: int, high: int, what: str
     if not low <= len(raw) <= high:
         ctx.add(where, f"must be a list of {low} to {high} {what} (got {len(raw)})")
         return None
+    ctx.spend(where, len(raw))
     return raw
 
 
@@ -467,8 +638,9 @@ def _parameters(ctx: _Context, raw: Any, overrides: Mapping[str, float]) -> None
     if not isinstance(raw, dict):
         ctx.add("parameters", f"must be a mapping of names to numbers (got {_kind(raw)})")
         return
+    ctx.spend("parameters", len(raw))
     for name, value in raw.items():
-        where = f"parameters.{name}"
+        where = _join("parameters", name)
         if _text(ctx, where, name, pattern=_PARAMETER) is None:
             continue
         number = _literal(ctx, where, value)
@@ -565,6 +737,9 @@ def _path_problem(path: str, reserved: bool, key: str | None) -> str:
     found = _KEY_SEGMENT.fullmatch(keys[0])
     if found is None:
         return f"the placeholder must be a whole segment like {{order_id}} (got {keys[0]!r})"
+    normalised = _normalised_segment(path, segments)
+    if normalised:
+        return normalised
     if any(segment != keys[0] and not _SEGMENT.fullmatch(segment) for segment in segments):
         return f"each segment must be letters, digits or ._~- (got {path!r})"
     if found.group(1) == "trace_id":
@@ -573,6 +748,21 @@ def _path_problem(path: str, reserved: bool, key: str | None) -> str:
         return f"{path} is reserved: every service serves {', '.join(RESERVED_PATHS)} and /chaos itself"
     if key is not None and found.group(1) != key:
         return f"the placeholder must be the route's key {{{key}}} (got {keys[0]})"
+    return ""
+
+
+def _normalised_segment(path: str, segments: list[str]) -> str:
+    """A segment an HTTP client or server rewrites (yarl drops ``.`` and ``..``): the request would miss the route."""
+    for segment in segments:
+        if segment in (".", ".."):
+            return (
+                f"must not hold a {segment!r} segment (got {path!r}): the HTTP client resolves it away "
+                "and the request misses the route; remove it"
+            )
+        if not segment:
+            return f"must not hold an empty segment (got {path!r}): remove the extra / (// or a trailing /)"
+        if "%" in segment:
+            return f"must not hold %-escapes (got {path!r}): use letters, digits or ._~- as they are"
     return ""
 
 
@@ -651,14 +841,14 @@ def _step(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int, kinds:
     if ctx.steps > MAX_STEPS:
         return None
     if not isinstance(raw, dict) or len(raw) != 1:
-        got = f"keys {', '.join(map(str, raw))}" if isinstance(raw, dict) and raw else _kind(raw)
+        got = f"keys {_keys_text(raw)}" if isinstance(raw, dict) and raw else _kind(raw)
         ctx.add(where, f"a step is a mapping of one key, one of {', '.join(kinds)} (got {got})")
         return None
     kind, body = next(iter(raw.items()))
     if kind not in kinds:
         allowed = f"one of {', '.join(kinds)}"
         what = "not allowed in a parallel" if kind in _STEPS else f"unknown step{_suggest(kind, kinds)}"
-        ctx.add(_join(where, str(kind)), f"{what} ({allowed})")
+        ctx.add(_join(where, kind), f"{what} ({allowed})")
         return None
     return _STEP_READERS[kind](ctx, f"{where}.{kind}", body, scope, depth)
 
@@ -723,6 +913,7 @@ def _call(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> Cal
 def _callee(ctx: _Context, where: str, raw: Any, scope: _Scope) -> _Draft | None:
     name = _text(ctx, where, raw, max_chars=MAX_NAME_CHARS)
     if name is None:
+        ctx.unresolved = True  # the callee is unknown: whether the others are reached is guesswork
         return None
     if name == scope.service:
         ctx.add(where.rsplit(".", 1)[0], f"cycle {name} -> {name} (a service calling itself)")
@@ -817,11 +1008,12 @@ def _named_values(
     if not isinstance(raw, dict):
         ctx.add(where, f"must be a mapping of {what} (got {_kind(raw)})")
         return None
+    ctx.spend(where, len(raw))
     out = {}
     for key, value in raw.items():
-        name = _text(ctx, f"{where}.{key}", key)
+        name = _text(ctx, _join(where, key), key)
         if name is not None:
-            out[name] = read(ctx, f"{where}.{key}", value, scope)
+            out[name] = read(ctx, _join(where, key), value, scope)
     return out if len(out) == len(raw) and _MISSING not in out.values() else None
 
 
@@ -830,7 +1022,10 @@ def _attribute(ctx: _Context, where: str, raw: Any, scope: _Scope) -> Any:
         return _template(ctx, where, raw, scope.key)
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, (int, float)):
+    if isinstance(raw, int) and not -MAX_ATTRIBUTE_INT <= raw < MAX_ATTRIBUTE_INT:
+        ctx.add(where, f"a whole number must fit in 64 bits, -2**63 to 2**63-1 (got {_kind(raw)})")
+        return _MISSING
+    if isinstance(raw, (int, float, TooLong)):
         return raw if _number(ctx, where, raw, -math.inf, math.inf) is not None else _MISSING
     ctx.add(where, f"must be a string, a number or a boolean (got {_kind(raw)})")
     return _MISSING
@@ -908,7 +1103,7 @@ def _response(ctx: _Context, where: str, raw: Any, scope: _Scope) -> dict[str, A
 
 def _response_value(ctx: _Context, where: str, raw: Any, scope: _Scope) -> Any:
     """A template, a literal, ``{from_call, field}`` or ``{key_flag: {false_one_in}}``; ``_MISSING`` if bad."""
-    if raw is None or isinstance(raw, (str, bool, int, float)):
+    if raw is None or isinstance(raw, (str, bool, int, float, TooLong)):
         return _attribute(ctx, where, raw, scope) if raw is not None else None
     if isinstance(raw, dict) and "from_call" in raw:
         return _from_call(ctx, where, raw, scope)

@@ -19,6 +19,7 @@ from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph
 from fakesvc.settings import ConfigError
 
+MAX_PORT = 65535
 _NAMED_PORTS = {"GATEWAY": "gateway_port", "PAYMENT": "payment_port", "INVENTORY": "inventory_port"}
 _NAMED_URLS = {"PAYMENT": "payment_url", "INVENTORY": "inventory_url"}
 # Settings that override the graph parameters of the same name (the checkout's timeouts, any graph's hang).
@@ -33,7 +34,8 @@ def graph_of(config: ServiceConfig) -> Graph:
     """
     graph = load_graph(config.graph, {name: getattr(config, name) for name in PARAMETER_SETTINGS})
     for name in graph.names:
-        url_of(graph, name, config)  # reads the port setting on its way
+        port_of(graph, name, config)  # a bad CARTSERVICE_PORT, or a base port the graph overflows
+        url_of(graph, name, config)
     return graph
 
 
@@ -58,7 +60,22 @@ def port_of(graph: Graph, service: str, config: ServiceConfig) -> int:
         return int(port)
     if found.port is not None:
         return found.port
-    return config.base_port + graph.names.index(service) if config.base_port else 0
+    if not config.base_port:
+        return 0
+    port = config.base_port + graph.names.index(service)
+    if port > MAX_PORT:
+        raise ConfigError(base_port_problem(graph, config.base_port, service))
+    return port
+
+
+def base_port_problem(graph: Graph, base_port: int, service: str) -> str:
+    """Why ``base_port`` does not fit ``graph``: ``service``, placed by its index, would listen past 65535."""
+    index, last = graph.names.index(service), len(graph.services) - 1
+    return (
+        f"FAKESVC_BASE_PORT (--base-port) {base_port}: the graph {graph.name} has {len(graph.services)} services, "
+        f"and {service} (index {index}) would listen on {base_port + index}, past {MAX_PORT}; "
+        f"use a base port of at most {MAX_PORT - last} (or 0 for free ports)"
+    )
 
 
 def url_of(graph: Graph, service: str, config: ServiceConfig) -> str:
