@@ -183,8 +183,7 @@ BAD_NUMBERS = ("NaN", "Infinity", "-Infinity", "1e309", "1e300", "-1", "true", "
 
 def service_rule(key: str, value: str) -> tuple[str, str, str]:
     kind = {"latency_ms": "latency", "hang_s": "hang", "status": "error"}.get(key, "drop")
-    extra = "" if key == "latency_ms" else ', "latency_ms": 1'
-    return "/chaos", f'{{"rules": [{{"kind": "{kind}"{extra}, "{key}": {value}}}]}}', f"rules[0].{key}"
+    return "/chaos", f'{{"rules": [{{"kind": "{kind}", "{key}": {value}}}]}}', f"rules[0].{key}"
 
 
 # (app, path, raw body, the key the answer must name)

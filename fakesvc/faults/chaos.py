@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from fakesvc.faults.rules import Rule
 from fakesvc.graph.model import ENTRY_HOP
 
 INJECTED_TRACES = 10_000
+PAST_WINDOWS = 1_000  # windows of replaced rules kept for /chaos/windows (and the report), oldest forgotten first
 DELAY_KINDS = ("latency", "hang")
 
 
@@ -104,6 +105,8 @@ class Chaos:
         # trace -> (the checkout run it was last seen in, hop -> records)
         self._injected: OrderedDict[str, tuple[str, dict[str, list[dict[str, Any]]]]] = OrderedDict()
         self.injected_by_kind: Counter[str] = Counter()  # every fault applied, for /metrics
+        self._rules: tuple[Rule, ...] = ()
+        self._past: deque[dict[str, Any]] = deque(maxlen=PAST_WINDOWS)  # windows that opened, of rules since replaced
         self.set_rules(rules)
 
     @property
@@ -111,7 +114,12 @@ class Chaos:
         return self._rules
 
     def set_rules(self, rules: Iterable[Rule]) -> None:
-        """Replace the rules; schedules count from now. Markers not yet logged are forgotten with the old rules."""
+        """Replace the rules; schedules count from now. Markers not yet logged are forgotten with the old rules.
+
+        A window of the old rules that had opened is kept, ending when it was
+        replaced if it had not closed yet: the faults it injected happened.
+        """
+        self._keep_opened_windows(self._clock())
         self._rules = tuple(rules)
         self._set_at = self._clock()
         self._set_at_wall = self._wall_clock()
@@ -229,25 +237,48 @@ class Chaos:
         entry = self._injected.get(trace_id)
         return [] if entry is None else [record for records in entry[1].values() for record in records]
 
-    def windows(self) -> list[dict[str, Any]]:
-        """Each scheduled rule's absolute window, so an incident's start and end can be scored."""
-        out = []
+    def _keep_opened_windows(self, now: float) -> None:
+        """Remember the windows of the rules in force that have opened by ``now``, before they are replaced."""
+        if not self._rules:
+            return
+        elapsed = now - self._set_at
         for index, rule in enumerate(self._rules):
-            if not rule.start_s and rule.duration_s is None:
-                continue
-            start = self._set_at_wall + rule.start_s
-            end = None if rule.duration_s is None else start + rule.duration_s
-            window = {
-                "service": self.service,
-                "rule": index,
-                "kind": rule.kind,
-                "detail": rule.describe(),
-                "start": _iso(start),
-                "end": None if end is None else _iso(end),
-            }
-            if index in self._marker_traces:
-                window.update(start_log=rule.start_log, end_log=rule.end_log, trace_id=self._marker_traces[index])
-            out.append(window)
+            if self._scheduled(rule) and rule.start_s <= elapsed:
+                ends = elapsed if rule.duration_s is None else min(elapsed, rule.start_s + rule.duration_s)
+                window = self._window(index, rule, ends)
+                window["replaced"] = _iso(self._set_at_wall + elapsed)
+                self._past.append(window)
+
+    @staticmethod
+    def _scheduled(rule: Rule) -> bool:
+        return bool(rule.start_s) or rule.duration_s is not None
+
+    def _window(self, index: int, rule: Rule, ends_s: float | None) -> dict[str, Any]:
+        """Rule ``index``'s window, from its start to ``ends_s`` (seconds after the rules were set; None: open)."""
+        window = {
+            "service": self.service,
+            "rule": index,
+            "kind": rule.kind,
+            "detail": rule.describe(),
+            "start": _iso(self._set_at_wall + rule.start_s),
+            "end": None if ends_s is None else _iso(self._set_at_wall + ends_s),
+        }
+        if index in self._marker_traces:
+            window.update(start_log=rule.start_log, end_log=rule.end_log, trace_id=self._marker_traces[index])
+        return window
+
+    def windows(self) -> list[dict[str, Any]]:
+        """Every window, so an incident's start and end can be scored, even if its rule was replaced mid-run.
+
+        First those that opened under rules since replaced (``replaced`` says
+        when; a window cut short ends then), then each scheduled rule in force
+        with its absolute schedule.
+        """
+        out = list(self._past)
+        for index, rule in enumerate(self._rules):
+            if self._scheduled(rule):
+                ends = None if rule.duration_s is None else rule.start_s + rule.duration_s
+                out.append(self._window(index, rule, ends))
         return out
 
     def snapshot(self) -> dict[str, Any]:

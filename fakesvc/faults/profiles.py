@@ -1,4 +1,4 @@
-"""Rules at start: named profiles and rule files (JSON or TOML), keyed by service.
+"""Rules at start: named profiles and rule files (JSON, YAML or TOML), keyed by service.
 
 The incident profiles (``slow-dependency``, ``red-herring``, ``intermittent``,
 ``bad-deploy``, ``two-faults``) each imitate a real kind of incident, fit a
@@ -8,7 +8,6 @@ plays their windows faster (or slower): 0.1 gives a 90 s profile in 9 s.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc import settings
-from fakesvc.faults.inputs import InputError
-from fakesvc.faults.rules import Rule, RuleError, rules_by_service
+from fakesvc.faults.inputs import InputError, parse_json, parse_yaml
+from fakesvc.faults.rules import Rule, RuleError, rules_by_service, suggest
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph
-from fakesvc.settings import ConfigError, Setting
+from fakesvc.settings import Choice, ConfigError, Setting
 
 PROFILES: dict[str, dict[str, list[dict[str, Any]]]] = {
     "none": {},
@@ -190,16 +189,27 @@ ALL_PROFILE_NAMES = tuple(dict.fromkeys(name for profiles in GRAPH_PROFILES.valu
 
 
 def load_chaos_file(path: str, graph: Graph | None = None) -> dict[str, tuple[Rule, ...]]:
-    """Rules keyed by service from a JSON or TOML file (by suffix), checked against ``graph`` (default: checkout)."""
+    """Rules keyed by service from a JSON, YAML or TOML file (by suffix), checked against ``graph`` (default: checkout).
+
+    Read strictly: a key written twice is refused, naming it and where.
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        document = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise RuleError(f"{path}: not valid {'TOML' if file.suffix == '.toml' else 'JSON'}: {exc}") from None
+        raise RuleError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    suffix = file.suffix.lower()
+    if suffix == ".toml":
+        try:
+            document: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RuleError(f"{path}: not valid TOML: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        document = parse_yaml(text, path)
+    else:
+        document = parse_json(text, path)
     return rules_by_service(document, path, graph)
 
 
@@ -208,8 +218,20 @@ def profile_rules(name: str, graph: Graph | None = None) -> dict[str, tuple[Rule
     graph = graph or load_graph("checkout")
     profiles = GRAPH_PROFILES.get(graph.name, {"none": {}})
     if name not in profiles:
-        raise RuleError(f"profile {name!r} is not for graph {graph.name} (use {', '.join(profiles)})")
+        owners = [other for other, named in GRAPH_PROFILES.items() if name in named]
+        hint = f" (it is for graph {', '.join(owners)})" if owners else suggest(name, profiles)
+        raise RuleError(f"profile {name!r} is not for graph {graph.name}{hint} (use {', '.join(profiles)})")
     return rules_by_service(profiles[name], f"profile {name}", graph)
+
+
+class ProfileChoice(Choice):
+    """``--chaos-profile``: one of every graph's profiles; a typo gets its nearest name (``incidnet``: ``incident``)."""
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in self.allowed:
+            raise ValueError(f"unknown profile{suggest(value, self.allowed)}; must be one of {', '.join(self.allowed)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -234,12 +256,12 @@ def time_scale(raw: str) -> float:
 # Declared once: the services and the sink (``python -m fakesvc.sink``) read the same token.
 ADMIN_TOKEN = Setting("FAKESVC_ADMIN_TOKEN", "--admin-token", None, settings.text, "token for the fault-control routes")
 CHAOS_SETTINGS: tuple[Setting, ...] = (
-    Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON or TOML), keyed by service"),
+    Setting("FAKESVC_CHAOS", "--chaos", None, settings.text, "fault rules file (JSON, YAML or TOML), keyed by service"),
     Setting(
         "FAKESVC_CHAOS_PROFILE",
         "--chaos-profile",
         "none",
-        settings.choice(*ALL_PROFILE_NAMES),
+        ProfileChoice(ALL_PROFILE_NAMES),
         "named fault profile (each is for one graph: docs/incidents.md)",
     ),
     Setting(
@@ -261,6 +283,9 @@ def chaos_config(args: Any = None, environ: Mapping[str, str] | None = None, gra
     values = settings.resolve(CHAOS_SETTINGS, args, environ)
     try:
         rules = dict(profile_rules(values["chaos_profile"], graph))
+    except InputError as exc:
+        raise ConfigError(f"--chaos-profile: {exc}") from None
+    try:
         if values["chaos"]:
             rules.update(load_chaos_file(values["chaos"], graph))
     except InputError as exc:

@@ -6,33 +6,38 @@ so an operator's ``PUT /chaos`` or rules file says exactly what to fix.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import difflib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fakesvc.faults import noise
-from fakesvc.faults.inputs import MAX_DELAY_MS, MAX_WINDOW_S, InputError, number, text, whole_number
-from fakesvc.faults.raising import is_exception_name
+from fakesvc.faults.inputs import (
+    MAX_DELAY_MS,
+    MAX_WINDOW_S,
+    InputError,
+    key_path,
+    number,
+    show_key,
+    text,
+    whole_number,
+)
+from fakesvc.faults.raising import exception_problem
 from fakesvc.graph.load import METHODS, load_graph
 from fakesvc.graph.model import Graph
 
 KINDS = ("error", "latency", "hang", "drop", "noise")
 HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout
-_RULE_KEYS = {
-    "kind",
-    "probability",
-    "route",
-    "method",
-    "status",
-    "message",
-    "exception",
-    "latency_ms",
-    "hang_s",
-    "start_s",
-    "duration_s",
-    "start_log",
-    "end_log",
+# The keys every rule may have, and those only one kind uses (a key of another kind is refused, not ignored).
+COMMON_KEYS = ("kind", "probability", "route", "method", "start_s", "duration_s", "start_log", "end_log")
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "error": ("status", "message", "exception"),
+    "latency": ("latency_ms",),
+    "hang": ("hang_s",),
+    "drop": (),
+    "noise": ("message", "exception"),
 }
+_RULE_KEYS = (*COMMON_KEYS, *dict.fromkeys(key for keys in KIND_KEYS.values() for key in keys))
 
 
 # The bounds of every value a rule holds (the README lists them): nothing unbounded reaches a timer.
@@ -112,15 +117,30 @@ class Rule:
         return "drop connection"
 
 
+def suggest(word: Any, options: Iterable[str]) -> str:
+    """`` (did you mean 'latency_ms'?)`` when ``word`` is close to one of ``options``, else nothing."""
+    found = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {found[0]!r}?)" if found else ""
+
+
 def _rule(where: str, raw: Any, routes: Routes | None) -> Rule:
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: must be an object")
-    unknown = sorted(set(raw) - _RULE_KEYS)
-    if unknown:
-        raise RuleError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(_RULE_KEYS))})")
+    for key in raw:
+        if key not in _RULE_KEYS:
+            hint = suggest(key, _RULE_KEYS) if isinstance(key, str) else ""
+            raise RuleError(f"{key_path(where, key)}: unknown key{hint} (allowed: {', '.join(_RULE_KEYS)})")
     kind = raw.get("kind")
-    if kind not in KINDS:
-        raise RuleError(f"{where}.kind: must be one of {', '.join(KINDS)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        got = f" (got {show_key(kind)}){suggest(kind, KINDS)}" if isinstance(kind, str) else ""
+        raise RuleError(f"{where}.kind: must be one of {', '.join(KINDS)}{got}")
+    for key in raw:
+        if key not in COMMON_KEYS and key not in KIND_KEYS[kind]:
+            takes = ", ".join((*COMMON_KEYS, *KIND_KEYS[kind]))
+            users = " and ".join(other for other, keys in KIND_KEYS.items() if key in keys)
+            raise RuleError(
+                f"{where}.{key}: does not apply to a {kind} rule (it is for {users}); a {kind} rule takes {takes}"
+            )
     values: dict[str, Any] = {"kind": kind}
     if kind == "noise":
         values.update(message=noise.DEFAULT_MESSAGE, exception=noise.DEFAULT_EXCEPTION)
@@ -136,8 +156,9 @@ def _rule(where: str, raw: Any, routes: Routes | None) -> Rule:
         values["message"] = text(f"{where}.message", raw["message"], max_chars=MAX_MESSAGE_CHARS)
     if "exception" in raw:
         name = text(f"{where}.exception", raw["exception"], max_chars=MAX_EXCEPTION_CHARS)
-        if not is_exception_name(name):
-            raise RuleError(f"{where}.exception: must be an exception class name")
+        problem = exception_problem(name)
+        if problem is not None:
+            raise RuleError(f"{where}.exception: {problem}")
         values["exception"] = name
     if "latency_ms" in raw:
         values["latency_ms"] = _latency(f"{where}.latency_ms", raw["latency_ms"])
@@ -219,6 +240,7 @@ def rules_by_service(document: Any, where: str, graph: Graph | None = None) -> d
     out = {}
     for service, rules in document.items():
         if service not in graph.names:
-            raise RuleError(f"{where}: unknown service {service!r} (use {', '.join(graph.names)})")
+            hint = suggest(service, graph.names) if isinstance(service, str) else ""
+            raise RuleError(f"{where}: unknown service {show_key(service)}{hint} (use {', '.join(graph.names)})")
         out[service] = parse_rules(rules, f"{where}[{service}]", service_routes(graph, service))
     return out
