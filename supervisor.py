@@ -10,6 +10,11 @@ expected, 1 not, 130/143 cut by SIGINT/SIGTERM).
 
 from __future__ import annotations
 
+from fakesvc.serving.early_stop import EarlyStop
+
+# A SIGINT or SIGTERM while the rest is imported and the services start is noted, not fatal: the run's files are written.
+EARLY_STOP = EarlyStop().install() if __name__ == "__main__" else EarlyStop()
+
 import asyncio
 import json
 import os
@@ -36,7 +41,7 @@ from fakesvc.telemetry.pipeline import Telemetry, telemetry_config
 from fakesvc.traffic import TrafficConfig, add_traffic_arguments, exit_status, run_traffic, traffic_config_from_args
 from fakesvc.traffic import format_summary as traffic_summary
 from fakesvc.traffic.feasibility import check_order_ids
-from fakesvc.traffic.run import EXIT_STATUSES, harness_line
+from fakesvc.traffic.run import EXIT_STATUSES, harness_line, not_started
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -55,6 +60,8 @@ class Drive:
         self.report: dict[str, Any] | None = None
 
     async def __call__(self, running: RunningServices, stop: StopEvent) -> None:
+        if EARLY_STOP.signum is not None:  # it came before the loop's own handlers took over
+            stop.set_by(EARLY_STOP.signum)
         target = running.urls[self.edge]
         self.report = await run_traffic(replace(self.traffic, target=target), stop=stop, drain_s=self.drain_s)
         if self.report["interrupted"]:
@@ -134,6 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(ship=telemetry.log_shipper)
     tune_gc()
     drive = None if traffic is None else Drive(traffic, config.shutdown_grace_s, graph.edge.name)
+    if drive is None:
+        EARLY_STOP.release()  # serving only: no file to write, a stop from here on ends it at once
+    if EARLY_STOP.signum is not None:  # stopped while starting: nothing served, nothing sent
+        if drive is not None:
+            drive.report = not_started(drive.traffic, EARLY_STOP.signum)
+            drive.finish({})
+        return 0 if drive is None else drive.status
     try:
         asyncio.run(supervise(config, telemetry, chaos, sink, url_configured, drive or until_stopped, graph))
         if drive is not None:

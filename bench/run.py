@@ -212,7 +212,7 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument(
         "--rounds", type=int, default=None, help=f"default 5; the graph section {GRAPH_DEFAULTS['rounds']}"
     )

@@ -203,7 +203,7 @@ def table(rows: list[dict[str, Any]], graph: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--graph", choices=(*GRAPHS, "all"), default="all", help="the graph to run (default all)")
     parser.add_argument("--rate", type=float, default=10.0, help="checkouts per second (default 10)")
     parser.add_argument("--min-duration", type=float, default=60.0, help="seconds of traffic at least (default 60)")

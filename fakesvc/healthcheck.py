@@ -75,7 +75,7 @@ def container_command(cmdline: Path = Path("/proc/1/cmdline")) -> Command:
 
 def _flags(declared: Sequence[Setting], args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """The flags of ``declared`` in a command's arguments, and the rest (a service's name, other flags)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # as the command's own parser reads it
     settings.add_settings(parser, declared)
     return parser.parse_known_args(list(args))
 
@@ -128,6 +128,7 @@ def probe(url: str, timeout_s: float = TIMEOUT_S) -> str | None:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fakesvc.healthcheck",
+        allow_abbrev=False,
         description="Exit 0 when the process this container runs answers its health route "
         f"({SERVICE_ROUTE} for services, {SINK_ROUTE} for the sink; the traffic generator has none), else 1.",
     )

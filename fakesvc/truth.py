@@ -12,11 +12,17 @@ only ``noise`` faults (harmless ERROR logs) did not go wrong.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from fakesvc.config import SERVICE_SETTINGS
+from fakesvc.graph.load import BUILTIN_GRAPHS
+from fakesvc.graph.model import Graph
 
 
 def read_truth(path: Path) -> Iterator[dict[str, Any]]:
@@ -41,6 +47,58 @@ def root_causes(record: dict[str, Any]) -> list[str]:
 
 
 CAUSES = ("healthy", "fault", "harness", "incomplete")
+
+DEFAULT_GRAPH = next(setting.default for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_GRAPH")
+
+
+@dataclass(frozen=True)
+class MadeOn:
+    """The graph a truth was made on: its name, and the file it was read from unless it is built in."""
+
+    name: str
+    file: str | None = None
+
+    def __str__(self) -> str:
+        return repr(self.name) + (f" ({self.file})" if self.file else "")
+
+
+def graph_fields(graph: Graph | None) -> dict[str, str]:
+    """What a truth line says of its run's graph: ``graph`` (its name) and ``graph_file`` (a file's absolute path).
+
+    Nothing for the built-in checkout, the default: a line without ``graph``
+    is the checkout's (or older than the field), and the checkout's lines keep their keys.
+    """
+    return {} if graph is None else dict(_graph_fields(graph.name, graph.source))
+
+
+@functools.lru_cache(maxsize=8)
+def _graph_fields(name: str, source: str) -> tuple[tuple[str, str], ...]:
+    # a built-in graph's source is "NAME.yaml"; a file is named as it was given (relative to this directory)
+    if name in BUILTIN_GRAPHS and source == f"{name}.yaml" and not Path(source).is_file():
+        return () if name == DEFAULT_GRAPH else (("graph", name),)
+    return (("graph", name), ("graph_file", str(Path(source).resolve())))
+
+
+def made_on(records: Iterable[dict[str, Any]]) -> MadeOn | None:
+    """The graph the truth lines name; None when none names one (a truth older than ``graph``, or hand-written).
+
+    Lines of several graphs are a :class:`ValueError`: no one graph reads them all.
+    """
+    named: set[MadeOn] = set()
+    unnamed = False
+    for record in records:
+        name, file = record.get("graph"), record.get("graph_file")
+        if name is None:
+            unnamed = True
+        elif isinstance(name, str) and name and (file is None or isinstance(file, str)):
+            named.add(MadeOn(name, file))
+        else:
+            raise ValueError(f"truth line of trace {record.get('trace_id')!r}: a bad graph {name!r} ({file!r})")
+    if named and unnamed:
+        named.add(MadeOn(DEFAULT_GRAPH))
+    if len(named) > 1:
+        raise ValueError(f"lines of several graphs: {', '.join(sorted(map(str, named)))}; one graph's truth at a time")
+    return next(iter(named), None)
 
 
 def went_wrong(record: dict[str, Any]) -> bool:
@@ -95,7 +153,9 @@ def show(records: Iterable[dict[str, Any]], out: TextIO, *, as_json: bool, limit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fakesvc.truth", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fakesvc.truth", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("truth", type=Path, help="a truth file written by --truth")
     parser.add_argument("--service", help="only checkouts one of whose root causes is this service")
     parser.add_argument("--cause", choices=CAUSES, help="only checkouts of this observed cause")

@@ -20,13 +20,13 @@ from typing import Any, TextIO
 from yarl import URL
 
 from fakesvc.analyse.evidence import full_view, summarise
-from fakesvc.analyse.fetch import BackendError, fetch_trace
-from fakesvc.analyse.graphs import CallGraph, add_graph_flag, chosen_graph
+from fakesvc.analyse.fetch import BackendError, backend_name, fetch_trace
+from fakesvc.analyse.graphs import CallGraph, add_graph_flag, graph_of_truth
 from fakesvc.analyse.rule import DEFAULT_SLOW_MS, judge
 from fakesvc.console import say
 from fakesvc.query_client import open_client
 from fakesvc.settings import ConfigError
-from fakesvc.truth import read_truth
+from fakesvc.truth import made_on, read_truth
 
 VIEWS = {"full": full_view, "summary": summarise}
 DEFAULT_CONCURRENCY = 8
@@ -72,13 +72,20 @@ def prediction(record: dict[str, Any], signals: list[dict[str, Any]], reading: R
 
 
 async def analyse(records: list[dict[str, Any]], base_url: str, reading: Reading, *, concurrency: int) -> list[str]:
-    """The prediction lines, in the truth's order; at most ``concurrency`` requests in flight."""
+    """The prediction lines, in the truth's order; at most ``concurrency`` requests in flight.
+
+    A backend that holds no signal of any of the checkouts is a :class:`UsageError`
+    (the wrong ``--from``, or a run whose telemetry went elsewhere), not a run of healthy ones.
+    """
     lines: list[str | None] = [None] * len(records)
     pending = iter(enumerate(records))
+    found = 0
 
     async def worker() -> None:
+        nonlocal found
         for index, record in pending:  # one shared iterator: each checkout is taken once
             signals = await fetch_trace(client, base_url, record["trace_id"])
+            found += bool(signals)
             lines[index] = prediction(record, signals, reading)
 
     async with open_client() as client:
@@ -91,6 +98,11 @@ async def analyse(records: list[dict[str, Any]], base_url: str, reading: Reading
             if failed is None:
                 raise
             raise failed.exceptions[0] from None
+        if records and not found:
+            where = await backend_name(client, base_url)
+            raise UsageError(
+                f"{where} holds no signal of any of the truth's {len(records)} traces: is it the backend the run sent to?"
+            )
     return [line for line in lines if line is not None]
 
 
@@ -125,6 +137,7 @@ def _write(lines: list[str], out: Path | None, stdout: TextIO) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fakesvc.analyse",
+        allow_abbrev=False,
         description="Rank the likely root-cause services of every checkout in a truth file, from its stored "
         "signals (GET URL/query/traces/{trace_id}); one JSON line per checkout judged an incident.",
     )
@@ -152,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         base_url = _base_url(args.url)
         concurrency = int(_number("--concurrency", args.concurrency, 1, MAX_CONCURRENCY))
-        reading = Reading(args.evidence, _number("--slow-ms", args.slow_ms, 1, 1e9), CallGraph.of(chosen_graph(args)))
+        slow_ms = _number("--slow-ms", args.slow_ms, 1, 1e9)
         records = checkouts_of(args.truth)
+        try:
+            truth_graph = made_on(records)
+        except ValueError as exc:
+            raise UsageError(f"{args.truth}: {exc}") from None
+        reading = Reading(args.evidence, slow_ms, CallGraph.of(graph_of_truth(truth_graph, args)))
         try:
             lines = asyncio.run(analyse(records, base_url, reading, concurrency=concurrency))
         except BackendError as exc:

@@ -50,3 +50,14 @@ async def fetch_trace(client: RetryClient, base_url: str, trace_id: str) -> list
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise BackendError(f"GET {url} answered JSON that is not a list of signals: {_quoted(body)}")
     return items
+
+
+async def backend_name(client: RetryClient, base_url: str) -> str:
+    """``base_url``, with the SQLite file behind it when it is the embedded sink (its ``/stats`` says)."""
+    try:
+        async with client.get(f"{base_url}/stats") as response:
+            stats = await response.json() if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        stats = None
+    db = stats.get("db") if isinstance(stats, dict) else None
+    return f"{base_url} (SQLite {db})" if isinstance(db, str) else base_url

@@ -1,7 +1,8 @@
 """What the analyser and the scorer know of the services: a graph's names and call structure, nothing hard-coded.
 
-``--graph NAME|FILE`` (env FAKESVC_GRAPH, default the checkout: the services'
-own setting) picks the graph; :class:`CallGraph` is what the rule reads of it
+The graph a truth was made on (its lines' ``graph``, :func:`graph_of_truth`);
+for a truth that names none, ``--graph NAME|FILE`` (env FAKESVC_GRAPH, default
+the checkout: the services' own setting) picks it; :class:`CallGraph` is what the rule reads of it
 (who calls whom, and how each route waits for its calls); :func:`deepest_first`
 orders the services by their longest call path from the edge.
 """
@@ -9,6 +10,7 @@ orders the services by their longest call path from the edge.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from fakesvc.config import SERVICE_SETTINGS
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Call, Graph, Parallel, Span, Step
 from fakesvc.settings import ConfigError
+from fakesvc.truth import MadeOn
 
 GRAPH_SETTING = next(setting for setting in SERVICE_SETTINGS if setting.env == "FAKESVC_GRAPH")
 
@@ -32,6 +35,36 @@ def chosen_graph(args: argparse.Namespace | None = None) -> Graph:
         return load_graph(settings.resolve([GRAPH_SETTING], args)[GRAPH_SETTING.dest])
     except ConfigError as exc:  # a graph file's problems are one line each: a CLI says them on one
         raise ConfigError(f"--graph: {exc}".replace("\n", "; ")) from None
+
+
+def graph_of_truth(made_on: MadeOn | None, args: argparse.Namespace | None = None) -> Graph:
+    """The graph to read a truth with: the one its lines name (``made_on``).
+
+    ``--graph`` (else FAKESVC_GRAPH) chooses only for a truth that names none;
+    otherwise it must name the same graph (a file moved since is fine): a
+    different one is a :class:`ConfigError` naming both.
+    """
+    if made_on is None:
+        return chosen_graph(args)
+    named_by, value = GRAPH_SETTING.flag, getattr(args, GRAPH_SETTING.dest, None)
+    if value is None:
+        named_by, value = GRAPH_SETTING.env, os.environ.get(GRAPH_SETTING.env)
+    if value is not None:
+        graph = chosen_graph(args)
+        if graph.name != made_on.name:
+            raise ConfigError(
+                f"{named_by} {value} is graph {graph.name!r}, but the truth was made on graph {made_on}: "
+                f"leave {named_by} out to read it with its own"
+            )
+        return graph
+    try:
+        graph = load_graph(made_on.file or made_on.name)
+    except ConfigError as exc:
+        why = str(exc).replace("\n", "; ")
+        raise ConfigError(f"the truth was made on graph {made_on}, which cannot be read ({why}); see --graph") from None
+    if graph.name != made_on.name:
+        raise ConfigError(f"the truth was made on graph {made_on}, but that file now holds graph {graph.name!r}")
+    return graph
 
 
 def default_graph() -> Graph:

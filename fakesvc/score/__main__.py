@@ -20,7 +20,7 @@ from typing import Any
 
 from yarl import URL
 
-from fakesvc.analyse.graphs import add_graph_flag, chosen_graph
+from fakesvc.analyse.graphs import add_graph_flag, graph_of_truth
 from fakesvc.score import prodsentinel
 from fakesvc.score.inputs import ScoreError, join, read_predictions, read_truth
 from fakesvc.score.metrics import score
@@ -31,6 +31,7 @@ from fakesvc.settings import ConfigError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fakesvc.score",
+        allow_abbrev=False,
         description=__doc__.splitlines()[0],
         epilog="Exit 0 when scored; 2 on bad usage, bad input or a ProdSentinel error (one line on stderr). "
         "Definitions and rules: docs/scoring.md.",
@@ -73,7 +74,7 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
     truth = read_truth(args.truth, include_harness=args.include_harness)
     coverage = None
     if args.prodsentinel is not None:
-        services = chosen_graph(args).names  # a bad graph is told before ProdSentinel is read
+        services = graph_of_truth(truth.made_on, args).names  # a bad graph is told before ProdSentinel is read
         trace_ids = (checkout.trace_id for checkout in truth.checkouts)
         answers = asyncio.run(prodsentinel.read_answers(args.prodsentinel, trace_ids))
         predictions = prodsentinel.predictions(answers, services)

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fakesvc.truth import MadeOn, made_on
+
 NOISE = "noise"  # a fault kind that logs but is never a root cause
 STDIN = "-"
 
@@ -61,6 +63,7 @@ class Truth:
     interrupted: int  # lines of checkouts cut short by a stop: not scored
     left_out: dict[str, int]  # cause -> lines not scored (harness-caused, incomplete)
     left_out_traces: frozenset[str]  # their trace ids: a prediction for one is neither scored nor "unmatched"
+    made_on: MadeOn | None = None  # the graph the lines name (None: none names one)
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,10 @@ def read_truth(paths: Sequence[Path], *, include_harness: bool = False) -> Truth
     interrupted = 0
     left_out = dict.fromkeys(UNEXPLAINED, 0)
     left_out_traces: set[str] = set()
+    records: list[dict[str, Any]] = []  # every line, for the graph they name
     for path in paths:
         for where, record in _objects(_lines(str(path)), str(path)):
+            records.append(record)
             if record.get("interrupted") is True:
                 interrupted += 1
                 continue
@@ -226,7 +231,11 @@ def read_truth(paths: Sequence[Path], *, include_harness: bool = False) -> Truth
             + (f", {skipped} left out" if skipped else "")
             + ")"
         )
-    return Truth(checkouts, interrupted, left_out, frozenset(left_out_traces))
+    try:
+        graph = made_on(records)
+    except ValueError as exc:
+        raise ScoreError(f"{', '.join(map(str, paths))}: {exc}") from None
+    return Truth(checkouts, interrupted, left_out, frozenset(left_out_traces), graph)
 
 
 def _prediction(record: dict[str, Any], where: str) -> Prediction:

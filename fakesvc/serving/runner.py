@@ -137,7 +137,7 @@ def _url_host(host: str) -> str:
 
 def service_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The flags every entry point shares: services, telemetry and chaos settings."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     add_settings(parser, SERVICE_SETTINGS)
     add_settings(parser, telemetry_settings())
     add_settings(parser, CHAOS_SETTINGS)

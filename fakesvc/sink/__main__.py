@@ -44,7 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fakesvc.sink", description="The embedded ProdSentinel-compatible sink."
+        prog="python -m fakesvc.sink",
+        description="The embedded ProdSentinel-compatible sink.",
+        allow_abbrev=False,
     )
     settings.add_settings(parser, SETTINGS)
     parser.add_argument(

@@ -42,6 +42,7 @@ async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fakesvc.traffic",
+        allow_abbrev=False,
         description="Send open-loop checkout traffic and write the ground truth.",
         epilog=f"{EXIT_STATUSES}; 1 also when nothing answers at --target.",
     )

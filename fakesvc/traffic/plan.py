@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 import secrets
@@ -31,13 +32,21 @@ def mix_text(mix: Mapping[str, float]) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in mix.items())
 
 
+def _not_a_scenario(name: str, scenarios: Sequence[str]) -> str:
+    """Why a part of ``--mix`` is refused: the scenario a typo was close to, else the form and the names."""
+    close = difflib.get_close_matches(name.lower(), scenarios, n=1)
+    if close:
+        return f"no scenario {name!r}: did you mean {close[0]}? (scenarios {', '.join(scenarios)})"
+    return f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(scenarios)}"
+
+
 def parse_mix(raw: str, scenarios: Sequence[str] = SCENARIOS) -> dict[str, float]:
     """``success=90,fail-pay=5,timeout=5`` -> weights; unknown scenarios and bad weights are errors."""
     mix: dict[str, float] = {}
     for part in raw.split(","):
         name, sep, weight = part.strip().partition("=")
         if not sep or name not in scenarios:
-            raise ValueError(f"must be SCENARIO=WEIGHT,... with scenarios {', '.join(scenarios)}")
+            raise ValueError(_not_a_scenario(name.strip() if sep else "", scenarios))
         try:
             if not weight.isascii():  # float() takes any script's digits ("\u0661" is 1)
                 raise ValueError

@@ -40,6 +40,7 @@ from fakesvc.traffic.config import TrafficConfig
 from fakesvc.traffic.observed import CAUSES, EdgeView, Observed, observe
 from fakesvc.traffic.plan import Checkout, plan
 from fakesvc.traffic.truth import Timeouts, Verdict, checkout_graph, judge, tree_of
+from fakesvc.truth import graph_fields
 
 
 def _iso(epoch_s: float) -> str:
@@ -115,6 +116,7 @@ def truth_line(
         line["error"] = outcome.error
     if interrupted:
         line["interrupted"] = True
+    line.update(graph_fields(graph))  # the graph to read it with, when it is not the checkout
     return line, verdict
 
 
@@ -309,8 +311,7 @@ async def run_traffic(
     ``drain_s`` to finish (then they are cancelled and written to the truth as
     interrupted), and the report, ``"interrupted": true``, covers what was sent.
     """
-    if config.truth_path:
-        Path(config.truth_path).write_text("")
+    _start_truth(config)
     run = Run(config)
     print(
         f"traffic run {run.run_id}: {config.total} checkouts at {config.rate:g}/s to {config.target} "
@@ -350,9 +351,30 @@ async def run_traffic(
     signum = stop.signum if stopped and stop is not None else None
     report = _report(run, send_window, windows, stopped, signal.Signals(signum).name if signum is not None else None)
     report["loop_lag"] = loop_lag_by_process(collector.at_start, collector.processes)
+    _write_report(config, report)
+    return report
+
+
+def not_started(config: TrafficConfig, signum: int) -> dict[str, Any]:
+    """The report of a run a stop signal ended before its first checkout: interrupted, all zeros.
+
+    Its truth (empty) and report are written when asked for, as a run cut later writes them.
+    """
+    _start_truth(config)
+    report = _report(Run(config), 0.0, [], True, signal.Signals(signum).name)
+    report["loop_lag"] = []
+    _write_report(config, report)
+    return report
+
+
+def _start_truth(config: TrafficConfig) -> None:
+    if config.truth_path:
+        Path(config.truth_path).write_text("")
+
+
+def _write_report(config: TrafficConfig, report: dict[str, Any]) -> None:
     if config.report_path:
         Path(config.report_path).write_text(json.dumps(report, indent=2))
-    return report
 
 
 def loop_lag_by_process(at_start: dict[str, Any], at_end: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ def _print_own_help() -> None:
         description="Closed-loop checkout load from Locust users, with the ground truth of every checkout. "
         "The fakesvc options below, then Locust's own.",
         add_help=False,
+        allow_abbrev=False,
     )
     add_load_arguments(parser)
     parser.print_help()
