@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 import fakesvc.graph
+from fakesvc.faults.raising import exception_problem
 from fakesvc.graph import (
     BUILTIN_GRAPHS,
     Call,
@@ -266,8 +267,19 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         lambda doc: _edge_script(doc).insert(
             0, {"fail_if": {"key_contains": "x", "status": 500, "exception": "class", "message": "no"}}
         ),
-        "services[0].routes[0].script[0].fail_if.exception: must be an exception class name, not the keyword 'class'",
+        "services[0].routes[0].script[0].fail_if.exception: must be an exception class name: ASCII letters, "
+        "digits and _, not a Python keyword (like ValueError)",
     ),
+    *[
+        (
+            f"{name}, which one message cannot raise",
+            lambda doc, name=name: _edge_script(doc).insert(
+                0, {"fail_if": {"key_contains": "x", "status": 500, "exception": name, "message": "no"}}
+            ),
+            f"services[0].routes[0].script[0].fail_if.exception: {exception_problem(name)}",
+        )
+        for name in ("ExceptionGroup", "UnicodeDecodeError")
+    ],
     (
         "hang_if after a call, in a parallel's span",
         lambda doc: _edge_script(doc)[2]["parallel"].append(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import keyword
 import math
 import os
 import re
@@ -1050,6 +1049,13 @@ def _scenario_order(ctx: _Context, where: str, scope: _Scope) -> None:
         ctx.add(where, f"must come before every call of the route (the first is {first}): scenario faults start a hop")
 
 
+def _exception_problem(name: str) -> str | None:
+    """Why a scenario cannot raise ``name`` with its message, tried as chaos rules are (None: it can)."""
+    from fakesvc.faults.raising import exception_problem  # the faults package imports this loader
+
+    return exception_problem(name)
+
+
 def _fail_if(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> FailIf | None:
     _scenario_order(ctx, where, scope)
     body = _mapping(ctx, where, raw, _FAIL_IF)
@@ -1058,8 +1064,8 @@ def _fail_if(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> 
     key = _text(ctx, f"{where}.key_contains", body.get("key_contains", _MISSING))
     status = _whole(ctx, f"{where}.status", body.get("status", _MISSING), 400, 599)
     exception = _text(ctx, f"{where}.exception", body.get("exception", _MISSING), pattern=_EXCEPTION)
-    if exception is not None and keyword.iskeyword(exception):  # `raise class(...)` is no code
-        ctx.add(f"{where}.exception", f"must be an exception class name, not the keyword {exception!r}")
+    if exception is not None and (problem := _exception_problem(exception)) is not None:
+        ctx.add(f"{where}.exception", problem)
         exception = None
     message = _text(ctx, f"{where}.message", body.get("message", _MISSING), max_chars=MAX_MESSAGE_CHARS)
     code = _text(ctx, f"{where}.error_code", body["error_code"], pattern=_CODE) if "error_code" in body else None
