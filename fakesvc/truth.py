@@ -65,17 +65,17 @@ class MadeOn:
 def graph_fields(graph: Graph | None) -> dict[str, str]:
     """What a truth line says of its run's graph: ``graph`` (its name) and ``graph_file`` (a file's absolute path).
 
-    Nothing for the built-in checkout, the default: a line without ``graph``
-    is the checkout's (or older than the field), and the checkout's lines keep their keys.
+    Every line names it, the checkout's too (``None`` here), so a truth read with another graph is caught;
+    a line without ``graph`` is older than the field, and read as the checkout's.
     """
-    return {} if graph is None else dict(_graph_fields(graph.name, graph.source))
+    return {"graph": DEFAULT_GRAPH} if graph is None else dict(_graph_fields(graph.name, graph.source))
 
 
 @functools.lru_cache(maxsize=8)
 def _graph_fields(name: str, source: str) -> tuple[tuple[str, str], ...]:
     # a built-in graph's source is "NAME.yaml"; a file is named as it was given (relative to this directory)
     if name in BUILTIN_GRAPHS and source == f"{name}.yaml" and not Path(source).is_file():
-        return () if name == DEFAULT_GRAPH else (("graph", name),)
+        return (("graph", name),)
     return (("graph", name), ("graph_file", str(Path(source).resolve())))
 
 

@@ -55,7 +55,7 @@ TRUTH_KEYS = [
     "start",
     "end",
 ]
-OBSERVED_TRUTH_KEYS = [*TRUTH_KEYS, "cause"]  # the built-in generator's lines: what explains the outcome
+OBSERVED_TRUTH_KEYS = [*TRUTH_KEYS, "cause", "graph"]  # the built-in generator's lines: what explains it, the graph
 
 
 def event_is(event: object, start: str) -> bool:

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 
 from fakesvc.faults import Chaos, InputError, chaos_config, chaos_routes, parse_rules, services_routes
 from fakesvc.faults.profiles import GRAPH_PROFILES, load_chaos_file
-from fakesvc.faults.raising import raiser
 from fakesvc.faults.rules import service_routes
 from fakesvc.graph.load import load_graph
+from fakesvc.raising import raiser
 from fakesvc.service.http_errors import json_errors
 from fakesvc.settings import ConfigError
 from tests.processes import ROOT, spawn

@@ -25,7 +25,7 @@ from fakesvc.analyse.graphs import graph_of_truth
 from fakesvc.graph.load import load_graph
 from fakesvc.sink_address import SINK_DB
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS
-from fakesvc.truth import MadeOn, graph_fields
+from fakesvc.truth import MadeOn, graph_fields, made_on
 from tests.processes import ROOT, Process, spawn, start_supervisor
 from tests.telemetry_fixtures import free_port, sink_on
 
@@ -166,7 +166,7 @@ def test_a_truth_line_names_its_graph_unless_it_is_the_checkout(tmp_path: Path) 
     path.write_text(USER_GRAPH)
     assert graph_fields(load_graph(path)) == {"graph": "toll", "graph_file": str(path.resolve())}
     assert graph_fields(load_graph("shop")) == {"graph": "shop"}
-    assert graph_fields(load_graph("checkout")) == graph_fields(None) == {}  # the checkout's lines keep their keys
+    assert graph_fields(load_graph("checkout")) == graph_fields(None) == {"graph": "checkout"}  # every line names it
     # read back: the file's graph, with no flag and no environment to say it
     assert graph_of_truth(MadeOn("toll", str(path.resolve()))).names == ("tollbooth", "zebra-store")
     path.unlink()
@@ -279,6 +279,22 @@ async def test_a_stop_while_the_supervisor_imports_still_writes_report_and_truth
     assert f"interrupted by {signum.name}: 0 checkouts cut short, 50 not started; exit {128 + signum}" in stderr
 
 
+@pytest.mark.parametrize("signum", STOPS)
+async def test_a_stop_while_the_traffic_tool_imports_still_writes_report_and_truth(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """``python -m fakesvc.traffic`` notes the signal before its heavy imports: exit 128 + it, both files written."""
+    truth, report, args = traffic_files(tmp_path)
+    target = f"http://127.0.0.1:{free_port()}"
+    tool = await spawn([*WHILE_IMPORTING, "-m", "fakesvc.traffic", "--target", target, "--quiet", *args], {})
+    await tool.read_until("fakesvc.traffic.run")
+    status, stderr = await tool.stop(signum)
+    assert status == 128 + signum, stderr[-3000:]
+    assert truth.read_text() == ""
+    written = json.loads(report.read_text())
+    assert written["interrupted"] is True and written["signal"] == signum.name and written["sent"] == 0
+
+
 async def test_a_stop_as_the_sink_starts_still_writes_report_and_truth(tmp_path: Path) -> None:
     truth, report, args = traffic_files(tmp_path)
     supervisor = await start_supervisor(tmp_path, *args)
@@ -353,3 +369,43 @@ def test_every_file_a_run_writes_in_a_fresh_directory_is_ignored(tmp_path: Path)
     written = [str(path.relative_to(tmp_path)) + ("/" if path.is_dir() else "") for path in tmp_path.rglob("*")]
     assert {"logs.jsonl", "truth.jsonl", "report.json", "fakesvc-signals.db"} <= set(written)
     assert set(written) - ignored(written) == set()
+
+
+def test_a_checkout_truth_read_as_another_graph_is_refused(tmp_path: Path) -> None:
+    """The checkout's lines name their graph too, so ``--graph shop`` on them is caught, not scored as the shop."""
+    truth = tmp_path / "truth.jsonl"
+    line = {"trace_id": "t1", "graph": "checkout", "cause": "healthy"}
+    truth.write_text(json.dumps(line) + "\n")
+    assert made_on([line]) == MadeOn("checkout")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fakesvc.analyse",
+            "--truth",
+            str(truth),
+            "--from",
+            "http://127.0.0.1:9",
+            "--graph",
+            "shop",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "the truth was made on graph 'checkout'" in done.stderr, done.stderr
+
+
+def test_an_empty_truth_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    truth = tmp_path / "t.jsonl"
+    truth.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "fakesvc.analyse", "--truth", str(truth), "--from", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"fakesvc: {truth}: no checkout in this truth file, so nothing to analyse\n",
+    )

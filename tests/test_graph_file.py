@@ -19,7 +19,6 @@ import jsonschema
 import pytest
 
 import fakesvc.graph
-from fakesvc.faults.raising import exception_problem
 from fakesvc.graph import (
     BUILTIN_GRAPHS,
     Call,
@@ -37,6 +36,7 @@ from fakesvc.graph import (
     read_document,
 )
 from fakesvc.graph.model import calls_of
+from fakesvc.raising import exception_problem
 from fakesvc.settings import ConfigError
 from tests.graph_fixtures import MINI_YAML
 

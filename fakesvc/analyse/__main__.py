@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency = int(_number("--concurrency", args.concurrency, 1, MAX_CONCURRENCY))
         slow_ms = _number("--slow-ms", args.slow_ms, 1, 1e9)
         records = checkouts_of(args.truth)
+        if not records:  # a run stopped before its first checkout writes an empty truth
+            raise UsageError(f"{args.truth}: no checkout in this truth file, so nothing to analyse")
         try:
             truth_graph = made_on(records)
         except ValueError as exc:

@@ -22,9 +22,9 @@ from fakesvc.faults.inputs import (
     text,
     whole_number,
 )
-from fakesvc.faults.raising import exception_problem
 from fakesvc.graph.load import METHODS, load_graph
 from fakesvc.graph.model import Graph
+from fakesvc.raising import exception_problem
 
 KINDS = ("error", "latency", "hang", "drop", "noise")
 HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout

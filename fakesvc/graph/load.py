@@ -48,6 +48,7 @@ from fakesvc.graph.model import (
     Step,
     placeholders,
 )
+from fakesvc.raising import exception_problem
 from fakesvc.settings import ConfigError
 
 GRAPHS_DIR = Path(__file__).parent / "graphs"
@@ -1049,13 +1050,6 @@ def _scenario_order(ctx: _Context, where: str, scope: _Scope) -> None:
         ctx.add(where, f"must come before every call of the route (the first is {first}): scenario faults start a hop")
 
 
-def _exception_problem(name: str) -> str | None:
-    """Why a scenario cannot raise ``name`` with its message, tried as chaos rules are (None: it can)."""
-    from fakesvc.faults.raising import exception_problem  # the faults package imports this loader
-
-    return exception_problem(name)
-
-
 def _fail_if(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> FailIf | None:
     _scenario_order(ctx, where, scope)
     body = _mapping(ctx, where, raw, _FAIL_IF)
@@ -1064,7 +1058,7 @@ def _fail_if(ctx: _Context, where: str, raw: Any, scope: _Scope, depth: int) -> 
     key = _text(ctx, f"{where}.key_contains", body.get("key_contains", _MISSING))
     status = _whole(ctx, f"{where}.status", body.get("status", _MISSING), 400, 599)
     exception = _text(ctx, f"{where}.exception", body.get("exception", _MISSING), pattern=_EXCEPTION)
-    if exception is not None and (problem := _exception_problem(exception)) is not None:
+    if exception is not None and (problem := exception_problem(exception)) is not None:
         ctx.add(f"{where}.exception", problem)
         exception = None
     message = _text(ctx, f"{where}.message", body.get("message", _MISSING), max_chars=MAX_MESSAGE_CHARS)

@@ -31,10 +31,10 @@ from fakesvc.config import ServiceConfig
 from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.faults.noise import log_noise
-from fakesvc.faults.raising import raiser
 from fakesvc.faults.report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults
 from fakesvc.graph.model import ENTRY_HOP, Call, Route, Service, child_hop, fill
 from fakesvc.jsonfast import dumps_str, loads
+from fakesvc.raising import raiser
 from fakesvc.service.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.service.http_errors import error_response
 from fakesvc.service.records import PROCESS, HopRecords

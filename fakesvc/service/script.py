@@ -13,9 +13,9 @@ import asyncio
 import zlib
 from typing import Any
 
-from fakesvc.faults.raising import raiser
 from fakesvc.faults.scenarios import scenario_fault
 from fakesvc.graph.model import Call, FailIf, FromCall, HangIf, KeyFlag, Log, Parallel, Route, Sleep, Span, Step
+from fakesvc.raising import raiser
 from fakesvc.service.hop import (
     HopContext,
     HopError,

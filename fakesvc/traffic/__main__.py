@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from fakesvc.serving.early_stop import EarlyStop
+
+# A SIGINT or SIGTERM while the rest is imported is noted, not fatal: the run's files are written.
+EARLY_STOP = EarlyStop().install() if __name__ == "__main__" else EarlyStop()
+
 import argparse
 import asyncio
 import signal
@@ -18,7 +23,7 @@ from fakesvc.serving.stop_signals import stop_on_signals
 from fakesvc.settings import ConfigError
 from fakesvc.traffic.config import TrafficConfig, add_traffic_arguments, traffic_config_from_args
 from fakesvc.traffic.feasibility import check_order_ids
-from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, harness_line, run_traffic
+from fakesvc.traffic.run import EXIT_STATUSES, exit_status, format_summary, harness_line, not_started, run_traffic
 from fakesvc.traffic.truth import Timeouts
 
 
@@ -34,6 +39,8 @@ async def _reachable(target: str) -> bool:
 async def _run_until_stopped(config: TrafficConfig, drain_s: float) -> dict[str, Any] | None:
     """The run, stopped early (checkouts in flight drained) by SIGINT or SIGTERM; None when no gateway answers."""
     with stop_on_signals() as stop:
+        if EARLY_STOP.signum is not None:  # it came before the loop's own handlers took over
+            return not_started(config, EARLY_STOP.signum)
         if not await _reachable(config.target):
             return None
         return await run_traffic(config, stop=stop, drain_s=drain_s)
