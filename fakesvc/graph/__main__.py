@@ -7,6 +7,8 @@ default 1) and a ``--base-port`` (``FAKESVC_BASE_PORT``, default 8100) that
 would place a service past port 65535 included.
 ``python -m fakesvc.graph deploy --graph FILE|NAME --out DIR [--force]`` writes
 its Compose file and Kubernetes kustomization (:mod:`fakesvc.graph.deploy`).
+``python -m fakesvc.graph export FILE|NAME [--format json|dot|csv] [--out FILE]``
+prints its service call graph for root-cause methods (:mod:`fakesvc.graph.export`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fakesvc.config import SERVICE_SETTINGS, ServiceConfig
-from fakesvc.graph import deploy
+from fakesvc.graph import deploy, export
+from fakesvc.graph.export import calls_with_parallel
 from fakesvc.graph.feasibility import check_timeouts
 from fakesvc.graph.load import BUILTIN_GRAPHS, GraphError, load_graph
-from fakesvc.graph.model import Call, Graph, Parallel, Route, Span, Step
+from fakesvc.graph.model import Call, Graph, Route
 from fakesvc.graph.placement import port_of
 from fakesvc.settings import ConfigError, add_settings, resolve
 
@@ -53,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
             "that is not empty.",
         )
     )
+    _export_arguments(
+        commands.add_parser(
+            "export",
+            allow_abbrev=False,
+            help="print a graph's service call graph (JSON, Graphviz DOT or CSV) for root-cause methods",
+            description="Print a graph's service call graph: one edge per caller -> callee with the routes it "
+            "reaches, the adjacency lists and the 0/1 adjacency matrix (json), a Graphviz digraph (dot) or a "
+            "caller,callee edge list (csv). Exit 0 when written; 2 for a bad graph (every problem on stderr).",
+        )
+    )
     return parser
 
 
@@ -69,6 +82,17 @@ def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write into DIR even when it is not empty (the files written are replaced, others are left alone)",
     )
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("graph", metavar="FILE|NAME", help=_GRAPH_HELP)
+    parser.add_argument(
+        "--format",
+        choices=export.FORMATS,
+        default=export.FORMATS[0],
+        help=f"what to print (one of {', '.join(export.FORMATS)}; default {export.FORMATS[0]})",
+    )
+    parser.add_argument("--out", metavar="FILE", type=Path, help="write there (replaced if it exists), not to stdout")
 
 
 def describe(graph: Graph, base_port: int = _BASE[0].default, base_set: bool = False) -> Iterator[str]:
@@ -91,7 +115,7 @@ def describe(graph: Graph, base_port: int = _BASE[0].default, base_set: bool = F
         yield f"service {service.name} port {port} code {service.code_prefix}"
         for route in service.routes:
             yield f"  {route.name}{_entry(route)}"
-            for call, parallel in _calls(route.script, parallel=False):
+            for call, parallel in calls_with_parallel(route.script):
                 yield f"    {service.name} -> {_edge(call)}{' [parallel]' if parallel else ''}"
 
 
@@ -102,17 +126,6 @@ def _entry(route: Route) -> str:
 def _edge(call: Call) -> str:
     fallback = " (fallback)" if call.on_error == "ignore" else ""
     return f"{call.service} {call.method} {call.path} timeout {call.timeout_s:g} s{fallback}"
-
-
-def _calls(steps: tuple[Step, ...], parallel: bool) -> Iterator[tuple[Call, bool]]:
-    """The calls in document order, each with whether it runs in a parallel branch."""
-    for step in steps:
-        if isinstance(step, Call):
-            yield step, parallel
-        elif isinstance(step, Parallel):
-            yield from _calls(step.steps, parallel=True)
-        elif isinstance(step, Span):
-            yield from _calls(step.steps, parallel)
 
 
 def _problems(problems: list[str]) -> int:
@@ -157,6 +170,23 @@ def _deploy(source: str, out: Path, force: bool) -> int:
     return 0
 
 
+def _export(source: str, fmt: str, out: Path | None) -> int:
+    """The whole text is made before anything is written: a bad graph leaves FILE as it was."""
+    try:
+        text = export.render(load_graph(source), fmt)
+    except GraphError as exc:
+        return _problems(exc.problems)
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _problems([f"{exc.filename or out}: cannot write: {exc.strerror or exc}"])
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -164,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "deploy":
         return _deploy(args.graph, args.out, args.force)
+    if args.command == "export":
+        return _export(args.graph, args.format, args.out)
     parser.print_help(sys.stderr)
     return 2
 
