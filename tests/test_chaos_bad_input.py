@@ -334,10 +334,11 @@ async def test_chaos_windows_answers_for_a_rule_replaced_mid_run(aiohttp_client:
     assert (await client.put("/chaos", json={"rules": [windowed]})).status == 200
     clock.now += 20
     assert (await client.put("/chaos", json={"rules": [{"kind": "drop", "probability": 0.1}]})).status == 200
-    (window,) = await (await client.get("/chaos/windows")).json()
+    window, drop = await (await client.get("/chaos/windows")).json()
     assert window["kind"] == "error" and window["start_log"] == "Deploy v2"
     assert (window["start"], window["end"]) == ("2023-11-14T22:13:20+00:00", "2023-11-14T22:13:40+00:00")
-    assert (await (await client.get("/chaos")).json())["windows"] == [window]
+    assert (drop["kind"], drop["probability"], drop["end"], drop["always_on"]) == ("drop", 0.1, None, True)
+    assert (await (await client.get("/chaos")).json())["windows"] == [window, drop]
 
 
 # --- 7. values no rule can hold ----------------------------------------------------------------------------------

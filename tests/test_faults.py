@@ -218,8 +218,12 @@ def test_schedules_count_from_when_rules_were_set() -> None:
             "rule": 0,
             "kind": "drop",
             "detail": "drop connection",
+            "probability": 1.0,
+            "start_s": 10.0,
+            "duration_s": 5.0,
             "start": "2023-11-14T22:13:30+00:00",
             "end": "2023-11-14T22:13:35+00:00",
+            "always_on": False,
         }
     ]
 

@@ -148,7 +148,10 @@ async def test_rule_faults_and_fault_windows_reach_the_truth_and_the_report(chai
             }
         ]
         assert line["root_cause_service"] == "payment-service" and line["expected_status"] == 200 == line["status"]
-    assert [(w["service"], w["kind"]) for w in report["fault_windows"]] == [("inventory-service", "drop")]
+    assert [(w["service"], w["kind"]) for w in report["fault_windows"]] == [
+        ("payment-service", "latency"),  # always on: from when it was set, still on
+        ("inventory-service", "drop"),
+    ]
 
 
 async def test_an_injected_drop_is_an_expected_transport_error_and_the_run_passes(chain: Chain, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from fakesvc.faults.rules import Rule
 from fakesvc.graph.model import ENTRY_HOP
 
 INJECTED_TRACES = 10_000
-PAST_WINDOWS = 1_000  # windows of replaced rules kept for /chaos/windows (and the report), oldest forgotten first
+PAST_WINDOWS = 1_000  # windows of replaced rules (always-on too) kept for /chaos/windows, oldest forgotten first
 DELAY_KINDS = ("latency", "hang")
 
 
@@ -238,12 +238,12 @@ class Chaos:
         return [] if entry is None else [record for records in entry[1].values() for record in records]
 
     def _keep_opened_windows(self, now: float) -> None:
-        """Remember the windows of the rules in force that have opened by ``now``, before they are replaced."""
+        """Remember the windows of the rules in force that opened by ``now`` (always-on ones did), before they go."""
         if not self._rules:
             return
         elapsed = now - self._set_at
         for index, rule in enumerate(self._rules):
-            if self._scheduled(rule) and rule.start_s <= elapsed:
+            if rule.start_s <= elapsed:
                 ends = elapsed if rule.duration_s is None else min(elapsed, rule.start_s + rule.duration_s)
                 window = self._window(index, rule, ends)
                 window["replaced"] = _iso(self._set_at_wall + elapsed)
@@ -254,15 +254,20 @@ class Chaos:
         return bool(rule.start_s) or rule.duration_s is not None
 
     def _window(self, index: int, rule: Rule, ends_s: float | None) -> dict[str, Any]:
-        """Rule ``index``'s window, from its start to ``ends_s`` (seconds after the rules were set; None: open)."""
-        window = {
-            "service": self.service,
-            "rule": index,
-            "kind": rule.kind,
-            "detail": rule.describe(),
-            "start": _iso(self._set_at_wall + rule.start_s),
-            "end": None if ends_s is None else _iso(self._set_at_wall + ends_s),
-        }
+        """Rule ``index``'s window, from its start to ``ends_s`` (seconds after the rules were set; None: open).
+
+        The window names its service and carries the rule's own fields as
+        written (``probability``, ``route``, ``status``, ``latency_ms``...);
+        ``always_on`` marks a rule with no schedule, in force from when it was
+        set until it was replaced.
+        """
+        window: dict[str, Any] = {"service": self.service, "rule": index, "kind": rule.kind, "detail": rule.describe()}
+        window.update(rule.to_json())
+        window.update(
+            start=_iso(self._set_at_wall + rule.start_s),
+            end=None if ends_s is None else _iso(self._set_at_wall + ends_s),
+            always_on=not self._scheduled(rule),
+        )
         if index in self._marker_traces:
             window.update(start_log=rule.start_log, end_log=rule.end_log, trace_id=self._marker_traces[index])
         return window
@@ -271,14 +276,14 @@ class Chaos:
         """Every window, so an incident's start and end can be scored, even if its rule was replaced mid-run.
 
         First those that opened under rules since replaced (``replaced`` says
-        when; a window cut short ends then), then each scheduled rule in force
-        with its absolute schedule.
+        when; a window cut short ends then; the last :data:`PAST_WINDOWS`),
+        then each rule in force: a scheduled one with its absolute schedule,
+        an always-on one from when it was set, ``end`` null.
         """
         out = list(self._past)
         for index, rule in enumerate(self._rules):
-            if self._scheduled(rule):
-                ends = None if rule.duration_s is None else rule.start_s + rule.duration_s
-                out.append(self._window(index, rule, ends))
+            ends = None if rule.duration_s is None else rule.start_s + rule.duration_s
+            out.append(self._window(index, rule, ends))
         return out
 
     def snapshot(self) -> dict[str, Any]:
