@@ -35,6 +35,7 @@ from fakesvc.service.http_errors import error_response, json_errors, quiet_parse
 from fakesvc.service.prometheus import ServiceMetrics
 from fakesvc.service.records import HopRecords, downstream_records, records_route
 from fakesvc.service.script import run_route
+from fakesvc.service.series import ServedSeries, sample_every
 from fakesvc.serving.body_deadline import body_deadline
 from fakesvc.serving.in_flight import IN_FLIGHT, InFlight
 from fakesvc.telemetry.pipeline import Telemetry
@@ -158,7 +159,8 @@ def build_app(
         trace_configs.append(create_trace_config(tracer_provider=provider))
         tracer = provider.get_tracer("fakesvc")
     chaos = chaos or Chaos(service.name, seed=config.seed, hang_s=config.hang_s)
-    metrics = ServiceMetrics(chaos, telemetry)
+    series = ServedSeries()
+    metrics = ServiceMetrics(chaos, telemetry, series)
     middlewares.insert(0, metrics.middleware)  # sees the final status, JSON errors included
     middlewares.insert(0, in_flight.middleware)  # outermost: a request counts until its span has ended
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
@@ -171,6 +173,7 @@ def build_app(
         rng=random.Random(config.seed),
         urls=dict(urls),
         records=HopRecords(),
+        series=series,
     )
     app[HOP_STATE] = state
     app[IN_FLIGHT] = in_flight
@@ -206,6 +209,10 @@ def build_app(
                 trace_configs=trace_configs,
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             )
+        interval_s = telemetry.config.series_interval_s
+        sampler = asyncio.ensure_future(
+            sample_every(state.series, interval_s, lambda sample: telemetry.series(service.name, sample))
+        )
         state.ready = True
         yield
         state.ready = False
@@ -213,6 +220,8 @@ def build_app(
         cut = await in_flight.cut(UNWIND_TIMEOUT_S)
         if cut:
             _log.warning("Requests cut at shutdown", service=service.name, count=cut, harness=True)
+        sampler.cancel()  # its last sample holds the partial interval, cut requests included
+        await asyncio.gather(sampler, return_exceptions=True)
         if state.session is not None:
             await state.session.close()
 

@@ -17,7 +17,7 @@ import re
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +38,7 @@ from fakesvc.raising import raiser
 from fakesvc.service.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.service.http_errors import error_response
 from fakesvc.service.records import PROCESS, HopRecords
+from fakesvc.service.series import ServedSeries
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
@@ -144,6 +145,7 @@ class HopState:
     rng: random.Random
     urls: Mapping[str, str]  # where each service this one calls listens
     records: HopRecords
+    series: ServedSeries = field(default_factory=ServedSeries)
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 
@@ -543,6 +545,7 @@ def keep_record(ctx: HopContext, outcome: str, status: int | None, elapsed_ms: f
     ``outcome``: ``answered`` (``status``), ``dropped`` (the connection cut, no
     status) or ``cancelled`` (the caller gave up first, status 499).
     """
+    ctx.state.series.served(status, elapsed_ms)
     faults = [
         {**fault.truth(ctx.hop), "applied_ms": applied}
         for fault, applied in zip(ctx.own_faults, ctx.applied_ms, strict=True)

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fakesvc.faults import Chaos
+from fakesvc.service.series import Sample, ServedSeries
 from fakesvc.telemetry.pipeline import Telemetry
 
 # OpenTelemetry's advised buckets for http.server.request.duration, in seconds
@@ -44,9 +45,10 @@ LEDGER_GAUGES = ("backlog", "pending", "stored", "held")
 class _ScrapeTimeCollector(Collector):
     """The faults a service injected and its process's telemetry, read when Prometheus scrapes."""
 
-    def __init__(self, chaos: Chaos, telemetry: Telemetry) -> None:
+    def __init__(self, chaos: Chaos, telemetry: Telemetry, series: ServedSeries) -> None:
         self._chaos = chaos
         self._telemetry = telemetry
+        self._series = series
 
     def collect(self) -> Iterator[Metric]:
         faults = CounterMetricFamily(
@@ -55,6 +57,7 @@ class _ScrapeTimeCollector(Collector):
         for kind, count in sorted(self._chaos.injected_by_kind.items()):
             faults.add_metric([kind], count)
         yield faults
+        yield from _series_metrics(self._series.last)
         stats = self._telemetry.stats()
         yield from _telemetry_metrics(stats)
         lag = stats.get("loop_lag", {})
@@ -62,6 +65,25 @@ class _ScrapeTimeCollector(Collector):
             if key in lag:
                 name = f"fakesvc_event_loop_lag_{key.removesuffix('_ms')}_seconds"
                 yield GaugeMetricFamily(name, f"Event-loop lag, {key[:-3]} over the recent window", lag[key] / 1000)
+
+
+def _series_metrics(sample: Sample | None) -> Iterator[Metric]:
+    """The service's last sample of its series: the same figures its metric signals carry."""
+    if sample is None:
+        return
+    yield GaugeMetricFamily(
+        "fakesvc_series_workload_per_second", "Requests served a second, last interval", sample.workload
+    )
+    yield GaugeMetricFamily(
+        "fakesvc_series_errors_per_second", "Requests failed a second, last interval", sample.errors
+    )
+    latency = GaugeMetricFamily(
+        "fakesvc_series_latency_seconds", "Percentiles of the elapsed times served, last interval", labels=["quantile"]
+    )
+    for percent, ms in sample.latency_ms.items():
+        if ms is not None:
+            latency.add_metric([f"{percent / 100:g}"], ms / 1000)
+    yield latency
 
 
 def _telemetry_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
@@ -86,7 +108,7 @@ def _telemetry_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
 class ServiceMetrics:
     """One service's registry: the request histogram, plus what is read at scrape time."""
 
-    def __init__(self, chaos: Chaos, telemetry: Telemetry) -> None:
+    def __init__(self, chaos: Chaos, telemetry: Telemetry, series: ServedSeries) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.duration = Histogram(
             "http_server_request_duration_seconds",
@@ -95,7 +117,7 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_ScrapeTimeCollector(chaos, telemetry))
+        self.registry.register(_ScrapeTimeCollector(chaos, telemetry, series))
 
     @property
     def middleware(self) -> Middleware:

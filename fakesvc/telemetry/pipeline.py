@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from fakesvc import settings
 from fakesvc.config import REMOTE_SIGNALS, TRACE_EXPORTERS
 from fakesvc.service.correlation import current_trace_id
+from fakesvc.service.series import Sample, series_trace_id
 from fakesvc.settings import Setting
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
 from fakesvc.telemetry.logs import Emit
@@ -42,6 +44,13 @@ TELEMETRY_SETTINGS: tuple[Setting, ...] = (
         settings.comma_set(*TRACE_EXPORTERS),
         "span exporters",
     ),
+    Setting(
+        "FAKESVC_SERIES_INTERVAL_S",
+        "--series-interval-s",
+        1.0,
+        settings.positive_float,
+        "each service samples its workload, errors and latency this often (metrics: workload, error, latency-50...)",
+    ),
 )
 
 
@@ -52,6 +61,7 @@ class TelemetryConfig:
     signals: frozenset[str] = frozenset(REMOTE_SIGNALS)
     trace_exporters: frozenset[str] = DEFAULT_TRACE_EXPORTERS
     batcher: BatcherConfig | None = None
+    series_interval_s: float = 1.0
 
     @property
     def remote(self) -> bool:
@@ -67,7 +77,7 @@ def telemetry_config(
     batcher = BatcherConfig(**settings.resolve(BATCHER_SETTINGS, args, environ))
     if "otlp" in values["traces_exporter"]:
         check_otlp(environ)
-    return TelemetryConfig(values["telemetry"], values["traces_exporter"], batcher)
+    return TelemetryConfig(values["telemetry"], values["traces_exporter"], batcher, values["series_interval_s"])
 
 
 def telemetry_settings() -> tuple[Setting, ...]:
@@ -120,6 +130,18 @@ class Telemetry:
         trace_id = current_trace_id.get()
         if self._emit_metric is not None and trace_id:
             self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, attributes))
+
+    def series(self, service: str, sample: Sample) -> None:
+        """Emit one sample of a service's series as metric signals named as RCAEval's columns (no-op when off)."""
+        if self._emit_metric is None:
+            return
+        trace_id = series_trace_id(service, sample.at)
+        timestamp = datetime.fromtimestamp(sample.at, UTC)
+        attributes = {"series": True, "interval_s": sample.interval_s}
+        values: list[tuple[str, float, str]] = [("workload", sample.workload, "1/s"), ("error", sample.errors, "1/s")]
+        values += [(f"latency-{p}", ms, "ms") for p, ms in sample.latency_ms.items() if ms is not None]
+        for name, value, unit in values:
+            self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, attributes, timestamp))
 
     def stats(self) -> dict[str, Any]:
         """The batcher's counters (or a note that nothing is sent), and the event loop's lag."""
