@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from fakesvc.faults import Chaos
+from fakesvc.service.app import service_rng
 from fakesvc.service.prometheus import ServiceMetrics
 from fakesvc.service.series import ServedSeries, sample_every, series_trace_id
 from fakesvc.telemetry.batcher import BatcherConfig
@@ -124,3 +125,11 @@ def test_prometheus_shows_the_last_sample_as_gauges() -> None:
     assert "fakesvc_series_errors_per_second 1.0" in text
     assert 'fakesvc_series_latency_seconds{quantile="0.5"} 0.3' in text
     assert 'fakesvc_series_latency_seconds{quantile="0.99"} 0.5' in text
+
+
+def test_each_service_draws_its_own_simulated_work_and_a_seed_repeats_it() -> None:
+    """With one seed for the run, services drew the same sequence: the gateway's jitter was payment's."""
+    draws = {name: [service_rng(7, name).uniform(0, 100) for _ in range(5)] for name in ("api-gateway", "payment")}
+    assert draws["api-gateway"] != draws["payment"]
+    assert [service_rng(7, "payment").uniform(0, 100) for _ in range(5)] == draws["payment"]
+    assert service_rng(None, "payment").random() != service_rng(None, "payment").random()  # no seed: unseeded

@@ -170,7 +170,7 @@ def build_app(
         telemetry=telemetry,
         chaos=chaos,
         tracer=tracer,
-        rng=random.Random(config.seed),
+        rng=service_rng(config.seed, service.name),
         urls=dict(urls),
         records=HopRecords(),
         series=series,
@@ -228,6 +228,12 @@ def build_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(_not_ready)
     return app
+
+
+def service_rng(seed: int | None, service: str) -> random.Random:
+    """The service's own draws of simulated work: seeded by the run's seed and its name, so a run repeats
+    while two services never draw the same sequence (their latency series would move in lockstep)."""
+    return random.Random(None if seed is None else f"{seed}|{service}")
 
 
 async def _windows_of(state: HopState, service: str, base_url: str) -> list[dict[str, Any]]:
