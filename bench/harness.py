@@ -120,20 +120,30 @@ def graph_ports(graph: str) -> dict[str, int]:
     return {name: free_port() for name in load_graph(graph).names}
 
 
-async def start_graph(workdir: Path, sink_url: str, graph: str, ports: dict[str, int], **env: str) -> Server:
-    """``supervisor.py --graph GRAPH`` of this tree, each service on its port of ``ports``, sending to ``sink_url``."""
+def graph_env(workdir: Path, sink_url: str, graph: str, ports: dict[str, int], root: Path = ROOT) -> dict[str, str]:
+    """The environment of ``supervisor.py --graph GRAPH`` of the tree at ``root``: each service on its port of
+    ``ports``, sending to ``sink_url``, its outbox under ``workdir``."""
     from fakesvc.graph.load import load_graph
 
     prefixes = {service.name: service.code_prefix for service in load_graph(graph).services}
-    environ = {
+    return {
         **{f"{prefixes[name]}_PORT": str(port) for name, port in ports.items()},
         "FAKESVC_GRAPH": graph,
         "FAKESVC_SINK": "off",
         "PRODSENTINEL_URL": sink_url,
         "FAKESVC_SPILL_DIR": str(workdir / "spill"),
-        **env,
+        "PYTHONPATH": str(root),  # the tree's own fakesvc, not the one installed in the venv
     }
-    return await Server.start(["supervisor.py"], environ, "listening on", ready_count=len(ports))
+
+
+async def start_graph(workdir: Path, sink_url: str, graph: str, ports: dict[str, int], **env: str) -> Server:
+    """``supervisor.py --graph GRAPH`` of this tree (see :func:`graph_env`), ready when every service is."""
+    return await start_tree_graph(ROOT, graph_env(workdir, sink_url, graph, ports) | env, len(ports))
+
+
+async def start_tree_graph(root: Path, env: dict[str, str], services: int) -> Server:
+    """``supervisor.py`` of the tree at ``root`` with ``env`` (:func:`graph_env`'s), ready when its services are."""
+    return await Server.start([str(root / "supervisor.py")], env, "listening on", ready_count=services)
 
 
 async def start_traffic(target: str, rate: float, duration_s: float, *options: str) -> asyncio.subprocess.Process:

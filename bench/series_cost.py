@@ -19,13 +19,14 @@ from typing import Any
 from harness import (
     FULL_TELEMETRY,
     ROOT,
-    Server,
     checkout_tree,
     cpu_seconds,
+    graph_env,
     graph_ports,
     median,
     start_sink,
     start_traffic,
+    start_tree_graph,
     wait_delivered,
 )
 
@@ -38,17 +39,8 @@ async def cpu_ms_per_checkout(root: Path, workdir: Path, sink_url: str) -> float
     from fakesvc.graph.load import load_graph
 
     ports = graph_ports(GRAPH)
-    prefixes = {service.name: service.code_prefix for service in load_graph(GRAPH).services}
-    env = {
-        **{f"{prefixes[name]}_PORT": str(port) for name, port in ports.items()},
-        **FULL_TELEMETRY,
-        "FAKESVC_GRAPH": GRAPH,
-        "FAKESVC_SINK": "off",
-        "PRODSENTINEL_URL": sink_url,
-        "FAKESVC_SPILL_DIR": str(workdir / "spill"),
-        "PYTHONPATH": str(root),
-    }
-    supervisor = await Server.start([str(root / "supervisor.py")], env, "listening on", ready_count=len(ports))
+    env = graph_env(workdir, sink_url, GRAPH, ports, root) | FULL_TELEMETRY
+    supervisor = await start_tree_graph(root, env, len(ports))
     edge = f"http://127.0.0.1:{ports[load_graph(GRAPH).edge.name]}"
     try:
         before = cpu_seconds(supervisor.pid)

@@ -72,8 +72,9 @@ def _percentile(ordered: list[float], percent: int) -> float | None:
 
 
 def series_trace_id(service: str, at: float) -> str:
-    """ProdSentinel files every signal under a trace: a sample's is its service's and second's, 32 hex digits."""
-    return hashlib.blake2b(f"{service}|{int(at)}|series".encode(), digest_size=16).hexdigest()
+    """ProdSentinel files every signal under a trace: each sample gets its own (its service and its exact
+    time, 32 hex digits), so no later signal ever joins the trace of one the backend already filed."""
+    return hashlib.blake2b(f"{service}|{at!r}|series".encode(), digest_size=16).hexdigest()
 
 
 async def sample_every(
