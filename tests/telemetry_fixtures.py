@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 
 from fakesvc.sink import SinkConfig, SinkFaults, SinkServer, start_sink
-from fakesvc.telemetry.batcher import BatcherConfig
+from fakesvc.telemetry.batcher import Batcher, BatcherConfig
 from fakesvc.telemetry.pipeline import Telemetry, TelemetryConfig
+from fakesvc.telemetry.signals import LOG_KIND
 
 
 def free_port() -> int:
@@ -105,3 +106,18 @@ async def checkouts(gateway: str, order_ids: list[str], concurrency: int = 20) -
 
     async with aiohttp.ClientSession() as session:
         return await asyncio.gather(*(one(session, order_id) for order_id in order_ids))
+
+
+async def outbox_left(spill: Path, url: str, signals: list[dict[str, Any]]) -> None:
+    """Leave ``signals`` waiting in an outbox of ``spill``, as a process that could not reach ``url`` does."""
+    batcher = Batcher(BatcherConfig(url, str(spill), backoff_base_s=0.005, backoff_max_s=0.05, commit_interval_s=0.005))
+    await batcher.start()
+    batcher._up.clear()  # as after a refused connection: every signal waits on disk
+    for signal in signals:
+        batcher.emit(LOG_KIND, signal)
+
+    async def written() -> bool:
+        return batcher.ledger.pending == 0
+
+    await eventually(written, what="rows written")
+    await batcher.close(deadline=0)

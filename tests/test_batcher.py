@@ -24,7 +24,7 @@ from fakesvc.telemetry.outbox import read_dead_letters
 from fakesvc.telemetry.pipeline import telemetry_config
 from fakesvc.telemetry.retry import is_permanent, retry_after_s
 from fakesvc.telemetry.signals import LOG_KIND, ROUTES, log_signal
-from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats
+from tests.telemetry_fixtures import eventually, free_port, outbox_left, sink_on, sink_stats
 
 QUICK = {"backoff_base_s": 0.005, "backoff_max_s": 0.05, "commit_interval_s": 0.005}
 
@@ -341,12 +341,7 @@ async def test_a_corrupt_outbox_never_stops_a_start(tmp_path: Path, damage: str,
         first.emit(LOG_KIND, signal(i))
     await first.close(deadline=0)
     [path] = tmp_path.glob("outbox-*.db")
-    data = bytearray(path.read_bytes())
-    if damage == "garbage":
-        data = bytearray(b"not a database at all" * 100)
-    else:
-        data[40 * 4096 : 42 * 4096] = b"\xff" * (2 * 4096)  # two pages of rows overwritten
-    path.write_bytes(bytes(data))
+    _damage(path, damage)
     second = Batcher(BatcherConfig(url, str(tmp_path), **QUICK))
     await second.start()
     try:
@@ -364,13 +359,7 @@ async def test_a_corrupt_outbox_never_stops_a_start(tmp_path: Path, damage: str,
 async def _outbox_with(spill: Path, url: str, first: int, count: int) -> Path:
     """An outbox left by a process that could not deliver signals ``first`` .. ``first + count - 1``."""
     alone = spill / f"made-{first}"  # a directory of its own: a start adopts the outboxes beside it
-    batcher = Batcher(BatcherConfig(url, str(alone), **QUICK))
-    await batcher.start()
-    batcher._up.clear()  # as after a refused connection: every signal waits on disk
-    for i in range(first, first + count):
-        batcher.emit(LOG_KIND, signal(i))
-    await eventually(lambda: _durable(batcher), what="rows written")
-    await batcher.close(deadline=0)
+    await outbox_left(alone, url, [signal(i) for i in range(first, first + count)])
     [made] = alone.glob("outbox-*.db")
     path = made.rename(spill / made.name)
     alone.rmdir()

@@ -7,13 +7,17 @@ import json
 import socket
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from fakesvc.sink import SinkConfig, start_sink
@@ -24,7 +28,7 @@ from fakesvc.telemetry.retry import RetryPolicy
 from fakesvc.telemetry.send_backlog import send_backlog
 from fakesvc.telemetry.signals import LOG_KIND, log_signal
 from tests.processes import start_supervisor
-from tests.telemetry_fixtures import eventually, free_port, sink_on, sink_stats, stored_signals
+from tests.telemetry_fixtures import eventually, free_port, outbox_left, sink_on, sink_stats, stored_signals
 
 QUICK = {"backoff_base_s": 0.005, "backoff_max_s": 0.05, "commit_interval_s": 0.005}
 
@@ -128,7 +132,7 @@ async def test_signals_that_waited_long_in_the_outbox_are_not_expired_by_waiting
     app.router.add_get("/ingest/health", healthy)
     server = await aiohttp_server(app)
     url = str(server.make_url("")).rstrip("/")
-    await _leave_rows(tmp_path, url, [signal(f"old-{i}") for i in range(5)])
+    await outbox_left(tmp_path, url, [signal(f"old-{i}") for i in range(5)])
     _age_rows(tmp_path, 1000)
     batcher = Batcher(BatcherConfig(url, str(tmp_path), max_age_s=10, **QUICK))
     await batcher.start()
@@ -137,17 +141,6 @@ async def test_signals_that_waited_long_in_the_outbox_are_not_expired_by_waiting
     finally:
         summary = await batcher.close()
     assert (summary["sent"], summary["dead_lettered"]) == (5, 0)
-
-
-async def _leave_rows(spill: Path, url: str, signals: list[dict[str, Any]]) -> None:
-    """A process that could not reach ``url`` left these signals in the outbox of ``spill``."""
-    batcher = Batcher(BatcherConfig(url, str(spill), **QUICK))
-    await batcher.start()
-    batcher._up.clear()  # as after a refused connection: nothing is sent
-    for item in signals:
-        batcher.emit(LOG_KIND, item)
-    await eventually(lambda: _nothing_pending(batcher), what="rows written")
-    await batcher.close(deadline=0)
 
 
 async def _nothing_pending(batcher: Batcher) -> bool:
@@ -161,11 +154,12 @@ def _age_rows(spill: Path, seconds: float) -> None:
 
 
 async def test_a_500_gets_three_attempts_then_is_dead_lettered_with_its_answer(
-    aiohttp_server: Any, tmp_path: Path
+    aiohttp_server: Any, tmp_path: Path, capsys: Any
 ) -> None:
     backend = Backend()
     server = await aiohttp_server(backend.app())
-    config = BatcherConfig(str(server.make_url("")), str(tmp_path), retry_500_s=0.05, **QUICK)
+    # a window wide enough that a slow answer never cuts the 3 attempts short (half of it: the 2nd answer's bound)
+    config = BatcherConfig(str(server.make_url("")), str(tmp_path), retry_500_s=1.0, **QUICK)
     batcher = Batcher(config)
     await batcher.start()
     try:
@@ -179,6 +173,9 @@ async def test_a_500_gets_three_attempts_then_is_dead_lettered_with_its_answer(
     assert [backend.attempts[item["signal_id"]] for item in poisoned] == [3, 3, 3, 3]
     assert (stats["sent"], stats["dead_lettered"], stats["uncertain"], stats["dead_by"]) == (1, 4, 0, {"http_500": 4})
     assert "dead-lettered 4 (http_500 4), uncertain 0" in format_summary(summary)
+    assert "; backend refusals HTTP 500 12" in format_summary(summary)
+    [said] = [line for line in capsys.readouterr().err.splitlines() if "refused" in line]  # 12 answers, 1 line
+    assert 'HTTP 500 ({"detail": "Internal server error"}); such signals get 3 attempts within 1 s' in said
     letters = read_dead_letters(tmp_path)
     assert {(letter["reason"], letter["answer"]["status"], letter["kind"]) for letter in letters} == {
         ("http_500", 500, "log")
@@ -285,6 +282,16 @@ async def test_a_reset_on_a_reused_connection_is_retried_on_a_fresh_one_and_is_n
 
 
 async def test_a_refused_connection_is_an_outage_said_once_and_its_end_once(tmp_path: Path, capsys: Any) -> None:
+    await _an_outage_then_the_backend(tmp_path, _down, "the outage noticed")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "backend" in line]
+    assert [("unreachable" in line, "is back" in line) for line in lines] == [(True, False), (False, True)]
+
+
+async def _an_outage_then_the_backend(
+    tmp_path: Path, noticed: Callable[[Batcher], Awaitable[bool]], what: str
+) -> dict[str, Any]:
+    """Signals while nothing listens at the backend's address; once ``noticed``, a sink there: the stats
+    as soon as every signal is sent."""
     port = free_port()
     batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{port}", str(tmp_path / "spill"), **QUICK))
     await batcher.start()
@@ -292,15 +299,14 @@ async def test_a_refused_connection_is_an_outage_said_once_and_its_end_once(tmp_
     try:
         for i in range(20):
             batcher.emit(LOG_KIND, signal(f"t-{i}"))
-        await eventually(lambda: _down(batcher), what="the outage noticed")
+        await eventually(lambda: noticed(batcher), what=what)
         sink = await sink_on(port, tmp_path / "s.db")
         await eventually(lambda: _zero_backlog(batcher), what="the backlog sent once the backend is back")
+        return batcher.stats()
     finally:
         await batcher.close()
         if sink is not None:
             await sink.stop()
-    lines = [line for line in capsys.readouterr().err.splitlines() if "backend" in line]
-    assert [("unreachable" in line, "is back" in line) for line in lines] == [(True, False), (False, True)]
 
 
 async def _zero_backlog(batcher: Batcher) -> bool:
@@ -332,7 +338,7 @@ async def test_rows_remember_their_backend_and_wait_for_it(tmp_path: Path, capsy
     spill = tmp_path / "spill"
     port_a = free_port()
     url_a = f"http://127.0.0.1:{port_a}"
-    await _leave_rows(spill, url_a, [signal(f"for-a-{i}") for i in range(7)])
+    await outbox_left(spill, url_a, [signal(f"for-a-{i}") for i in range(7)])
     sink_b = await sink_on(0, tmp_path / "b.db")
     batcher = Batcher(BatcherConfig(sink_b.url, str(spill), **QUICK))
     await batcher.start()
@@ -358,10 +364,52 @@ async def test_rows_remember_their_backend_and_wait_for_it(tmp_path: Path, capsy
 
 
 async def test_discard_drops_only_the_named_backends_rows(tmp_path: Path) -> None:
-    await _leave_rows(tmp_path, "http://127.0.0.1:9", [signal("a")] * 3)
-    await _leave_rows(tmp_path, "http://127.0.0.1:10", [signal("b")] * 2)
-    assert discard(tmp_path, "http://127.0.0.1:9/") == 3
+    await outbox_left(tmp_path, "http://127.0.0.1:9", [signal("a")] * 3)
+    await outbox_left(tmp_path, "http://127.0.0.1:10", [signal("b")] * 2)
+    assert discard(tmp_path, "http://127.0.0.1:9") == 3
     assert waiting_by_backend(tmp_path) == {"http://127.0.0.1:10": 2}
+
+
+def _outbox_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fakesvc.telemetry.outbox", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_the_outbox_tool_reads_a_url_as_the_batcher_wrote_it(tmp_path: Path) -> None:
+    await outbox_left(tmp_path, "http://127.0.0.1:9", [signal("a")] * 3)
+    done = _outbox_cli(str(tmp_path), "--discard", " HTTP://127.0.0.1:9/ ")
+    assert (done.returncode, done.stdout) == (0, "discarded 3 signals waiting for http://127.0.0.1:9\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--send", "notaurl"], "--send: must be an http:// or https:// URL with a host"),
+        (["--discard", ""], "--discard: must be an http:// or https:// URL with a host"),
+        (["--discard", "http://\u202e127.0.0.1:9"], "--discard:"),
+        (["--send", "http://[nan]:9"], "--send:"),
+        (["--waiting", "--send", "http://127.0.0.1:9"], "not allowed with argument"),
+        (["--disc", "http://127.0.0.1:9"], "unrecognized arguments: --disc"),
+    ],
+)
+def test_the_outbox_tool_refuses_a_bad_url_or_flag_in_one_line_and_changes_nothing(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    (tmp_path / "outbox-1-kept.db").write_bytes(b"")  # untouched by a refused command
+    done = _outbox_cli(str(tmp_path), *args)
+    assert done.returncode == 2 and said in done.stderr and done.stdout == "", done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["outbox-1-kept.db"]
+
+
+@pytest.mark.parametrize("action", [[], ["--waiting"], ["--send", "http://127.0.0.1:9"], ["--discard", "http://a:9"]])
+def test_the_outbox_tool_on_a_directory_that_is_not_there_is_one_line(tmp_path: Path, action: list[str]) -> None:
+    done = _outbox_cli(str(tmp_path / "nowhere"), *action)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"fakesvc: {tmp_path / 'nowhere'}: no such directory (the FAKESVC_SPILL_DIR of a run)\n",
+    )
+    assert not (tmp_path / "nowhere").exists()
 
 
 OLD_SCHEMA = """
@@ -413,21 +461,8 @@ async def test_an_older_outbox_row_with_a_path_that_is_no_route_is_dead_never_se
 
 
 async def test_the_oldest_age_is_zero_once_the_backlog_is(tmp_path: Path) -> None:
-    port = free_port()
-    batcher = Batcher(BatcherConfig(f"http://127.0.0.1:{port}", str(tmp_path / "spill"), **QUICK))
-    await batcher.start()
-    sink = None
-    try:
-        for i in range(5):
-            batcher.emit(LOG_KIND, signal(f"t-{i}"))
-        await eventually(lambda: _aged(batcher), what="the outbox's oldest signal seen")
-        sink = await sink_on(port, tmp_path / "s.db")
-        await eventually(lambda: _zero_backlog(batcher), what="the backlog sent once the backend is back")
-        assert batcher.stats()["outbox"]["oldest_age_s"] == 0
-    finally:
-        await batcher.close()
-        if sink is not None:
-            await sink.stop()
+    stats = await _an_outage_then_the_backend(tmp_path, _aged, "the outbox's oldest signal seen")
+    assert stats["outbox"]["oldest_age_s"] == 0
 
 
 async def _aged(batcher: Batcher) -> bool:

@@ -17,7 +17,7 @@ import re
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -145,7 +145,7 @@ class HopState:
     rng: random.Random
     urls: Mapping[str, str]  # where each service this one calls listens
     records: HopRecords
-    series: ServedSeries = field(default_factory=ServedSeries)
+    series: ServedSeries  # what its hops served, for its series (the app's sampler reads it)
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 

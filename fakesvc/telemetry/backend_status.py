@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from fakesvc.console import say
 
@@ -76,13 +77,14 @@ class BackendStatus:
         self.resets += 1
         self._since["resets"] += 1
 
-    def refused(self, status: int, body: str, what_next: str) -> None:
-        """An answer that refused a signal: said the first time for its status, counted always."""
+    def refused(self, status: int, answer: dict[str, Any] | None, what_next: Callable[[int], str]) -> None:
+        """An answer that refused a signal: counted always, said (its body, ``what_next``) the first time for its status."""
         self.refusals[status] += 1
         if self.refusals[status] == 1:
+            body = str((answer or {}).get("body", ""))[:REFUSAL_BODY_CHARS].strip()
             self._write(
-                f"telemetry: backend {self.url} refused a signal with HTTP {status} "
-                f"({body[:REFUSAL_BODY_CHARS].strip()}); {what_next}; counts in the summary"
+                f"telemetry: backend {self.url} refused a signal with HTTP {status} ({body}); "
+                f"{what_next(status)}; counts in the summary"
             )
 
     def close(self) -> None:

@@ -378,7 +378,7 @@ class Batcher:
             **ledger.snapshot(),
             "in_memory": ledger.pending + ledger.held,
             "on_disk": ledger.stored,
-            "waiting_retry": len(self._retry_timers) + len(self._retries_due),
+            "waiting_retry": self._waiting_retries,
             "backend": self.config.prodsentinel_url,
             "backend_up": self._up.is_set(),
             "backend_status": self.status.to_json(),
@@ -528,7 +528,7 @@ class Batcher:
             now=now,
         )
         if status is not None:
-            self._note_refusal(status, held)
+            self.status.refused(status, held.answer, self._what_next)
         if reason is not None:
             self._held.discard(held)
             self.ledger.dead(reason)
@@ -543,18 +543,16 @@ class Batcher:
         delay = self._policy.delay_s(held.attempts, status, retry_after)
         self._retry_timers[held] = asyncio.get_running_loop().call_later(delay, self._retry, held)
 
-    def _note_refusal(self, status: int, held: Held) -> None:
-        body = str((held.answer or {}).get("body", ""))
+    def _what_next(self, status: int) -> str:
+        """What happens to a signal refused with ``status``: said with the first such refusal."""
         if is_permanent(status):
-            next_step = "such signals are dead-lettered at once"
-        elif is_server_error(status):
-            next_step = (
+            return "such signals are dead-lettered at once"
+        if is_server_error(status):
+            return (
                 f"such signals get {ATTEMPTS_ON_500} attempts within {self.config.retry_500_s:g} s, "
                 "then are dead-lettered (uncertain if an earlier attempt may have been stored)"
             )
-        else:
-            next_step = f"such signals are retried with backoff for {self.config.max_age_s:g} s"
-        self.status.refused(status, body, next_step)
+        return f"such signals are retried with backoff for {self.config.max_age_s:g} s"
 
     def _retry(self, held: Held) -> None:
         del self._retry_timers[held]

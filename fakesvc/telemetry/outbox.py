@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc.jsonfast import dumps_bytes
+from fakesvc.settings import http_url
 from fakesvc.telemetry.signals import ROUTES
 
 WAITING, HELD, DEAD = 0, 1, 2
@@ -73,6 +74,7 @@ _COLUMNS = (
     "id, kind, backend, body, state, first_at, first_try_at, attempts, maybe_seen, first_500_at, answers_500,"
     " answer, reason, dead_at"
 )
+_COLUMN_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
 _HISTORY = "first_try_at = ?, attempts = ?, maybe_seen = ?, first_500_at = ?, answers_500 = ?, answer = ?"
 # Each column of a row as an older outbox holds it (``?`` is the adopting process's backend).
 _OLDER_COLUMNS = {
@@ -521,9 +523,9 @@ def _select_as_now(db: sqlite3.Connection, schema: str, backend: str) -> tuple[s
         present = {row[1] for row in db.execute(f"PRAGMA {schema}.table_info(signals)")}
     except sqlite3.DatabaseError:
         present = set()
-    present = present or set(_COLUMNS.replace(" ", "").split(","))  # unreadable: assume today's, row by row
+    present = present or set(_COLUMN_NAMES)  # unreadable: assume today's, row by row
     parts, parameters = [], []
-    for column in _COLUMNS.replace(" ", "").split(","):
+    for column in _COLUMN_NAMES:
         if column in present:
             parts.append(column)
         else:
@@ -618,9 +620,7 @@ def discard(directory: str | os.PathLike[str], backend: str) -> int:
     removed = 0
     for db in _unlocked_outboxes(directory, write=True):
         try:
-            removed += db.execute(
-                f"DELETE FROM signals WHERE state != {DEAD} AND backend = ?", (backend.rstrip("/"),)
-            ).rowcount
+            removed += db.execute(f"DELETE FROM signals WHERE state != {DEAD} AND backend = ?", (backend,)).rowcount
         except sqlite3.Error:
             continue
     return removed
@@ -642,14 +642,22 @@ def main(argv: list[str] | None = None) -> None:
     action.add_argument("--send", metavar="URL", help="deliver the signals waiting for URL to it, then exit")
     action.add_argument("--discard", metavar="URL", help="delete the signals waiting for URL")
     args = parser.parse_args(argv)
+    if not Path(args.directory).is_dir():
+        parser.exit(2, f"fakesvc: {args.directory}: no such directory (the FAKESVC_SPILL_DIR of a run)\n")
+    url = args.send or args.discard
+    if url is not None:
+        try:
+            url = http_url(url)  # as the batcher wrote it: rows are matched by that text
+        except ValueError as exc:
+            parser.exit(2, f"fakesvc: {'--send' if args.send else '--discard'}: {exc}\n")
     if args.waiting:
         print(json.dumps(waiting_by_backend(args.directory)))
     elif args.discard:
-        print(f"discarded {discard(args.directory, args.discard)} signals waiting for {args.discard.rstrip('/')}")
+        print(f"discarded {discard(args.directory, url)} signals waiting for {url}")
     elif args.send:
         from fakesvc.telemetry.send_backlog import send_backlog  # the batcher imports this module
 
-        parser.exit(send_backlog(args.directory, args.send))
+        parser.exit(send_backlog(args.directory, url))
     else:
         for letter in read_dead_letters(args.directory):
             print(json.dumps(letter))

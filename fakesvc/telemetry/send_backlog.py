@@ -8,10 +8,8 @@ batcher's own guarantees (adoption, retries, dead letters), then stops.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from fakesvc.console import say
-from fakesvc.settings import http_url
 from fakesvc.telemetry.batcher import Batcher, BatcherConfig, format_summary
 
 IDLE_GIVE_UP_S = 30.0  # no signal left the backlog for this long: stop, what is left stays
@@ -32,13 +30,5 @@ async def _send(directory: str, url: str) -> int:
 
 
 def send_backlog(directory: str, url: str) -> int:
-    """Deliver the signals of ``directory`` written for ``url``; exit 0 when none is left, 1 otherwise."""
-    try:
-        url = http_url(url)
-    except ValueError as exc:
-        say(f"fakesvc: --send: {exc}")
-        return 2
-    if not Path(directory).is_dir():
-        say(f"fakesvc: {directory}: no such directory (the FAKESVC_SPILL_DIR of the run that left the signals)")
-        return 2
-    return asyncio.run(_send(directory, url.rstrip("/")))
+    """Deliver the signals of ``directory`` written for ``url`` (checked by the caller); exit 0 when none is left."""
+    return asyncio.run(_send(directory, url))
