@@ -43,6 +43,7 @@ class ServiceConfig:
     # Cancel a handler whose caller hung up (aiohttp's handler_cancellation), so hangs do not pile up;
     # a cancelled hop still emits its evidence (log, span, metric) as it unwinds (fakesvc/service/hop.py).
     handler_cancellation: bool = True
+    own_process: bool = False  # the service runs alone in its process: its real CPU and RSS are exported too
     address_env: Mapping[str, str] = field(default_factory=dict)  # the *_PORT and *_URL variables, read at start
 
 

@@ -41,7 +41,7 @@ class FakeClock:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"kind": "explode"}], "rules[0].kind: must be one of error, latency, hang, drop, noise"),
+        ([{"kind": "explode"}], "rules[0].kind: must be one of error, latency, hang, drop, noise, cpu, memory, loss"),
         ([{"kind": "noise", "message": ""}], "rules[0].message: must be a non-empty string"),
         ([{"kind": "noise", "message": "x" * 1025}], "rules[0].message: must be a non-empty string of at most 1024"),
         ([{"kind": "noise", "exception": "Cache Miss"}], "rules[0].exception: must be an exception class name"),

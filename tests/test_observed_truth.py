@@ -245,7 +245,7 @@ async def test_a_run_near_a_timeout_labels_every_checkout_by_what_happened(tmp_p
     lines = [json.loads(line) for line in truth.read_text().splitlines()]
     assert len(lines) == 20
     assert all(line["cause"] == "fault" and line["root_cause_services"] == [INVENTORY] for line in lines), lines
-    assert report["causes"] == {"healthy": 0, "fault": 20, "harness": 0, "incomplete": 0}
+    assert report["causes"] == {"healthy": 0, "fault": 20, "load": 0, "harness": 0, "incomplete": 0}
     assert report["loop_lag"] and report["loop_lag"][0]["services"] == sorted([GATEWAY, PAYMENT, INVENTORY])
 
 

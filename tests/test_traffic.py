@@ -158,7 +158,7 @@ async def test_an_injected_drop_is_an_expected_transport_error_and_the_run_passe
     chain.chaos("api-gateway").set_rules(parse_rules([{"kind": "drop"}]))
     report = await run_traffic(config(chain, tmp_path, count=5, mix={"success": 1}))
     assert report["errors"] == 5 and report["mismatches"] == report["unexpected_errors"] == 0
-    assert report["causes"] == {"healthy": 0, "fault": 5, "harness": 0, "incomplete": 0}
+    assert report["causes"] == {"healthy": 0, "fault": 5, "load": 0, "harness": 0, "incomplete": 0}
     assert exit_status(report) == 0 and format_summary(report).endswith(
         "passed: every checkout's outcome is explained; exit 0"
     )

@@ -24,12 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fakesvc.faults.markers import Marker, log_marker, markers_for, window_trace_id
-from fakesvc.faults.rules import Rule
+from fakesvc.faults.rules import RESOURCE_KINDS, Rule
 from fakesvc.graph.model import ENTRY_HOP
 
 INJECTED_TRACES = 10_000
 PAST_WINDOWS = 1_000  # windows of replaced rules (always-on too) kept for /chaos/windows, oldest forgotten first
-DELAY_KINDS = ("latency", "hang")
+DELAY_KINDS = ("latency", "hang", "loss", *RESOURCE_KINDS)  # what a delay of theirs holds a request for
+ENDING_KINDS = ("error", "drop")  # a fault after one of these never happens (nor after one that ``dropped``)
+LOSS_CUT_SHARE = 0.5  # of the calls a loss rule takes, those cut at the connection; the rest answer late
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ class Fault:
     message: str
     exception: str
     delay_s: float
+    dropped: bool = False  # a loss or a killed service cut the connection: the request got no answer
+
+    @property
+    def ends(self) -> bool:
+        """Whether the request ends here: an answered error, or a connection cut."""
+        return self.kind in ENDING_KINDS or self.dropped
 
     def truth(self, hop: str = ENTRY_HOP) -> dict[str, Any]:
         """The ground-truth record: structured fields to compute with, and a human ``detail`` to read.
@@ -61,17 +69,24 @@ class Fault:
             detail = f"{self.kind} {delay_ms:.0f} ms (rule {self.rule})"
         elif self.kind == "noise":
             detail = f"noise {self.exception}: {self.message} (rule {self.rule})"
+        elif self.kind in RESOURCE_KINDS:
+            detail = f"{self.message} (rule {self.rule})"
         else:
             detail = f"connection dropped (rule {self.rule})"
+        if self.kind == "loss":
+            detail = f"loss: {'connection cut' if self.dropped else f'{delay_ms:.0f} ms late'} (rule {self.rule})"
         status = self.status if self.kind == "error" else None
-        return {
+        record = {
             "service": self.service,
             "kind": self.kind,
             "detail": detail,
             "status": status,
-            "delay_ms": delay_ms,
+            "delay_ms": None if self.kind in RESOURCE_KINDS or self.dropped else delay_ms,
             "hop": hop,
         }
+        if self.kind in (*RESOURCE_KINDS, "loss"):
+            record["dropped"] = self.dropped  # a resource fault's delay is what it measured (the hop's record)
+        return record
 
 
 def _unit(seed: int, service: str, index: int, key: str, salt: str) -> float:
@@ -187,6 +202,8 @@ class Chaos:
             self._announce(now)
         faults = []
         for index, rule in enumerate(self._rules):
+            if rule.kind in RESOURCE_KINDS:  # the service's, not the request's: see :meth:`active`
+                continue
             if rule.route is not None and rule.route != route:
                 continue
             if rule.method is not None and rule.method != method:
@@ -205,8 +222,30 @@ class Chaos:
             delay_s = (low + (high - low) * self._draw(index, key, "latency")) / 1000
         elif rule.kind == "hang":
             delay_s = self.hang_s if rule.hang_s is None else rule.hang_s
+        elif rule.kind == "loss":
+            if self._draw(index, key, "cut") < LOSS_CUT_SHARE:
+                return Fault(self.service, rule.kind, index, None, rule.message, rule.exception, 0.0, dropped=True)
+            delay_s = rule.delay_ms / 1000
         status = rule.status if rule.kind == "error" else None
         return Fault(self.service, rule.kind, index, status, rule.message, rule.exception, delay_s)
+
+    def active(self, kind: str) -> tuple[int, Rule] | None:
+        """The first rule of ``kind`` in force now (a resource fault holds the whole service), with its index."""
+        now = self._clock()
+        if self._announced < len(self._markers):
+            self._announce(now)
+        return next(
+            ((index, rule) for index, rule in enumerate(self._rules) if rule.kind == kind and self._active(rule, now)),
+            None,
+        )
+
+    def since(self, index: int) -> float:
+        """How long rule ``index``'s window has been open (seconds; negative before it opens)."""
+        return self._clock() - self._set_at - self._rules[index].start_s
+
+    def resource_fault(self, index: int, rule: Rule, what: str, *, dropped: bool = False) -> Fault:
+        """The fault a request records when a resource fault touched it: ``what`` it did, in words."""
+        return Fault(self.service, rule.kind, index, None, what, rule.exception, 0.0, dropped=dropped)
 
     def arrived(self, trace_id: str, run: str) -> None:
         """A request of ``trace_id`` reached this service in checkout ``run``: forget an older run of that trace.

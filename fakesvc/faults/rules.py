@@ -26,8 +26,12 @@ from fakesvc.graph.load import METHODS, load_graph
 from fakesvc.graph.model import Graph
 from fakesvc.raising import exception_problem
 
-KINDS = ("error", "latency", "hang", "drop", "noise")
+KINDS = ("error", "latency", "hang", "drop", "noise", "cpu", "memory", "loss")
 HARMLESS_KINDS = ("noise",)  # logged and recorded, but they never fail, slow or explain a checkout
+# Faults of the whole service, not of a request: in force through their window, they change its resources
+# (fakesvc/service/resources.py), and a request records one only when it felt it.
+RESOURCE_KINDS = ("cpu", "memory")
+REQUEST_KEYS = ("probability", "route", "method")  # what a resource fault cannot take: it has no request to pick
 # The keys every rule may have, and those only one kind uses (a key of another kind is refused, not ignored).
 COMMON_KEYS = ("kind", "probability", "route", "method", "start_s", "duration_s", "start_log", "end_log")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
@@ -36,7 +40,20 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "hang": ("hang_s",),
     "drop": (),
     "noise": ("message", "exception"),
+    "cpu": ("factor", "capacity_share"),
+    "memory": ("leak_mb_per_s", "limit_mb", "restart_s"),
+    "loss": ("delay_ms",),
 }
+# The bounds of each resource fault's numbers: (low, high); a share of nothing or a factor below one means no fault.
+RESOURCE_BOUNDS: dict[str, tuple[float, float]] = {
+    "factor": (1.0, 100.0),
+    "capacity_share": (0.001, 1.0),
+    "leak_mb_per_s": (0.001, 100_000.0),
+    "limit_mb": (1.0, 1_000_000.0),
+    "restart_s": (0.0, 3600.0),
+    "delay_ms": (0.0, 600_000.0),
+}
+LOSS_PROBABILITY = 0.1  # a loss rule's default share of calls lost (the other kinds default to every request)
 _RULE_KEYS = (*COMMON_KEYS, *dict.fromkeys(key for keys in KIND_KEYS.values() for key in keys))
 
 
@@ -73,11 +90,24 @@ class Rule:
     duration_s: float | None = None
     start_log: str | None = None  # an INFO log the service writes when the window opens (a deploy marker)
     end_log: str | None = None  # ... and when it closes (the rollback)
+    factor: float = 4.0  # cpu: simulated work costs this many times more
+    capacity_share: float = 0.25  # cpu: the share of the service's capacity left to its requests
+    leak_mb_per_s: float = 5.0  # memory: how fast it climbs
+    limit_mb: float = 512.0  # memory: where the service is killed
+    restart_s: float = 5.0  # memory: how long it refuses connections once killed
+    delay_ms: float = 200.0  # loss: how late a lost call that is not cut answers (a retransmission)
 
     def scaled(self, factor: float) -> Rule:
-        """The same rule with its schedule (``start_s``, ``duration_s``) multiplied by ``factor``."""
+        """The same rule with its schedule (``start_s``, ``duration_s``) multiplied by ``factor``.
+
+        A memory fault's restart is part of its schedule, and its leak speeds up as
+        much, so a shortened window still climbs to the limit it would have reached.
+        """
         duration_s = None if self.duration_s is None else self.duration_s * factor
-        return replace(self, start_s=self.start_s * factor, duration_s=duration_s)
+        scaled = replace(self, start_s=self.start_s * factor, duration_s=duration_s)
+        if self.kind == "memory" and factor > 0:
+            scaled = replace(scaled, restart_s=self.restart_s * factor, leak_mb_per_s=self.leak_mb_per_s / factor)
+        return scaled
 
     def to_json(self) -> dict[str, Any]:
         """The rule as written, with only the keys that matter for its kind."""
@@ -95,6 +125,10 @@ class Rule:
             out["latency_ms"] = low if low == high else [low, high]
         if self.kind == "hang" and self.hang_s is not None:
             out["hang_s"] = self.hang_s
+        if self.kind in RESOURCE_KINDS:
+            del out["probability"]  # a resource fault has no request to pick
+        for key in KIND_KEYS[self.kind] if self.kind in (*RESOURCE_KINDS, "loss") else ():
+            out[key] = getattr(self, key)
         if self.start_s:
             out["start_s"] = self.start_s
         if self.duration_s is not None:
@@ -114,6 +148,12 @@ class Rule:
             return "hang" if self.hang_s is None else f"hang {self.hang_s:g} s"
         if self.kind == "noise":
             return f"noise: {self.message}"
+        if self.kind == "cpu":
+            return f"cpu: work x{self.factor:g}, capacity x{self.capacity_share:g}"
+        if self.kind == "memory":
+            return f"memory: leak {self.leak_mb_per_s:g} MB/s to {self.limit_mb:g} MB, restart {self.restart_s:g} s"
+        if self.kind == "loss":
+            return f"loss: {self.probability:g} of calls cut or {self.delay_ms:g} ms late"
         return "drop connection"
 
 
@@ -135,6 +175,12 @@ def _rule(where: str, raw: Any, routes: Routes | None) -> Rule:
         got = f" (got {show_key(kind)}){suggest(kind, KINDS)}" if isinstance(kind, str) else ""
         raise RuleError(f"{where}.kind: must be one of {', '.join(KINDS)}{got}")
     for key in raw:
+        if kind in RESOURCE_KINDS and key in REQUEST_KEYS:
+            takes = ", ".join(name for name in (*COMMON_KEYS, *KIND_KEYS[kind]) if name not in REQUEST_KEYS)
+            raise RuleError(
+                f"{where}.{key}: does not apply to a {kind} rule: it takes the whole service, every request "
+                f"(a {kind} rule takes {takes})"
+            )
         if key not in COMMON_KEYS and key not in KIND_KEYS[kind]:
             takes = ", ".join((*COMMON_KEYS, *KIND_KEYS[kind]))
             users = " and ".join(other for other, keys in KIND_KEYS.items() if key in keys)
@@ -144,6 +190,12 @@ def _rule(where: str, raw: Any, routes: Routes | None) -> Rule:
     values: dict[str, Any] = {"kind": kind}
     if kind == "noise":
         values.update(message=noise.DEFAULT_MESSAGE, exception=noise.DEFAULT_EXCEPTION)
+    if kind == "loss":
+        values["probability"] = LOSS_PROBABILITY
+    for key in KIND_KEYS[kind]:
+        if key in RESOURCE_BOUNDS and key in raw:
+            low, high = RESOURCE_BOUNDS[key]
+            values[key] = number(f"{where}.{key}", raw[key], low=low, high=high)
     if "probability" in raw:
         values["probability"] = number(f"{where}.probability", raw["probability"], low=0, high=1)
     if "route" in raw:

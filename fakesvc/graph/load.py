@@ -90,7 +90,8 @@ _CONTROL = ("Cc", "Cf", "Cs")
 _FLOW_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 _TOP = ({"name", "services"}, {"parameters"})
-_SERVICE = ({"name", "routes"}, {"port", "code_prefix"})
+_SERVICE = ({"name", "routes"}, {"port", "code_prefix", "capacity"})
+MAX_CAPACITY = 100_000  # requests a service works on at once (fakesvc/service/resources.py)
 _ROUTE = ({"path", "script"}, {"method", "entry", "weight", "completed", "failed", "slow_code", "response"})
 _SLEEP = ({"ms"}, set[str]())
 _LOG = ({"level", "message"}, set[str]())
@@ -127,6 +128,7 @@ class _Draft:
     name: str | None
     port: int | None
     code_prefix: str | None
+    capacity: int | None
     routes: list[tuple[str, dict[str, Any], dict[str, Any]]]  # (where, Route fields so far, the raw route)
     complete: bool  # every route head read cleanly: a call that matches none is then truly wrong
 
@@ -678,8 +680,9 @@ def _service_head(ctx: _Context, where: str, raw: Any) -> _Draft:
     prefix = _text(ctx, f"{where}.code_prefix", body["code_prefix"], pattern=_CODE) if "code_prefix" in body else None
     if prefix is None and "code_prefix" not in body and name is not None:
         prefix = name.upper().replace("-", "_")
+    capacity = _whole(ctx, f"{where}.capacity", body["capacity"], 1, MAX_CAPACITY) if "capacity" in body else None
     items = _list(ctx, f"{where}.routes", body.get("routes", _MISSING), low=1, high=MAX_ROUTES, what="routes")
-    draft = _Draft(where, body.get("name"), name, port, prefix, [], complete=bool(body) and items is not None)
+    draft = _Draft(where, body.get("name"), name, port, prefix, capacity, [], complete=bool(body) and items is not None)
     for index, item in enumerate(items or []):
         _route_head(ctx, draft, f"{where}.routes[{index}]", item)
     _unique_routes(ctx, draft)
@@ -804,7 +807,13 @@ def _service(ctx: _Context, draft: _Draft) -> Service | None:
     routes = [_route(ctx, draft, where, fields, body) for where, fields, body in draft.routes]
     if draft.name is None or draft.code_prefix is None or not routes or None in routes:
         return None
-    return Service(draft.name, tuple(r for r in routes if r), port=draft.port, code_prefix=draft.code_prefix)
+    return Service(
+        draft.name,
+        tuple(r for r in routes if r),
+        port=draft.port,
+        code_prefix=draft.code_prefix,
+        capacity=draft.capacity,
+    )
 
 
 def _route(ctx: _Context, draft: _Draft, where: str, fields: dict[str, Any], body: dict[str, Any]) -> Route | None:

@@ -177,6 +177,7 @@ class Service:
     routes: tuple[Route, ...]
     port: int | None = None
     code_prefix: str = ""  # "PAYMENT": error codes and the PAYMENT_PORT / PAYMENT_URL settings
+    capacity: int | None = None  # requests it works on at once, beyond them they queue; None: unlimited
 
     def route(self, path: str) -> Route:
         return next(route for route in self.routes if route.path == path)

@@ -34,6 +34,7 @@ from fakesvc.service.hop import HopState, hop_handler
 from fakesvc.service.http_errors import error_response, json_errors, quiet_parser_errors
 from fakesvc.service.prometheus import ServiceMetrics
 from fakesvc.service.records import HopRecords, downstream_records, records_route
+from fakesvc.service.resources import Footprint, ProcessUse, Resources, background, watch_resources
 from fakesvc.service.script import run_route
 from fakesvc.service.series import ServedSeries, sample_every
 from fakesvc.serving.body_deadline import body_deadline
@@ -175,6 +176,12 @@ def build_app(
         records=HopRecords(),
         series=series,
     )
+    state.resources = Resources(
+        chaos,
+        service.capacity,
+        Footprint.drawn(config.seed, service.name),
+        service_rng(config.seed, service.name, "use"),
+    )
     app[HOP_STATE] = state
     app[IN_FLIGHT] = in_flight
     for route in service.routes:
@@ -210,18 +217,37 @@ def build_app(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             )
         interval_s = telemetry.config.series_interval_s
+        resources = state.resources
+        process = ProcessUse() if config.own_process else None
+
+        def measure(interval_s: float, served: int) -> dict[str, float]:
+            readings = resources.reading(interval_s, served)
+            return readings if process is None else {**readings, **process.reading()}
+
         sampler = asyncio.ensure_future(
-            sample_every(state.series, interval_s, lambda sample: telemetry.series(service.name, sample))
+            sample_every(state.series, interval_s, lambda sample: telemetry.series(service.name, sample), measure)
         )
+        footprint = resources.footprint
+        chores = [
+            asyncio.ensure_future(watch_resources(resources)),
+            *(
+                asyncio.ensure_future(
+                    background(resources, state.series, period_s, service_rng(config.seed, service.name, kind))
+                )
+                for kind, period_s in (("probe", footprint.probe_every_s), ("scrape", footprint.scrape_every_s))
+            ),
+        ]
         state.ready = True
         yield
         state.ready = False
+        for chore in chores:
+            chore.cancel()
         # requests that outlived the server's grace: cut them, and let them end their spans and logs
         cut = await in_flight.cut(UNWIND_TIMEOUT_S)
         if cut:
             _log.warning("Requests cut at shutdown", service=service.name, count=cut, harness=True)
         sampler.cancel()  # its last sample holds the partial interval, cut requests included
-        await asyncio.gather(sampler, return_exceptions=True)
+        await asyncio.gather(sampler, *chores, return_exceptions=True)
         if state.session is not None:
             await state.session.close()
 
@@ -230,10 +256,10 @@ def build_app(
     return app
 
 
-def service_rng(seed: int | None, service: str) -> random.Random:
-    """The service's own draws of simulated work: seeded by the run's seed and its name, so a run repeats
-    while two services never draw the same sequence (their latency series would move in lockstep)."""
-    return random.Random(None if seed is None else f"{seed}|{service}")
+def service_rng(seed: int | None, service: str, use: str = "") -> random.Random:
+    """The service's own draws (of simulated work, or of another ``use``): seeded by the run's seed and its
+    name, so a run repeats while two services never draw the same sequence (their series would move in lockstep)."""
+    return random.Random(None if seed is None else f"{seed}|{service}{f'|{use}' if use else ''}")
 
 
 async def _windows_of(state: HopState, service: str, base_url: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import re
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -32,18 +32,19 @@ from fakesvc.faults import Chaos, Fault
 from fakesvc.faults.chaos import DELAY_KINDS
 from fakesvc.faults.noise import log_noise
 from fakesvc.faults.report import FAULTS_HEADER, TRIMMED_HEADER, decode_faults, encode_faults
+from fakesvc.faults.rules import RESOURCE_KINDS
 from fakesvc.graph.model import ENTRY_HOP, Call, Route, Service, child_hop, fill
 from fakesvc.jsonfast import dumps_str, loads
 from fakesvc.raising import raiser
 from fakesvc.service.correlation import REQUEST_ID_HEADER, current_trace_id
 from fakesvc.service.http_errors import error_response
 from fakesvc.service.records import PROCESS, HopRecords
+from fakesvc.service.resources import Resources, Worked
 from fakesvc.service.series import ServedSeries
 from fakesvc.telemetry.pipeline import Telemetry
 
 SLOW_HOP_MS = 1000.0
 LATENCY_METRIC = "request_latency"
-ENDING_KINDS = ("error", "drop")  # a fault after one of these never happens
 CLIENT_CLOSED = 499  # the status a hop records when its caller gave up (nginx's "client closed request")
 # An order or item id travels on in the next hop's URL: bounded so the encoded URL stays far
 # below aiohttp's 8,190-byte request line (one character encodes to at most 12).
@@ -146,6 +147,7 @@ class HopState:
     urls: Mapping[str, str]  # where each service this one calls listens
     records: HopRecords
     series: ServedSeries  # what its hops served, for its series (the app's sampler reads it)
+    resources: Resources = field(init=False)  # capacity, cpu and memory (set by the app, beside its chaos)
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 
@@ -171,6 +173,9 @@ class HopContext:
         "work_ms",
         "applied_ms",
         "calls",
+        "queued_ms",
+        "task",
+        "killed",
     )
 
     def __init__(self, state: HopState, route: Route, request: web.Request, key: str, trace_id: str) -> None:
@@ -191,6 +196,9 @@ class HopContext:
         self.work_ms = 0.0  # the simulated work slept so far (scaled)
         self.applied_ms: list[float | None] = []  # per own fault: the delay that really passed (None: not a delay)
         self.calls: list[dict[str, Any]] = []  # how each call ended, for the hop's record
+        self.queued_ms = 0.0  # waited for capacity with no resource fault to blame (load)
+        self.task = asyncio.current_task()
+        self.killed: Fault | None = None  # the service was killed under it (out of memory)
 
     @property
     def config(self) -> ServiceConfig:
@@ -221,12 +229,38 @@ class HopContext:
         return fill(template, {self.route.key: self.key, "trace_id": self.trace_id})
 
     async def simulate(self, low_ms: float, high_ms: float) -> float:
-        """Sleep a baseline latency drawn from [low, high] ms times the latency scale."""
+        """Work a baseline latency drawn from [low, high] ms times the latency scale, on the service's capacity.
+
+        What a cpu or memory fault adds to it (the wait for capacity, the slower work)
+        is that fault's delay in the hop's record; a wait for capacity with no such
+        fault is the hop's ``queued_ms`` (load).
+        """
         delay_ms = self.state.rng.uniform(low_ms, high_ms) * self.config.latency_scale
         if delay_ms > 0:
             self.work_ms += delay_ms  # counted before: a hop cancelled in its sleep had this much to do
-            await asyncio.sleep(delay_ms / 1000)
+            await self.state.resources.work(delay_ms, self.felt)
         return delay_ms
+
+    def felt(self, worked: Worked) -> None:
+        """What the service's resources added to a piece of work: a resource fault's delay, or load."""
+        if worked.blamed is None:
+            self.queued_ms += worked.queued_ms
+            return
+        delay_ms = worked.queued_ms + worked.extra_ms
+        if delay_ms <= 0:
+            return
+        index, rule = worked.blamed
+        at = next((i for i, own in enumerate(self.own_faults) if own.kind == rule.kind and own.rule == index), None)
+        if at is None:
+            self.inject(self.state.chaos.resource_fault(index, rule, f"{rule.describe()}: slowed the request"))
+            at = len(self.own_faults) - 1
+        self.applied_ms[at] = round((self.applied_ms[at] or 0.0) + delay_ms, 3)
+
+    def kill(self, fault: Fault) -> None:
+        """The service was killed under this request: it ends with its connection cut (see the handler)."""
+        if self.killed is None and self.task is not None:
+            self.killed = fault
+            self.task.cancel()
 
     async def hold(self, fault: Fault) -> None:
         """Apply an injected fault's delay, noting how much of it really passed (less when the hop is cancelled)."""
@@ -382,17 +416,15 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
     during a hang can still ask), but only those that will be: faults after an
     error or a drop never happen, so the truth does not list them.
     """
-    ending = next((i for i, fault in enumerate(faults) if fault.kind in ENDING_KINDS), len(faults) - 1)
+    ending = next((i for i, fault in enumerate(faults) if fault.ends), len(faults) - 1)
     faults = faults[: ending + 1]
     ctx.inject(*faults)
     for fault in faults:
+        if fault.kind == "drop" or fault.dropped:
+            _cut(ctx)
+            return False
         if fault.kind in DELAY_KINDS:
             await ctx.hold(fault)
-        elif fault.kind == "drop":
-            transport = ctx.request.transport
-            if transport is not None:
-                transport.abort()
-            return False
         elif fault.kind == "noise":
             log_noise(ctx.log, fault.message, fault.exception, ctx.key)
         elif fault.kind == "error":
@@ -402,6 +434,13 @@ async def _apply_faults(ctx: HopContext, faults: tuple[Fault, ...]) -> bool:
                 code = error_code(ctx.code_prefix, fault.status or 500)
                 raise HopError(fault.status or 500, fault.message, error_code=code, cause=exc) from exc
     return True
+
+
+def _cut(ctx: HopContext) -> None:
+    """Cut the request's connection: its caller gets no answer."""
+    transport = ctx.request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def key_problem(name: str, value: str) -> str | None:
@@ -434,6 +473,13 @@ def hop_handler(
             return error_response(400, problem, error_code=error_code(prefix, 400))
         ctx = HopContext(state, route, request, key, trace_id)
         state.chaos.arrived(trace_id, ctx.run)
+        refused = state.resources.refusal()
+        if refused is not None:  # restarting after a kill: the connection is refused, and nothing is served
+            ctx.inject(refused)
+            _cut(ctx)
+            _finish_dropped(ctx, started, served=False)
+            return web.Response(status=500)  # never sent
+        state.resources.in_flight.add(ctx)
         try:
             injected = state.chaos.decide(route.path, decision_key(trace_id, ctx.hop), route.method)
             if injected and not await _apply_faults(ctx, injected):
@@ -447,10 +493,17 @@ def hop_handler(
             keep_record(ctx, "answered", err.status, latency_ms)
             return _with_faults(error_response(err.status, err.detail, **_error_fields(ctx, err)), ctx)
         except asyncio.CancelledError:
+            if ctx.killed is not None and ctx.task is not None and ctx.task.uncancel() == 0:
+                ctx.inject(ctx.killed)  # the service was killed under it (not its caller giving up)
+                _cut(ctx)
+                _finish_dropped(ctx, started)
+                return web.Response(status=500)  # never sent
             latency_ms = _elapsed_ms(started)
             _record_cancelled(ctx, latency_ms)
             keep_record(ctx, "cancelled", CLIENT_CLOSED, latency_ms)
             raise
+        finally:
+            state.resources.in_flight.discard(ctx)
         latency_ms = _elapsed_ms(started)
         body.setdefault("latency_ms", round(latency_ms, 3))
         _record_success(ctx, latency_ms)
@@ -530,26 +583,27 @@ def _record_cancelled(ctx: HopContext, latency_ms: float) -> None:
     _measure(ctx, latency_ms, CLIENT_CLOSED)
 
 
-def _finish_dropped(ctx: HopContext, started: float) -> None:
+def _finish_dropped(ctx: HopContext, started: float, *, served: bool = True) -> None:
     latency_ms = _elapsed_ms(started)
-    keep_record(ctx, "dropped", None, latency_ms)
+    keep_record(ctx, "dropped", None, latency_ms, served=served)
     code = f"{ctx.code_prefix}_CONNECTION_RESET"
     message = f"{ctx.route.failed}: connection reset before the answer was sent"
     ctx.log.error(message, latency_ms=round(latency_ms, 3), error_code=code, status=None)
     _measure(ctx, latency_ms, 0)
 
 
-def keep_record(ctx: HopContext, outcome: str, status: int | None, elapsed_ms: float) -> None:
+def keep_record(ctx: HopContext, outcome: str, status: int | None, elapsed_ms: float, *, served: bool = True) -> None:
     """Keep what this hop did for the truth (:mod:`fakesvc.service.records`): written as it ends, read later.
 
     ``outcome``: ``answered`` (``status``), ``dropped`` (the connection cut, no
-    status) or ``cancelled`` (the caller gave up first, status 499).
+    status) or ``cancelled`` (the caller gave up first, status 499). A resource
+    fault's delay is what it measured (``applied_ms``); ``queued_ms`` is the wait
+    for capacity no fault explains. A request refused by a restarting service was
+    never ``served``: its series do not count it (the process was gone).
     """
-    ctx.state.series.served(status, elapsed_ms)
-    faults = [
-        {**fault.truth(ctx.hop), "applied_ms": applied}
-        for fault, applied in zip(ctx.own_faults, ctx.applied_ms, strict=True)
-    ]
+    if served:
+        ctx.state.series.served(status, elapsed_ms)
+    faults = [_kept(fault, ctx.hop, applied) for fault, applied in zip(ctx.own_faults, ctx.applied_ms, strict=True)]
     ctx.state.records.add(
         {
             "trace_id": ctx.trace_id,
@@ -561,12 +615,20 @@ def keep_record(ctx: HopContext, outcome: str, status: int | None, elapsed_ms: f
             "status": status,
             "elapsed_ms": round(elapsed_ms, 3),
             "work_ms": round(ctx.work_ms, 3),
+            "queued_ms": round(ctx.queued_ms, 3),
             "faults": faults,
             "calls": ctx.calls,
             "lag_ms": ctx.state.telemetry.loop_lag.max_since(ctx.started),
             "process": PROCESS,
         }
     )
+
+
+def _kept(fault: Fault, hop: str, applied_ms: float | None) -> dict[str, Any]:
+    record = {**fault.truth(hop), "applied_ms": applied_ms}
+    if fault.kind in RESOURCE_KINDS and not fault.dropped:
+        record["delay_ms"] = applied_ms or 0.0
+    return record
 
 
 def _measure(ctx: HopContext, latency_ms: float, status: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
@@ -191,6 +191,7 @@ def main(module: str, services: Sequence[str] | None = None, argv: Sequence[str]
         config = service_config(args)
         graph = graph_of(config)
         services = services or [args.service or graph.names[0]]
+        config = replace(config, own_process=len(services) == 1)
         for name in services:
             if name not in graph.names:
                 raise ConfigError(f"graph {graph.name} has no service {name!r} (use {', '.join(graph.names)})")

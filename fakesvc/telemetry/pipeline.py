@@ -19,6 +19,9 @@ from fakesvc import settings
 from fakesvc.config import REMOTE_SIGNALS, TRACE_EXPORTERS
 from fakesvc.service.correlation import current_trace_id
 from fakesvc.service.series import Sample, series_trace_id
+
+# The units of a sample's resource readings (fakesvc/service/resources.py): cores and bytes, as cAdvisor's.
+RESOURCE_UNITS = {"cpu": "cores", "mem": "By", "process-cpu": "cores", "process-mem": "By"}
 from fakesvc.settings import Setting
 from fakesvc.telemetry.batcher import BATCHER_SETTINGS, Batcher, BatcherConfig
 from fakesvc.telemetry.logs import Emit
@@ -49,7 +52,7 @@ TELEMETRY_SETTINGS: tuple[Setting, ...] = (
         "--series-interval-s",
         1.0,
         settings.positive_float,
-        "each service samples its workload, errors and latency this often (metrics: workload, error, latency-50...)",
+        "each service samples its workload, errors, latency, cpu and mem this often (metrics: workload, error, latency-50, cpu...)",
     ),
 )
 
@@ -140,8 +143,10 @@ class Telemetry:
         attributes = {"series": True, "interval_s": sample.interval_s}
         values: list[tuple[str, float, str]] = [("workload", sample.workload, "1/s"), ("error", sample.errors, "1/s")]
         values += [(f"latency-{p}", ms, "ms") for p, ms in sample.latency_ms.items() if ms is not None]
+        values += [(name, value, RESOURCE_UNITS.get(name, "1")) for name, value in sample.resources.items()]
         for name, value, unit in values:
-            self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, attributes, timestamp))
+            told = {**attributes, "background": sample.background} if name == "workload" else attributes
+            self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, told, timestamp))
 
     def stats(self) -> dict[str, Any]:
         """The batcher's counters (or a note that nothing is sent), and the event loop's lag."""

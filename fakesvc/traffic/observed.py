@@ -22,6 +22,12 @@ calls that failed it to the hop whose own injected fault explains the failure.
   lost): the machine, the loop or the network broke it. The line says where
   and the figures: the hop whose wait ran out, its loop lag meanwhile, the
   injected and simulated time behind it.
+- ``load``: no injected fault explains it, but hops waited for their service's
+  capacity (the graph's ``capacity``): a failure the queue made late enough to
+  time out, or a checkout that answered after hops queued
+  :data:`LOAD_QUEUE_MS` or more. The root cause is the service that queued it
+  most. Waiting for capacity under a ``cpu`` or ``memory`` fault is that fault's
+  delay (the hop records it so), never load.
 - ``incomplete``: a hop's record never arrived; ``missing_hops`` names them.
 
 ``root_cause_services`` keeps its meaning (every service whose own faults
@@ -37,11 +43,20 @@ from typing import Any
 from fakesvc.faults.rules import HARMLESS_KINDS
 from fakesvc.graph.model import ENTRY_HOP, Parallel, Span, Step
 from fakesvc.graph.model import Call as CallStep
-from fakesvc.traffic.truth import Mark, Tree, fault_delay, hop_order, records_by_hop, root_causes, slowest
+from fakesvc.traffic.truth import (
+    Mark,
+    Tree,
+    fault_delay,
+    fault_ends,
+    hop_order,
+    records_by_hop,
+    root_causes,
+    slowest,
+)
 
 TIMEOUT_MARGIN_MS = 100.0  # a timeout is the fault's when the injected + simulated time reaches this close
-ENDING_KINDS = ("error", "drop")
-CAUSES = ("healthy", "fault", "harness", "incomplete")
+LOAD_QUEUE_MS = 100.0  # a checkout that answered is ``load`` when its hops queued this long for capacity
+CAUSES = ("healthy", "fault", "load", "harness", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class Observed:
     faults: list[dict[str, Any]] = field(default_factory=list)
     missing_hops: list[str] = field(default_factory=list)
     harness: dict[str, Any] | None = None
+    load: dict[str, Any] | None = None  # the service that queued most, and how long
 
     @property
     def root_cause_service(self) -> str | None:
@@ -76,13 +92,26 @@ class _Time:
 
     injected_ms: float = 0.0
     simulated_ms: float = 0.0
+    queued_ms: float = 0.0  # waited for capacity with no fault to blame
 
     @property
     def total_ms(self) -> float:
-        return self.injected_ms + self.simulated_ms
+        return self.injected_ms + self.simulated_ms + self.queued_ms
 
     def __add__(self, other: _Time) -> _Time:
-        return _Time(self.injected_ms + other.injected_ms, self.simulated_ms + other.simulated_ms)
+        return _Time(
+            self.injected_ms + other.injected_ms,
+            self.simulated_ms + other.simulated_ms,
+            self.queued_ms + other.queued_ms,
+        )
+
+    def capped(self, cap_ms: float) -> _Time:
+        """The part of this time a caller waited for, when it stopped waiting at ``cap_ms``: injected first."""
+        if self.total_ms <= cap_ms:
+            return self
+        injected = min(self.injected_ms, cap_ms)
+        queued = min(self.queued_ms, cap_ms - injected)
+        return _Time(injected, cap_ms - injected - queued, queued)
 
 
 class _Chain:
@@ -116,7 +145,7 @@ class _Chain:
         """Why hop ``hop`` failed (answered an error or dropped): follow its failing call down to a fault."""
         record = self.by_hop[hop]
         own = record.get("faults", ())
-        if any(fault.get("kind") in ENDING_KINDS for fault in own):
+        if any(fault_ends(fault) for fault in own):
             return Observed("fault", (record["service"],))
         call = self._failing_call(hop, record)
         if call is None:
@@ -136,6 +165,8 @@ class _Chain:
         if spent.injected_ms > 0 and spent.total_ms + TIMEOUT_MARGIN_MS >= timeout_ms:
             cause = slowest(self.marks(callee), self.tree, late=True)
             return Observed("fault", (cause,) if cause else ())
+        if spent.queued_ms > 0 and spent.total_ms + TIMEOUT_MARGIN_MS >= timeout_ms:
+            return self.load(callee)
         words = f"{self.tree.hops[callee]} did not answer within {timeout_ms:g} ms"
         return self._harness(hop, self.by_hop.get(hop) if hop else None, call, words, spent, callee)
 
@@ -155,11 +186,28 @@ class _Chain:
             return _Time()
         own = record.get("faults", ())
         injected = sum(fault_delay(fault) for fault in own if fault.get("kind") not in HARMLESS_KINDS)
-        if any(fault.get("kind") in ENDING_KINDS for fault in own):
+        if any(fault_ends(fault) for fault in own):
             return _Time(injected, 0.0)
         called = {call["hop"]: call for call in record.get("calls", ())}
         below = self._steps_time(hop, called, self.tree.routes[hop][1].script)
-        return _Time(injected, float(record.get("work_ms") or 0.0)) + below
+        return _Time(injected, float(record.get("work_ms") or 0.0), float(record.get("queued_ms") or 0.0)) + below
+
+    def queued(self, hop: str) -> dict[str, float]:
+        """The time each service of ``hop``'s subtree queued for capacity with no fault to blame."""
+        record = self.by_hop.get(hop)
+        if record is None:
+            return {}
+        found = {record["service"]: float(record.get("queued_ms") or 0.0)}
+        for call in record.get("calls", ()):
+            for service, ms in self.queued(call["hop"]).items():
+                found[service] = found.get(service, 0.0) + ms
+        return found
+
+    def load(self, hop: str) -> Observed:
+        """``load``: the service of ``hop``'s subtree that queued most is the root cause."""
+        queued = {service: ms for service, ms in self.queued(hop).items() if ms > 0}
+        service = max(queued, key=lambda name: (queued[name], self.tree.depth[name]))
+        return Observed("load", (service,), load={"service": service, "queued_ms": round(queued[service], 3)})
 
     def _steps_time(self, hop: str, called: Mapping[str, Mapping[str, Any]], steps: Sequence[Step]) -> _Time:
         total = _Time()
@@ -167,12 +215,8 @@ class _Chain:
             if isinstance(step, CallStep):
                 child = f"{hop}.{step.index}"
                 if child in called:
-                    spent = self.time(child)
                     cap = float(called[child].get("timeout_ms") or step.timeout_s * 1000)  # the service's own
-                    if spent.total_ms > cap:  # the caller stopped waiting there
-                        injected = min(spent.injected_ms, cap)
-                        spent = _Time(injected, cap - injected)
-                    total = total + spent
+                    total = total + self.time(child).capped(cap)  # the caller stopped waiting at its cap
             elif isinstance(step, Span):
                 total = total + self._steps_time(hop, called, step.steps)
             elif isinstance(step, Parallel):
@@ -237,6 +281,8 @@ def observe(tree: Tree, records: Sequence[dict[str, Any]], view: EdgeView) -> Ob
     if view.status == 200:
         cause = slowest(chain.marks(ENTRY_HOP), tree, late=False)
         found = Observed("fault", (cause,)) if cause else Observed("healthy")
+        if cause is None and sum(chain.queued(ENTRY_HOP).values()) >= LOAD_QUEUE_MS:
+            found = chain.load(ENTRY_HOP)
     elif view.status is not None or (ENTRY_HOP in chain.by_hop and chain.by_hop[ENTRY_HOP]["outcome"] == "dropped"):
         found = chain.explain_failure(ENTRY_HOP)
     elif view.timed_out:

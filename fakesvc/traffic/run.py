@@ -112,6 +112,8 @@ def truth_line(
             line["missing_hops"] = observed.missing_hops
         if observed.harness is not None:
             line["harness"] = observed.harness
+        if observed.load is not None:
+            line["load"] = observed.load
     if outcome.error is not None:
         line["error"] = outcome.error
     if interrupted:

@@ -120,6 +120,11 @@ class Tree:
     calls: dict[str, Call]  # hop (but the entry) -> the call that makes it
 
 
+def fault_ends(fault: dict[str, Any]) -> bool:
+    """Whether the request ended at this fault: an answered error, a dropped connection, a loss that cut it, a kill."""
+    return fault.get("kind") in ("error", "drop") or fault.get("dropped") is True
+
+
 def fault_delay(fault: dict[str, Any]) -> float:
     """A record's added delay in ms; anything but a finite non-negative number counts as none."""
     value = fault.get("delay_ms")
@@ -165,7 +170,7 @@ def _hop(tree: Tree, records: Records, hop: str, service: Service, route: Route)
     delay = 0.0
     mine = records.get(hop, ())
     for fault in mine:
-        if fault.get("kind") in ("error", "drop"):
+        if fault_ends(fault):
             status = _error_status(fault) if fault.get("kind") == "error" else None
             return _Answer(status, delay, service.name, (Mark(hop, service.name, delay),))
         delay += fault_delay(fault)
