@@ -22,6 +22,7 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
         "FAKESVC_TELEMETRY": "",
         "OTEL_TRACES_EXPORTER": "none",
         "FAKESVC_SPILL_DIR": str(tmp_path / "spill"),
+        "FAKESVC_SERIES_INTERVAL_S": "0.1",
     }
     processes: list[Process] = []
     try:
@@ -70,12 +71,27 @@ async def test_three_processes_form_the_same_flow(tmp_path: Path) -> None:
             ]
             payment_call = records["payment-service"]["calls"][0]
             assert (payment_call["hop"], payment_call["outcome"]) == ("0.0.0", "connection")
+            # a service alone in its process exports that process's real CPU and RSS beside the model's
+            assert await _gauge(session, inventory, "fakesvc_series_process_mem_bytes") > 10 * 2**20
+            assert await _gauge(session, inventory, "fakesvc_series_process_cpu_cores") >= 0
+            assert await _gauge(session, inventory, "fakesvc_series_mem_bytes") > 0
         for process in reversed(processes):  # from the edge inward, as the supervisor stops them
             status, _ = await process.stop(signal.SIGTERM)
             assert status == 0
     finally:
         for process in processes:
             await process.kill()
+
+
+async def _gauge(session: aiohttp.ClientSession, url: str, name: str) -> float:
+    """A gauge of ``/metrics``, once the service has sampled its series (polled: the first sample is due soon)."""
+    for _ in range(500):
+        async with session.get(f"{url}/metrics") as response:
+            for line in (await response.text()).splitlines():
+                if line.startswith(f"{name} "):
+                    return float(line.split()[1])
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{url}/metrics never showed {name}")
 
 
 @pytest.mark.parametrize(

@@ -123,8 +123,10 @@ def test_prometheus_shows_the_last_sample_as_gauges() -> None:
     for elapsed in (100.0, 200.0, 300.0, 400.0):
         series.served(200, elapsed)
     series.served(503, 500.0)
-    series.sample(interval_s=1.0, at=1000.0)
+    series.sample(interval_s=1.0, at=1000.0).resources.update({"cpu": 0.25, "mem": 2.0**27})
     text = generate_latest(metrics.registry).decode()
+    assert "fakesvc_series_cpu_cores 0.25" in text
+    assert "fakesvc_series_mem_bytes 1.34217728e+08" in text
     assert "fakesvc_series_workload_per_second 5.0" in text
     assert "fakesvc_series_errors_per_second 1.0" in text
     assert 'fakesvc_series_latency_seconds{quantile="0.5"} 0.3' in text

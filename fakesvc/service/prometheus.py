@@ -84,6 +84,10 @@ def _series_metrics(sample: Sample | None) -> Iterator[Metric]:
         if ms is not None:
             latency.add_metric([f"{percent / 100:g}"], ms / 1000)
     yield latency
+    for name, value in sample.resources.items():  # cpu in cores, mem in bytes; process-* where it runs alone
+        unit = "cores" if name.endswith("cpu") else "bytes"
+        metric = f"fakesvc_series_{name.replace('-', '_')}_{unit}"
+        yield GaugeMetricFamily(metric, f"{name} ({unit}) of the last interval: the resource model", value)
 
 
 def _telemetry_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
