@@ -75,6 +75,17 @@ def test_a_cpu_fault_shrinks_capacity_to_its_share_and_the_stressor_saturates_cp
     assert resources.limit() == 6
 
 
+def test_a_reading_over_an_interval_the_window_opened_in_counts_its_part_only() -> None:
+    resources, clock = model([{"kind": "cpu", "start_s": 10, "duration_s": 10}], capacity=8)
+    clock.now += 10.5
+    half = resources.reading(1.0, served=0)["cpu"]
+    clock.now += 1
+    whole = resources.reading(1.0, served=0)["cpu"]
+    assert half == pytest.approx(3.0, abs=0.1) and whole == pytest.approx(6.0, abs=0.1)  # 8 cores, 6 stressed
+    clock.now += 9
+    assert resources.reading(1.0, served=0)["cpu"] == pytest.approx(3.0, abs=0.1)  # closed halfway
+
+
 def test_a_service_without_capacity_counts_as_unlimited_cores_under_a_cpu_fault() -> None:
     resources, _clock = model([{"kind": "cpu"}])
     assert resources.capacity is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import time
 from collections import Counter, OrderedDict, deque
@@ -238,6 +239,22 @@ class Chaos:
             ((index, rule) for index, rule in enumerate(self._rules) if rule.kind == kind and self._active(rule, now)),
             None,
         )
+
+    def share_in_force(self, kind: str, seconds: float) -> tuple[float, Rule] | None:
+        """How much of the last ``seconds`` a rule of ``kind`` was in force (0..1, the most of any), and that rule.
+
+        A reading over an interval a window opened or closed in counts the window's part only.
+        """
+        now = self._clock() - self._set_at
+        found: tuple[float, Rule] | None = None
+        for rule in self._rules:
+            if rule.kind != kind:
+                continue
+            ends = math.inf if rule.duration_s is None else rule.start_s + rule.duration_s
+            share = max(0.0, min(now, ends) - max(now - seconds, rule.start_s)) / seconds if seconds > 0 else 0.0
+            if share > 0 and (found is None or share > found[0]):
+                found = (min(1.0, share), rule)
+        return found
 
     def since(self, index: int) -> float:
         """How long rule ``index``'s window has been open (seconds; negative before it opens)."""

@@ -243,10 +243,11 @@ class Resources:
         footprint = self.footprint
         idle = max(0.0, footprint.idle_cores * (1 + 0.3 * self._idle_walk))
         cores = idle + (work_ms + served * footprint.request_cpu_ms) / (interval_s * 1000)
-        cpu = self.chaos.active("cpu")
-        if cpu is not None:  # the stressor: everything the requests are not left
+        stressed = self.chaos.share_in_force("cpu", interval_s)
+        if stressed is not None:  # the stressor: everything the requests are not left, while its window was open
+            share, rule = stressed
             whole = self.capacity or UNLIMITED_CORES
-            cores = min(float(whole), cores + whole * (1 - cpu[1].capacity_share))
+            cores = min(float(whole), cores + share * whole * (1 - rule.capacity_share))
         return {"cpu": round(cores, 4), "mem": float(round(self._used_mb(self._clock()) * MB))}
 
 
