@@ -257,7 +257,10 @@ async def test_a_key_of_another_kind_is_a_400_naming_the_key_the_kind_and_what_i
         ({"kind": "latency", "latency": 500}, "rules[0].latency: unknown key (did you mean 'latency_ms'?)"),
         ({"kind": "drop", "probabilty": 0.5}, "rules[0].probabilty: unknown key (did you mean 'probability'?)"),
         ({"kind": "drop", "duration": 5}, "rules[0].duration: unknown key (did you mean 'duration_s'?)"),
-        ({"kind": "laterncy"}, "rules[0].kind: must be one of error, latency, hang, drop, noise, cpu, memory, loss (got 'laterncy')"),
+        (
+            {"kind": "laterncy"},
+            "rules[0].kind: must be one of error, latency, hang, drop, noise, cpu, memory, loss (got 'laterncy')",
+        ),
         ({"kind": "drop", "a\nb": 1}, "rules[0]['a\\nb']: unknown key (allowed: kind,"),
     ],
 )
