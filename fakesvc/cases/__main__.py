@@ -45,11 +45,11 @@ def _play_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the directory of cases ({service}_{fault}/{n}/)")
     parser.add_argument("--warmup", default="120", help="seconds of normal traffic before the fault (default 120)")
     parser.add_argument("--fault-s", default="60", help="seconds the fault lasts (default 60)")
-    parser.add_argument("--recovery", default="60", help="seconds of traffic after the fault (default 60)")
+    parser.add_argument("--recovery", default="30", help="seconds of traffic after the fault (default 30)")
     parser.add_argument(
         "--time-scale",
         default="1",
-        help="multiplies the three windows when played (0.25: a 240 s case in 60 s); rows stay 1 s apart",
+        help="multiplies the three windows when played (0.25: a 210 s case in 52.5 s); rows stay 1 s apart",
     )
     parser.add_argument("--rate", default="10", help="checkouts a second, open loop (default 10)")
     parser.add_argument(

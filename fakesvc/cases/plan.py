@@ -34,7 +34,7 @@ class Windows:
 
     warmup_s: float = 120.0
     fault_s: float = 60.0
-    recovery_s: float = 60.0
+    recovery_s: float = 30.0
     time_scale: float = 1.0
 
     @property
