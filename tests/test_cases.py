@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from fakesvc.cases import layout
+from fakesvc.cases import plan as plans
 from fakesvc.cases.__main__ import main
 from fakesvc.cases.tables import SERIES_METRICS
 from fakesvc.graph.load import load_graph
@@ -318,3 +319,13 @@ def test_a_partial_case_of_a_dead_process_is_removed_and_repetitions_are_the_nex
     (partial / "case.json").write_text("{}")
     assert layout.publish(partial) == parent / "2"
     assert layout.repetitions(parent) == [1, 2]
+
+
+def test_a_time_scaled_memory_case_leaks_as_fast_as_its_window_shrinks() -> None:
+    """Played at 0.25, the window is a quarter as long, and the leak four times as fast: it climbs as high."""
+    graph = plans.graph_named("shop")
+    windows = plans.windows_of("120", "60", "30", "0.25")
+    case = plans.CasePlan(graph, "cartservice", plans.kind_of("memory"), windows, rate=10, seed=7, latency_scale=1)
+    (rule,) = case.chaos()["cartservice"]
+    assert (rule["start_s"], rule["duration_s"], rule["restart_s"]) == (30.0, 15.0, 1.25)
+    assert rule["leak_mb_per_s"] * rule["duration_s"] == 5.0 * 60  # the nominal climb

@@ -16,7 +16,7 @@ from typing import Any
 from fakesvc import settings
 from fakesvc.cases.kinds import CaseKind, KindError, case_kind
 from fakesvc.faults.inputs import MAX_WINDOW_S, InputError
-from fakesvc.faults.rules import rules_by_service, suggest
+from fakesvc.faults.rules import parse_rules, rules_by_service, suggest
 from fakesvc.graph.load import load_graph
 from fakesvc.graph.model import Graph
 from fakesvc.settings import ConfigError
@@ -73,10 +73,13 @@ class CasePlan:
         return f"{self.service}_{self.kind.rcaeval}"
 
     def chaos(self) -> dict[str, list[dict[str, Any]]]:
-        """The rules document: the one fault on the one service, from the end of the warmup for the fault's length."""
-        scale = self.windows.time_scale
-        rule = self.kind.rule(self.windows.warmup_s * scale, self.windows.fault_s * scale)
-        return {self.service: [rule]}
+        """The rules document: the one fault on the one service, from the end of the warmup for the fault's length.
+
+        Played at the time scale as ``--chaos-time-scale`` plays a rule: the window shrinks, and a memory
+        fault's restart with it while its leak speeds up, so the shortened case climbs as high.
+        """
+        nominal = parse_rules([self.kind.rule(self.windows.warmup_s, self.windows.fault_s)])[0]
+        return {self.service: [nominal.scaled(self.windows.time_scale).to_json()]}  # a memory leak speeds up too
 
 
 def number(flag: str, raw: str, *, low: float = 0.0, high: float, above_low: bool = False) -> float:
