@@ -92,7 +92,8 @@ def parser_constructions(path: Path) -> list[int]:
 PARSER_FILES = sorted(
     str(path.relative_to(ROOT))
     for path in [ROOT / "supervisor.py", *(ROOT / "fakesvc").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
-    if re.search(r"ArgumentParser\(|add_parser\(", path.read_text())
+    if not any(part.startswith(".") for part in path.relative_to(ROOT).parts)  # a venv made there is not ours
+    and re.search(r"ArgumentParser\(|add_parser\(", path.read_text())
 )
 
 

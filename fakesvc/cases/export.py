@@ -23,6 +23,7 @@ from fakesvc import __version__
 from fakesvc.cases import grid, layout, sink_rows, tables
 from fakesvc.cases.kinds import rcaeval_name
 from fakesvc.cases.plan import CasePlan
+from fakesvc.cases.predict import PREDICTIONS_FILE, predict
 from fakesvc.faults.rules import HARMLESS_KINDS
 from fakesvc.graph.export import as_dict
 from fakesvc.graph.model import Graph
@@ -136,6 +137,7 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
     )
     shutil.copyfile(run.truth, partial / tables.TRUTH_FILE)
     shutil.copyfile(run.report, partial / tables.REPORT_FILE)
+    predicted = predict(run.sink_db, run.truth, graph, partial / PREDICTIONS_FILE)
     case = {
         "format": CASE_FORMAT,
         "fakesvc_version": __version__,
@@ -175,6 +177,7 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
         "logs": logs,
         "spans": spans,
         "causes": report.get("causes"),
+        "predictions": PREDICTIONS_FILE if predicted else None,
         "harness": {
             "supervisor_status": run.status,
             "stalled_seconds": stalled_seconds(truth),
