@@ -141,8 +141,24 @@ async def test_the_walkthrough_step_by_step(reader: Reader) -> None:
     assert "ac@1" in table.lower()
 
 
+async def test_the_cases_commands(reader: Reader) -> None:
+    """The suite, shortened to one case of a few seconds; the methods line installs RCAEval from PyPI (not here)."""
+    suite, methods = commands()[5]
+    assert methods.startswith("cd bench && python methods.py ../cases")
+    short = suite.replace("--services all --repeat 3", "--services cartservice --faults cpu --repeat 1")
+    short = short.replace("--time-scale 0.25", "--warmup 6 --fault-s 4 --recovery 2 --time-scale 0.5 --rate 5")
+    assert short != suite
+    printed = await reader.run(short, timeout_s=120)
+    case = reader.cwd / "cases" / "cartservice_cpu" / "1"
+    assert printed.split() == [str(case)] or printed.strip().endswith("cartservice_cpu/1")
+    assert int((case / "inject_time.txt").read_text()) > 0
+    header = (case / "data.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "time" and "cartservice_cpu" in header and "frontend_mem" in header
+    assert "cartservice_cpu/1" in (reader.cwd / "cases" / "index.csv").read_text()
+
+
 async def test_the_graph_commands(reader: Reader) -> None:
-    check, run, truth = commands()[5]
+    check, run, truth = commands()[6]
     printed = await reader.run(check)
     assert "service frontend" in printed and "frontend -> checkoutservice POST /orders/{order_id}" in printed
     await reader.run(run)  # its 2 s: the shop's own scenarios run in the mix

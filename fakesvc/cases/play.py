@@ -117,6 +117,7 @@ def play(plan: CasePlan, work: Path) -> RunFiles:
     """Run the case to its end in ``work``; :class:`Interrupted` if a signal cut it, :class:`PlayError` if it failed."""
     if not SUPERVISOR.is_file():
         raise PlayError(f"supervisor.py not found at {SUPERVISOR}: run fakesvc.cases from a fakesvc checkout")
+    work = work.resolve()  # the supervisor runs in it: every path it is given must not depend on our directory
     for _ in range(SINK_PORT_TRIES):
         status, stderr = _run_once(plan, work, free_port())
         if status == BAD_SETTING and "cannot start the embedded sink" in stderr:
