@@ -259,7 +259,7 @@ def load_suite(suite: Path) -> list[Case]:
         named_service, _, named_fault = case_dir.parent.name.rpartition("_")
         root = meta.get("root_cause_service") or named_service
         # case.json's fault holds its fakesvc and RCAEval names
-        fault = meta.get("fault") if isinstance(meta.get("fault"), dict) else {}
+        fault: dict[str, Any] = meta["fault"] if isinstance(meta.get("fault"), dict) else {}
         entry = meta.get("entry") if meta.get("entry") in services else services[0]
         inject = int(float((case_dir / "inject_time.txt").read_text().split()[0]))
         cases.append(
