@@ -323,3 +323,22 @@ async def test_queueing_for_capacity_with_no_fault_is_labelled_load(tmp_path: Pa
     load = [line for line in lines if line["cause"] == "load"]
     assert load and {line["root_cause_service"] for line in load} == {"inventory-service"}
     assert all(line["load"]["queued_ms"] > 0 and not line["faults"] for line in load)
+
+
+def test_loss_cuts_some_calls_and_delays_the_rest_by_the_seed() -> None:
+    chaos = Chaos("cartservice", parse_rules([{"kind": "loss", "probability": 1, "delay_ms": 150}]), seed=3)
+    decided = [chaos.decide("/cart/{order_id}", f"trace-{n}") for n in range(400)]
+    assert all(len(faults) == 1 and faults[0].kind == "loss" for faults in decided)
+    cut = [faults[0] for faults in decided if faults[0].dropped]
+    late = [faults[0] for faults in decided if not faults[0].dropped]
+    assert 150 < len(cut) < 250  # one in two, drawn by the seed
+    assert all(fault.ends and fault.truth()["delay_ms"] is None for fault in cut)
+    assert all(not fault.ends and fault.truth()["delay_ms"] == 150.0 for fault in late)
+    again = Chaos("cartservice", parse_rules([{"kind": "loss", "probability": 1, "delay_ms": 150}]), seed=3)
+    assert [again.decide("/cart/{order_id}", f"trace-{n}") for n in range(400)] == decided  # the same seed
+
+
+def test_the_default_loss_takes_one_call_in_ten() -> None:
+    chaos = Chaos("cartservice", parse_rules([{"kind": "loss"}]), seed=3)
+    lost = sum(bool(chaos.decide("/cart/{order_id}", f"trace-{n}")) for n in range(2000))
+    assert 140 < lost < 260
