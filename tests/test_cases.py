@@ -23,6 +23,7 @@ from fakesvc.cases import layout
 from fakesvc.cases import plan as plans
 from fakesvc.cases.__main__ import main
 from fakesvc.cases.tables import SERIES_METRICS
+from fakesvc.cases.templates import template, template_id
 from fakesvc.graph.load import load_graph
 from fakesvc.sink.store import INDEXES, TABLE
 
@@ -71,6 +72,39 @@ def read_like_rcaeval(case: Path, length_min: int = 20) -> dict[str, Any]:
         "anomalous": anomalous,
         "times": [row["time"] for row in table],
     }
+
+
+MULTI_SOURCE = ("logts.csv", "tracets_err.csv", "tracets_lat.csv")
+
+
+def read_multi_source_like_rcaeval(case: Path, length_min: int = 20) -> dict[str, list[dict[str, float]]]:
+    """The three 15 s files as ``main.py`` cuts them and ``mmnsigma`` fills them, with the standard library.
+
+    ``main.py``: ``time < inject_time`` is normal, ``length_min * 4 // 2`` rows a side. ``mmnsigma``:
+    ``logts.csv`` used as is (an empty cell would reach the scaler: refused here), the ``tracets_*``
+    files forward-filled, then filled with 0.
+    """
+    inject_time = int((case / "inject_time.txt").read_text().splitlines()[0].strip())
+    half = length_min * 4 // 2
+    found = {}
+    for name in MULTI_SOURCE:
+        with (case / name).open(newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+        last: dict[str, float] = {}
+        table = []
+        for row in rows:
+            values = {}
+            for column, raw in row.items():
+                if raw == "":
+                    assert name != "logts.csv", f"{name}: an empty cell in {column}"
+                else:
+                    last[column] = float(raw)
+                values[column] = last.get(column, 0.0)
+            table.append(values)
+        normal = [row for row in table if row["time"] < inject_time][-half:]
+        anomalous = [row for row in table if row["time"] >= inject_time][:half]
+        found[name] = normal + anomalous
+    return found
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -126,9 +160,12 @@ def test_a_case_has_rcaevals_layout_and_reads_as_rcaeval_reads_it(played: Path) 
         "data.csv",
         "inject_time.txt",
         "logs.csv",
+        "logts.csv",
         "predictions.jsonl",
         "report.json",
         "traces.csv",
+        "tracets_err.csv",
+        "tracets_lat.csv",
         "truth.jsonl",
     ]
     assert not [path for path in case.parent.iterdir() if path.name.startswith(".")]  # no partial left
@@ -148,6 +185,51 @@ def test_a_case_has_rcaevals_layout_and_reads_as_rcaeval_reads_it(played: Path) 
     assert max(during) > 10 * max(before)  # 300 ms injected against single-digit ms
     assert header(case / "logs.csv")[:7] == header(FIXTURE / "logs.csv")
     assert header(case / "traces.csv") == header(FIXTURE / "traces.csv")
+
+
+def test_the_multi_source_files_have_re2s_shape_and_show_the_fault(played: Path) -> None:
+    case = played / "inventory-service_delay" / "1"
+    inject_time = int((case / "inject_time.txt").read_text())
+    fixture_inject = int((FIXTURE / "inject_time.txt").read_text())
+    for name, where, services in (
+        (FIXTURE, fixture_inject, {"checkoutservice", "frontend"}),
+        (case, inject_time, set(CHECKOUT)),
+    ):
+        read = read_multi_source_like_rcaeval(name)
+        for file, rows in read.items():
+            columns = header(name / file)
+            assert columns[0] == "time" and len(columns) > 1, file
+            assert {column.split("_")[0] for column in columns[1:]} <= services, file  # scored by service
+            times = [int(row["time"]) for row in rows]
+            assert all(later - earlier == 15 for earlier, later in zip(times, times[1:])), file  # 15 s buckets
+            assert (where - times[0]) % 15 == 0 and times[0] < where <= times[-1], file  # the fault starts a bucket
+        assert header(name / "tracets_err.csv") == header(name / "tracets_lat.csv")
+    described = json.loads((case / "case.json").read_text())["multi_source"]
+    assert described["bucket_s"] == 15 and sorted(described["log_templates"]) == sorted(header(case / "logts.csv")[1:])
+    read = read_multi_source_like_rcaeval(case)
+    column = "inventory-service_GET /inventory/{item_id}"  # the route the 300 ms is injected on
+    before = [row[column] for row in read["tracets_lat.csv"] if row["time"] < inject_time]
+    during = [row[column] for row in read["tracets_lat.csv"] if row["time"] >= inject_time]
+    assert min(during) > 5 * max(before) > 0
+    logs = [c for c in header(case / "logts.csv")[1:] if c.startswith("inventory-service_")]
+    assert logs and all(row[c] > 0 for row in read["logts.csv"] for c in logs)  # counted per 15 s on both sides
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Payment authorized", "Payment authorized"),
+        ("Inventory check completed: slow query, took 312 ms", "Inventory check completed: slow query, took <*> ms"),
+        (
+            "Payment failed: inventory-service answered 503 (connect to 127.0.0.1:45123 for 'ab12')",
+            "Payment failed: inventory-service answered <*> (connect to <*> for <*>)",
+        ),
+        ("trace 4bf92f3577b34da6a3ce929d0e0e4736 took 1.5e3ms", "trace <*> took <*>"),
+    ],
+)
+def test_log_templates_mask_the_variable_parts(message: str, expected: str) -> None:
+    assert template(message) == expected
+    assert template_id(expected) == template_id(template(message)) and template_id(expected).isdigit()
 
 
 def test_logs_and_traces_carry_re2s_units(played: Path) -> None:
@@ -260,6 +342,12 @@ def test_export_turns_a_finished_run_into_the_same_layout(tmp_path: Path) -> Non
     assert first["api-gateway_latency-90"] == "4.0"  # samples at .5: each second is half of two equal ones
     spans = list(csv.DictReader((case / "traces.csv").open()))
     assert (spans[0]["duration"], spans[0]["statusCode"], spans[0]["parentSpanID"]) == ("40500", "200", "")
+    # 15 s buckets from inject_time: 3 of the rows before it, 6 from it on; the one log and span in the second
+    logts = list(csv.reader((case / "logts.csv").open()))
+    assert logts == [["time", f"inventory-service_{template_id('slow')}"], ["1799999989", "0"], ["1800000004", "2.5"]]
+    lat = list(csv.reader((case / "tracets_lat.csv").open()))
+    assert lat == [["time", "inventory-service_GET /inventory/{item_id}"], ["1799999989", ""], ["1800000004", "40.5"]]
+    assert list(csv.reader((case / "tracets_err.csv").open()))[1:] == [["1799999989", "0"], ["1800000004", "0"]]
 
 
 @pytest.mark.parametrize(

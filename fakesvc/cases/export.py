@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fakesvc import __version__
-from fakesvc.cases import grid, layout, sink_rows, tables
+from fakesvc.cases import grid, layout, multisource, sink_rows, tables
 from fakesvc.cases.kinds import rcaeval_name
 from fakesvc.cases.plan import CasePlan
 from fakesvc.cases.predict import PREDICTIONS_FILE, predict
@@ -135,6 +135,9 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
         tables.TRACE_COLUMNS,
         sink_rows.span_rows(run.sink_db, graph.names, low_us, high_us),
     )
+    series_15s = write_multi_source(
+        partial, run.sink_db, graph, multisource.Grid.of(seconds, inject_time), (low_us, high_us)
+    )
     shutil.copyfile(run.truth, partial / tables.TRUTH_FILE)
     shutil.copyfile(run.report, partial / tables.REPORT_FILE)
     predicted = predict(run.sink_db, run.truth, graph, partial / PREDICTIONS_FILE)
@@ -176,6 +179,7 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
         "columns": columns,
         "logs": logs,
         "spans": spans,
+        "multi_source": series_15s,
         "causes": report.get("causes"),
         "predictions": PREDICTIONS_FILE if predicted else None,
         "harness": {
@@ -189,6 +193,24 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
     }
     (partial / tables.CASE_FILE).write_text(json.dumps(case, indent=2) + "\n", encoding="utf-8")
     return case
+
+
+def write_multi_source(
+    partial: Path, sink_db: Path, graph: Graph, buckets: multisource.Grid, read_us: tuple[int, int]
+) -> dict[str, Any]:
+    """``logts.csv``, ``tracets_err.csv`` and ``tracets_lat.csv``; what ``case.json`` says of them."""
+    logts, templates = multisource.log_table(sink_rows.log_events(sink_db, graph.names, *read_us), graph.names, buckets)
+    err, lat = multisource.span_tables(sink_rows.span_events(sink_db, graph.names, *read_us), graph.names, buckets)
+    for name, table in ((tables.LOGTS_FILE, logts), (tables.TRACETS_ERR_FILE, err), (tables.TRACETS_LAT_FILE, lat)):
+        tables.write_csv(partial / name, table.columns, table.rows)
+    return {
+        "bucket_s": multisource.BUCKET_S,
+        "rows": len(buckets.buckets),
+        "first_time": buckets.buckets[0].start if buckets.buckets else None,
+        "covered_s": [bucket.covered for bucket in buckets.buckets],
+        "log_templates": templates,
+        "operations": err.columns[1:],
+    }
 
 
 def case_parent(out: Path, report: dict[str, Any], path: Path) -> Path:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fakesvc.cases.multisource import LogEvent, SpanEvent
 from fakesvc.cases.tables import SERIES_METRICS, Cell
 
 
@@ -117,3 +118,29 @@ def span_rows(path: Path, services: Collection[str], start_us: int, end_us: int)
             status if isinstance(status, int) else None,
             signal.get("parent_span_id") or None,
         ]
+
+
+def log_events(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[LogEvent]:
+    """Each log's time, service and message: what ``logts.csv`` counts."""
+    for ts_us, _, signal in _signals(path, "log", services, start_us, end_us):
+        yield LogEvent(ts_us / 1e6, str(signal["service_name"]), str(signal.get("message", "")))
+
+
+def span_events(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[SpanEvent]:
+    """Each span's start, service, name, duration and whether it failed: what ``tracets_*.csv`` aggregate.
+
+    A span failed when its OTel status is ``ERROR`` (a hop that answered an
+    error, dropped the connection, or whose caller gave up) or its HTTP status is 500 or more.
+    """
+    for ts_us, _, signal in _signals(path, "trace", services, start_us, end_us):
+        attributes = signal.get("attributes") or {}
+        status = attributes.get("http.status_code", attributes.get("http.response.status_code"))
+        duration_ms = signal.get("duration_ms")
+        failed = signal.get("status") == "ERROR" or (isinstance(status, int) and status >= 500)
+        yield SpanEvent(
+            ts_us / 1e6,
+            str(signal["service_name"]),
+            str(attributes.get("span.name") or ""),
+            float(duration_ms) if isinstance(duration_ms, int | float) else None,
+            failed,
+        )

@@ -8,6 +8,9 @@ One home for the layout (docs/cases.md describes each column):
   an empty cell: RCAEval's ``main.py`` forward-fills, then fills 0.
 - ``logs.csv`` and ``traces.csv``: RCAEval RE2's columns, in its order
   (``logs.csv`` has fakesvc's ``trace_id`` after them).
+- ``logts.csv``, ``tracets_err.csv``, ``tracets_lat.csv``: ``time`` (epoch
+  seconds, one row per 15 s), then one column per series
+  (:mod:`fakesvc.cases.multisource`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 DATA_FILE, INJECT_FILE, LOGS_FILE, TRACES_FILE = "data.csv", "inject_time.txt", "logs.csv", "traces.csv"
 TRUTH_FILE, REPORT_FILE, CASE_FILE = "truth.jsonl", "report.json", "case.json"
+LOGTS_FILE, TRACETS_ERR_FILE, TRACETS_LAT_FILE = "logts.csv", "tracets_err.csv", "tracets_lat.csv"
 
 # Per service, in this order; cpu and mem stay (empty) when the services send no such series.
 SERIES_METRICS = ("cpu", "mem", "latency-50", "latency-90", "workload", "error")
