@@ -73,10 +73,12 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=3.0, help="the run's length: a third each of warmup, fault, recovery"
     )
+    parser.add_argument("--keep", type=Path, help="play into this directory and keep the run (to profile the export)")
     args = parser.parse_args()
     third = args.minutes * 60 / 3
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         print(f"playing the shop for {args.minutes:g} min at {args.rate:g} checkouts/s ...", file=sys.stderr)
         db = play(workdir, args.rate, third, third, third)
         began = time.perf_counter()

@@ -78,7 +78,7 @@ NOT_RUN = {
     "causalrca": "needs torch (kept out of the venv: no torch/CUDA)",
     "run": "needs torch",
     "rcd": "needs Python 3.8 and RCAEval's patched causal-learn (its 'rcd' environment)",
-    "mmbaro/mmnsigma/mmcirca": "multi-source: need logs and traces (logts.csv, tracets_*.csv) the cases lack",
+    "mmbaro/mmnsigma/mmcirca": "multi-source: cases now carry logts.csv and tracets_*.csv, but this runner does not pass them yet",
 }
 DEFAULT_METHODS = (
     "baro,nsigma,e_diagnosis,circa,pc_pagerank,granger_pagerank,pc_randomwalk,fci_pagerank,lingam_pagerank,cloudranger"

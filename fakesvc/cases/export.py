@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,27 +121,33 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
         sink_rows.check(run.sink_db)
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"--sink-db: {run.sink_db}: cannot read ({exc})") from None
-    samples = sink_rows.series_samples(run.sink_db, graph.names, low_us, high_us)
-    rows = grid.resample(samples, graph.names, seconds)
-    columns = tables.data_columns(graph.names)
-    tables.write_csv(
-        partial / tables.DATA_FILE, columns, ([second, *(values[c] for c in columns[1:])] for second, values in rows)
-    )
-    (partial / tables.INJECT_FILE).write_text(f"{inject_time}\n", encoding="utf-8")
-    logs = tables.write_csv(
-        partial / tables.LOGS_FILE, tables.LOG_COLUMNS, sink_rows.log_rows(run.sink_db, graph.names, low_us, high_us)
-    )
-    spans = tables.write_csv(
-        partial / tables.TRACES_FILE,
-        tables.TRACE_COLUMNS,
-        sink_rows.span_rows(run.sink_db, graph.names, low_us, high_us),
-    )
-    series_15s = write_multi_source(
-        partial, run.sink_db, graph, multisource.Grid.of(seconds, inject_time), (low_us, high_us)
-    )
-    shutil.copyfile(run.truth, partial / tables.TRUTH_FILE)
-    shutil.copyfile(run.report, partial / tables.REPORT_FILE)
-    predicted = predict(run.sink_db, run.truth, graph, partial / PREDICTIONS_FILE)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the analyser reads the sink while the files are written
+        predicting = pool.submit(predict, run.sink_db, run.truth, graph, partial / PREDICTIONS_FILE)
+        samples = sink_rows.series_samples(run.sink_db, graph.names, low_us, high_us)
+        rows = grid.resample(samples, graph.names, seconds)
+        columns = tables.data_columns(graph.names)
+        tables.write_csv(
+            partial / tables.DATA_FILE,
+            columns,
+            ([second, *(values[c] for c in columns[1:])] for second, values in rows),
+        )
+        (partial / tables.INJECT_FILE).write_text(f"{inject_time}\n", encoding="utf-8")
+        logs = tables.write_csv(
+            partial / tables.LOGS_FILE,
+            tables.LOG_COLUMNS,
+            sink_rows.log_rows(run.sink_db, graph.names, low_us, high_us),
+        )
+        spans = tables.write_csv(
+            partial / tables.TRACES_FILE,
+            tables.TRACE_COLUMNS,
+            sink_rows.span_rows(run.sink_db, graph.names, low_us, high_us),
+        )
+        series_15s = write_multi_source(
+            partial, run.sink_db, graph, multisource.Grid.of(seconds, inject_time), (low_us, high_us)
+        )
+        shutil.copyfile(run.truth, partial / tables.TRUTH_FILE)
+        shutil.copyfile(run.report, partial / tables.REPORT_FILE)
+        predicted = predicting.result()
     case = {
         "format": CASE_FORMAT,
         "fakesvc_version": __version__,
