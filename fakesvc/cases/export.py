@@ -14,17 +14,19 @@ import json
 import math
 import shutil
 import sqlite3
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fakesvc import __version__
 from fakesvc.cases import grid, layout, multisource, sink_rows, tables
 from fakesvc.cases.kinds import rcaeval_name
 from fakesvc.cases.plan import CasePlan
 from fakesvc.cases.predict import PREDICTIONS_FILE, predict
+from fakesvc.cases.tables import Cell
 from fakesvc.faults.rules import HARMLESS_KINDS
 from fakesvc.graph.export import as_dict
 from fakesvc.graph.model import Graph
@@ -132,18 +134,20 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
             ([second, *(values[c] for c in columns[1:])] for second, values in rows),
         )
         (partial / tables.INJECT_FILE).write_text(f"{inject_time}\n", encoding="utf-8")
+        log_events: list[multisource.LogEvent] = []
+        span_events: list[multisource.SpanEvent] = []
         logs = tables.write_csv(
             partial / tables.LOGS_FILE,
             tables.LOG_COLUMNS,
-            sink_rows.log_rows(run.sink_db, graph.names, low_us, high_us),
+            _noting(sink_rows.logs(run.sink_db, graph.names, low_us, high_us), log_events),
         )
         spans = tables.write_csv(
             partial / tables.TRACES_FILE,
             tables.TRACE_COLUMNS,
-            sink_rows.span_rows(run.sink_db, graph.names, low_us, high_us),
+            _noting(sink_rows.spans(run.sink_db, graph.names, low_us, high_us), span_events),
         )
         series_15s = write_multi_source(
-            partial, run.sink_db, graph, multisource.Grid.of(seconds, inject_time), (low_us, high_us)
+            partial, graph, multisource.Grid.of(seconds, inject_time), log_events, span_events
         )
         shutil.copyfile(run.truth, partial / tables.TRUTH_FILE)
         shutil.copyfile(run.report, partial / tables.REPORT_FILE)
@@ -202,12 +206,26 @@ def fill_case(partial: Path, run: RunInputs, graph: Graph, plan: CasePlan | None
     return case
 
 
+Event = TypeVar("Event")
+
+
+def _noting(pairs: Iterable[tuple[list[Cell], Event]], events: list[Event]) -> Iterator[list[Cell]]:
+    """Each row for its file, its event kept for the 15 s series: the sink's signals are read once."""
+    for row, event in pairs:
+        events.append(event)
+        yield row
+
+
 def write_multi_source(
-    partial: Path, sink_db: Path, graph: Graph, buckets: multisource.Grid, read_us: tuple[int, int]
+    partial: Path,
+    graph: Graph,
+    buckets: multisource.Grid,
+    log_events: list[multisource.LogEvent],
+    span_events: list[multisource.SpanEvent],
 ) -> dict[str, Any]:
     """``logts.csv``, ``tracets_err.csv`` and ``tracets_lat.csv``; what ``case.json`` says of them."""
-    logts, templates = multisource.log_table(sink_rows.log_events(sink_db, graph.names, *read_us), graph.names, buckets)
-    err, lat = multisource.span_tables(sink_rows.span_events(sink_db, graph.names, *read_us), graph.names, buckets)
+    logts, templates = multisource.log_table(log_events, graph.names, buckets)
+    err, lat = multisource.span_tables(span_events, graph.names, buckets)
     for name, table in ((tables.LOGTS_FILE, logts), (tables.TRACETS_ERR_FILE, err), (tables.TRACETS_LAT_FILE, lat)):
         tables.write_csv(partial / name, table.columns, table.rows)
     return {

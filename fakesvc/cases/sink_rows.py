@@ -80,32 +80,41 @@ def clock(ts_us: int) -> str:
     return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%H:%M")
 
 
-def log_rows(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[list[Cell]]:
-    """``logs.csv`` rows: time, timestamp (epoch ns), container_name, message, level, req_path, error, trace_id."""
+def logs(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[tuple[list[Cell], LogEvent]]:
+    """Each log as its ``logs.csv`` row (time, timestamp in epoch ns, container_name, message, level,
+    req_path, error, trace_id) and as what ``logts.csv`` counts (its time, service and message)."""
     for ts_us, trace_id, signal in _signals(path, "log", services, start_us, end_us):
         attributes = signal.get("attributes") or {}
         route = attributes.get("route") or attributes.get("http.route") or ""
         error = attributes.get("exception.message") or attributes.get("error_code") or ""
-        yield [
+        message = signal.get("message", "")
+        row: list[Cell] = [
             clock(ts_us),
             ts_us * 1000,
             signal["service_name"],
-            signal.get("message", ""),
+            message,
             str(signal.get("level", "")).lower(),
             route,
             error,
             trace_id,
         ]
+        yield row, LogEvent(ts_us / 1e6, str(signal["service_name"]), str(message))
 
 
-def span_rows(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[list[Cell]]:
-    """``traces.csv`` rows (Jaeger's, as RE2 has them): start in epoch ms and µs, duration in µs."""
+def spans(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[tuple[list[Cell], SpanEvent]]:
+    """Each span as its ``traces.csv`` row (Jaeger's, as RE2 has them: start in epoch ms and µs, duration
+    in µs) and as what ``tracets_*.csv`` aggregate: its start, service, name, duration and whether it failed.
+
+    A span failed when its OTel status is ``ERROR`` (a hop that answered an
+    error, dropped the connection, or whose caller gave up) or its HTTP status is 500 or more.
+    """
     for ts_us, trace_id, signal in _signals(path, "trace", services, start_us, end_us):
         attributes = signal.get("attributes") or {}
-        name = attributes.get("span.name") or ""
+        name = str(attributes.get("span.name") or "")
         status = attributes.get("http.status_code", attributes.get("http.response.status_code"))
         duration_ms = signal.get("duration_ms")
-        yield [
+        known_ms = float(duration_ms) if isinstance(duration_ms, int | float) else None
+        row: list[Cell] = [
             clock(ts_us),
             trace_id,
             signal.get("span_id", ""),
@@ -114,33 +123,9 @@ def span_rows(path: Path, services: Collection[str], start_us: int, end_us: int)
             name,
             ts_us // 1000,
             ts_us,
-            round(float(duration_ms) * 1000) if isinstance(duration_ms, int | float) else None,
+            round(known_ms * 1000) if known_ms is not None else None,
             status if isinstance(status, int) else None,
             signal.get("parent_span_id") or None,
         ]
-
-
-def log_events(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[LogEvent]:
-    """Each log's time, service and message: what ``logts.csv`` counts."""
-    for ts_us, _, signal in _signals(path, "log", services, start_us, end_us):
-        yield LogEvent(ts_us / 1e6, str(signal["service_name"]), str(signal.get("message", "")))
-
-
-def span_events(path: Path, services: Collection[str], start_us: int, end_us: int) -> Iterator[SpanEvent]:
-    """Each span's start, service, name, duration and whether it failed: what ``tracets_*.csv`` aggregate.
-
-    A span failed when its OTel status is ``ERROR`` (a hop that answered an
-    error, dropped the connection, or whose caller gave up) or its HTTP status is 500 or more.
-    """
-    for ts_us, _, signal in _signals(path, "trace", services, start_us, end_us):
-        attributes = signal.get("attributes") or {}
-        status = attributes.get("http.status_code", attributes.get("http.response.status_code"))
-        duration_ms = signal.get("duration_ms")
         failed = signal.get("status") == "ERROR" or (isinstance(status, int) and status >= 500)
-        yield SpanEvent(
-            ts_us / 1e6,
-            str(signal["service_name"]),
-            str(attributes.get("span.name") or ""),
-            float(duration_ms) if isinstance(duration_ms, int | float) else None,
-            failed,
-        )
+        yield row, SpanEvent(ts_us / 1e6, str(signal["service_name"]), name, known_ms, failed)
