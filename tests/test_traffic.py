@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -250,3 +252,37 @@ def test_bad_traffic_flags_are_one_clear_line(argv: list[str], message: str) -> 
     with pytest.raises(ConfigError) as info:
         traffic_config_from_args(parser.parse_args(argv))
     assert str(info.value).startswith(message)
+
+
+async def test_the_last_truth_write_waits_for_the_one_a_cancelled_caller_left_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress task is cancelled at the run's end, maybe while its append runs in a thread: the run's
+    last write must wait for that one, or the file is read short (a loaded host lost 63 of 200 lines)."""
+    from fakesvc.traffic import run as traffic_run
+
+    gate = threading.Event()
+    appended: list[list[str]] = []
+    real_append = traffic_run._append
+
+    def held_append(path: str, lines: list[str]) -> None:
+        appended.append(lines)
+        if len(appended) == 1:
+            gate.wait(30)  # the first append is slow: the host is busy
+        real_append(path, lines)
+
+    monkeypatch.setattr(traffic_run, "_append", held_append)
+    truth = tmp_path / "truth.jsonl"
+    run = traffic_run.Run(TrafficConfig(target="http://127.0.0.1:9", rate=1.0, count=1, truth_path=str(truth)))
+    run.truth = ["first"]
+    progress = asyncio.ensure_future(traffic_run._write_truth(run))
+    while not appended:  # its thread has started
+        await asyncio.sleep(0.001)
+    progress.cancel()
+    run.truth = ["second"]
+    last = asyncio.ensure_future(traffic_run._write_truth(run))
+    await asyncio.sleep(0.01)
+    assert not last.done()  # it waits for the append before it
+    gate.set()
+    await last
+    assert truth.read_text() == "first\nsecond\n"

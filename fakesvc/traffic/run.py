@@ -145,6 +145,7 @@ class Run:
         self.causes: Counter[str] = Counter()  # completed checkouts by observed cause
         self.harness_lines: list[dict[str, Any]] = []  # the first few, for the summary
         self.truth: list[str] = []
+        self.truth_write: asyncio.Future[None] | None = None  # the append in its thread, if one is under way
         self.telemetry: dict[str, Any] = {}
         self.wall_start = time.time()
         self.graph = config.graph or checkout_graph(config.timeouts)  # what the records are read against
@@ -289,10 +290,19 @@ async def _progress(run: Run, session: aiohttp.ClientSession, stream: TextIO, st
 
 
 async def _write_truth(run: Run) -> None:
+    """Append the lines so far, in a thread, after the append before it has ended.
+
+    A caller cancelled while its append runs (the progress task, at the run's end)
+    leaves the thread writing: the next call waits for it first, so the run's last
+    call returns only once every line is in the file, each append whole and in order.
+    """
+    if run.truth_write is not None:
+        await asyncio.shield(run.truth_write)
     if not run.truth or not run.config.truth_path:
         return
     lines, run.truth = run.truth, []
-    await asyncio.to_thread(_append, run.config.truth_path, lines)
+    run.truth_write = asyncio.ensure_future(asyncio.to_thread(_append, run.config.truth_path, lines))
+    await asyncio.shield(run.truth_write)
 
 
 def _append(path: str, lines: list[str]) -> None:
