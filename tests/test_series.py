@@ -63,10 +63,16 @@ def test_a_sample_goes_out_as_metric_signals_named_as_rcaevals_columns() -> None
     by_name = {signal["metric_name"]: signal for _, signal in sent}
     assert sorted(by_name) == ["error", "latency-50", "latency-90", "latency-99", "workload"]
     assert (by_name["workload"]["value"], by_name["error"]["value"], by_name["latency-90"]["value"]) == (1.0, 0.0, 12.5)
-    assert {signal["trace_id"] for signal in by_name.values()} == {series_trace_id("cartservice", 1_765_000_000.0)}
-    # two samples in one second (a late tick, the last one at shutdown) never share a trace: a backend
-    # that refuses a trace's later signals (ProdSentinel's race) would refuse the second
-    assert series_trace_id("cartservice", 1_765_000_000.0) != series_trace_id("cartservice", 1_765_000_000.5)
+    # every signal a trace of its own: ProdSentinel races to open an incident for a trace whose first signals
+    # arrive together, and refuses the rest of that trace; and two samples in one second (a late tick, the
+    # last one at shutdown) never share one either
+    assert {name: signal["trace_id"] for name, signal in by_name.items()} == {
+        name: series_trace_id("cartservice", 1_765_000_000.0, name) for name in by_name
+    }
+    assert len({signal["trace_id"] for signal in by_name.values()}) == len(by_name)
+    assert series_trace_id("cartservice", 1_765_000_000.0, "cpu") != series_trace_id(
+        "cartservice", 1_765_000_000.5, "cpu"
+    )
     assert {signal["service_name"] for signal in by_name.values()} == {"cartservice"}
     assert by_name["workload"]["timestamp"].startswith("2025-12-06T05:46:40")
 

@@ -82,10 +82,12 @@ def _percentile(ordered: list[float], percent: int) -> float | None:
     return round(ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)], 3)
 
 
-def series_trace_id(service: str, at: float) -> str:
-    """ProdSentinel files every signal under a trace: each sample gets its own (its service and its exact
-    time, 32 hex digits), so no later signal ever joins the trace of one the backend already filed."""
-    return hashlib.blake2b(f"{service}|{at!r}|series".encode(), digest_size=16).hexdigest()
+def series_trace_id(service: str, at: float, metric: str) -> str:
+    """ProdSentinel files every signal under a trace and opens an incident for a trace it has not seen,
+    racing when a trace's first signals arrive together (it then refuses the rest of that trace): each
+    signal of a sample gets a trace of its own (its service, its exact time and its metric, 32 hex digits),
+    so none ever joins a trace the backend already filed or is racing to open."""
+    return hashlib.blake2b(f"{service}|{at!r}|{metric}|series".encode(), digest_size=16).hexdigest()
 
 
 Measure = Callable[[float, int], dict[str, float]]  # (interval_s, requests served) -> resource readings

@@ -138,7 +138,6 @@ class Telemetry:
         """Emit one sample of a service's series as metric signals named as RCAEval's columns (no-op when off)."""
         if self._emit_metric is None:
             return
-        trace_id = series_trace_id(service, sample.at)
         timestamp = datetime.fromtimestamp(sample.at, UTC)
         attributes = {"series": True, "interval_s": sample.interval_s}
         values: list[tuple[str, float, str]] = [("workload", sample.workload, "1/s"), ("error", sample.errors, "1/s")]
@@ -146,6 +145,7 @@ class Telemetry:
         values += [(name, value, RESOURCE_UNITS.get(name, "1")) for name, value in sample.resources.items()]
         for name, value, unit in values:
             told = {**attributes, "background": sample.background} if name == "workload" else attributes
+            trace_id = series_trace_id(service, sample.at, name)
             self._emit_metric(METRIC_KIND, metric_signal(service, trace_id, name, value, unit, told, timestamp))
 
     def stats(self) -> dict[str, Any]:
