@@ -22,7 +22,19 @@ latency (``case.json``'s ``entry``, else the first service of ``data.csv``), wha
 
 RCAEval wraps CIRCA and the PageRank / random-walk methods in ``@rca``, which on any exception returns
 the columns in file order as if it were a ranking. Here that wrapper is replaced by one that lets the
-exception through, so a method that fails on a case is counted as a failure with its error.
+exception through, so a method that fails on a case is counted as a failure with its error. ``mmcirca``
+does the same inside itself (a failed PC returns the columns as the ranking): the runner watches its
+``pc_default`` and raises what it raised.
+
+The multi-source methods (``mmbaro``, ``mmnsigma``, ``mmcirca``) get what ``main.py``'s ``process``
+builds for them: a dict of ``metric`` (the window above, a DataFrame at one row a second), ``logts``,
+``tracets_err``, ``tracets_lat`` (the case's ``logts.csv``, ``tracets_err.csv``, ``tracets_lat.csv``
+as read, 15 s buckets, cut to the last ``length * 4 // 2`` rows before the injection and the first
+after it: ``--length-s // 15``, 40 by default), with ``dataset`` ``"re2-ob"`` (``--mm-dataset``):
+``mmnsigma``/``mmbaro`` use the ``tracets_*`` files only for the RE2/RE3 OB and TT names, and the
+other methods' ``"fakesvc"`` would leave them out. ``main.py`` needs ``logts.csv`` and skips missing
+trace files; here a case without any of the three is a failure that names them (fakesvc writes all
+three, so a missing one is an older or broken case).
 """
 
 from __future__ import annotations
@@ -72,16 +84,23 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "easyrca": ("easyrca.py", "easyrca", "tigramite, pingouin; uses the SLI"),
     "ht": ("__init__.py", "ht", "PyRCA (PC + hypothesis testing)"),
     "dummy": ("__init__.py", "dummy", "- (RCAEval's own random ranking of metrics)"),
+    "mmbaro": ("baro.py", "mmbaro", "-; multi-source: logts.csv, tracets_err.csv, tracets_lat.csv"),
+    "mmnsigma": ("baro.py", "mmnsigma", "-; multi-source: logts.csv, tracets_err.csv, tracets_lat.csv"),
+    "mmcirca": ("circa.py", "mmcirca", "causal-learn (PC), networkx; multi-source: logts.csv (no traces)"),
 }
+# RCAEval's main.py builds a dict of DataFrames for these instead of passing the metrics table
+MULTI_SOURCE = ("mmbaro", "mmnsigma", "mmcirca")
+MULTI_SOURCE_FILES = ("logts.csv", "tracets_err.csv", "tracets_lat.csv")
 # not run, and why: shown with the results so the table's gaps are explained
 NOT_RUN = {
     "causalrca": "needs torch (kept out of the venv: no torch/CUDA)",
     "run": "needs torch",
     "rcd": "needs Python 3.8 and RCAEval's patched causal-learn (its 'rcd' environment)",
-    "mmbaro/mmnsigma/mmcirca": "multi-source: cases now carry logts.csv and tracets_*.csv, but this runner does not pass them yet",
+    "mmrcd": "multi-source RCD: needs Python 3.8 and RCAEval's patched causal-learn, as rcd",
 }
 DEFAULT_METHODS = (
-    "baro,nsigma,e_diagnosis,circa,pc_pagerank,granger_pagerank,pc_randomwalk,fci_pagerank,lingam_pagerank,cloudranger"
+    "baro,nsigma,e_diagnosis,circa,pc_pagerank,granger_pagerank,pc_randomwalk,fci_pagerank,lingam_pagerank,cloudranger,"
+    "mmbaro,mmnsigma"
 )
 BASELINES = ("random", "analyser")
 
@@ -133,7 +152,22 @@ def load(file, name):
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     spec.loader.exec_module(module)
+    if name == "mmcirca" and hasattr(module, "pc_default"):
+        # mmcirca answers a failed PC with the columns in file order: keep the error to raise it
+        inner = module.pc_default
+
+        def pc_default(*args, **kwargs):
+            try:
+                return inner(*args, **kwargs)
+            except BaseException as exc:
+                swallowed.append(exc)
+                raise
+
+        module.pc_default = pc_default
     return getattr(module, name)
+
+
+swallowed = []
 
 
 def first_line(exc):
@@ -167,6 +201,32 @@ def read_case(case):
     return data.rename(columns={c: c[: -len("-90")] for c in data.columns if c.endswith("_latency-90")})
 
 
+def cut(frame, inject, rows):
+    """main.py's cut of a 15 s file: the last `rows` rows before the injection, the first `rows` from it."""
+    normal = frame[frame["time"] < inject].tail(rows)
+    anomal = frame[frame["time"] >= inject].head(rows)
+    return pd.concat([normal, anomal], ignore_index=True)
+
+
+def read_multi_source(case, metric):
+    """The dict main.py's process() passes to mmbaro / mmnsigma / mmcirca."""
+    folder = os.path.dirname(case["data"])
+    missing = [n for n in job["mm_files"] if not os.path.isfile(os.path.join(folder, n))]
+    if missing:
+        raise FileNotFoundError(
+            f"no {', '.join(missing)} in the case: the multi-source files (cases made before fakesvc wrote them have none)"
+        )
+    frames = {n: pd.read_csv(os.path.join(folder, n)) for n in job["mm_files"]}
+    rows = job["mm_rows"]
+    inject = case["inject_time"]
+    return {
+        "metric": metric.copy(deep=True),
+        "logts": cut(frames["logts.csv"], inject, rows),
+        "tracets_err": cut(frames["tracets_err.csv"], inject, rows),
+        "tracets_lat": cut(frames["tracets_lat.csv"], inject, rows),
+    }
+
+
 def name_of(item):
     if isinstance(item, (tuple, list)) and item:
         item = item[0]
@@ -182,18 +242,24 @@ for index, case in enumerate(job["cases"]):
         random.seed(job["seed"])
         np.random.seed(job["seed"])
         data = read_case(case)
+        n_iter = len(data.columns) - 1
+        if job["multi_source"]:
+            data = read_multi_source(case, data)
         run_args = argparse.Namespace(root_path=os.getcwd(), data_path=case["data"])
+        swallowed.clear()
         result = func(
             data,
             case["inject_time"],
-            dataset="fakesvc",
+            dataset=job["dataset"],
             anomalies=None,
             dk_select_useful=False,
             sli=case["sli"],
             verbose=False,
-            n_iter=len(data.columns) - 1,
+            n_iter=n_iter,
             args=run_args,
         )
+        if swallowed:
+            raise swallowed[0]
         ranks = [name_of(item) for item in result["ranks"]]
         emit(event="done", index=index, ranks=ranks, seconds=round(time.monotonic() - started, 3))
     except BaseException as exc:
@@ -279,12 +345,16 @@ def load_suite(suite: Path) -> list[Case]:
 
 
 def to_services(ranks: Iterable[str], services: Sequence[str]) -> list[str]:
-    """A ranking of ``<svc>_<metric>`` columns (or services) as services, each at its first appearance."""
-    known = set(services)
+    """A ranking of ``<svc>_<metric>`` columns (or services) as services, each at its first appearance.
+
+    The multi-source columns are ``<svc>_<template id>`` and ``<svc>_<operation>``, an operation that
+    may hold ``_`` itself (``{item_id}``): a column belongs to the longest service it starts with.
+    """
+    longest_first = sorted(services, key=len, reverse=True)
     out: list[str] = []
     for item in ranks:
-        service = item if item in known else item.rsplit("_", 1)[0]
-        if service in known and service not in out:
+        service = item if item in services else next((s for s in longest_first if item.startswith(s + "_")), None)
+        if service is not None and service not in out:
             out.append(service)
     return out
 
@@ -391,6 +461,7 @@ def run_method(
     length: int,
     seed: int,
     drop_duplicates: bool,
+    mm_dataset: str = "re2-ob",
 ) -> tuple[dict[str, Outcome], str | None]:
     """Every case's outcome for one method, and the method's load error if it could not be imported."""
     file, function, _needs = METHODS[method]
@@ -406,6 +477,11 @@ def run_method(
                 "seed": seed,
                 "length": length,
                 "drop_duplicates": drop_duplicates,
+                # main.py: args.length * 60 // 2 rows a side of the 1 s table, args.length * 4 // 2 of the 15 s files
+                "multi_source": method in MULTI_SOURCE,
+                "mm_files": list(MULTI_SOURCE_FILES),
+                "mm_rows": length // 15,
+                "dataset": mm_dataset if method in MULTI_SOURCE else "fakesvc",
                 "cases": [{"data": str(c.dir / "data.csv"), "inject_time": c.inject_time, "sli": c.sli} for c in todo],
             }
             job_path.write_text(json.dumps(job))
@@ -588,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
         help="drop a column equal to an earlier one in the window (not RCAEval's protocol): "
         "services that see every request have equal workload columns, and PC's Fisher-z test fails on them",
     )
+    parser.add_argument(
+        "--mm-dataset",
+        default="re2-ob",
+        help="the dataset name the multi-source methods get (main.py's --dataset); mmbaro/mmnsigma read the "
+        "tracets_* files only for re2-ob, re2-tt, re3-ob, re3-tt, mm-ob, mm-tt",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="methods run at once (one process each)")
     parser.add_argument("--json", type=Path, help="write every figure and each case's outcome here")
     args = parser.parse_args(argv)
@@ -631,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
                 length=args.length_s,
                 seed=args.seed,
                 drop_duplicates=args.drop_duplicate_columns,
+                mm_dataset=args.mm_dataset,
             )
             results[method], load_errors[method] = outcomes, load_error
             wall[method] = round(time.monotonic() - started, 1)
@@ -685,6 +768,12 @@ def main(argv: list[str] | None = None) -> int:
             else "every column kept, as RCAEval does."
         )
     )
+    if any(m in MULTI_SOURCE for m in methods):
+        print(
+            f"Multi-source ({', '.join(m for m in methods if m in MULTI_SOURCE)}): data.csv's window plus "
+            f"{', '.join(MULTI_SOURCE_FILES)}, {args.length_s // 15} rows of 15 s each side, dataset "
+            f"{args.mm_dataset!r}; a case without them is a failure."
+        )
     print("A failure counts as a miss; 'fails' counts them. 'chance' is a uniform random ranking's expectation.\n")
     for dimension in ("all", "fault", "graph"):
         rows = [["method", dimension, "n", "AC@1", "AC@3", "Avg@5", "fails", "s/case"]]
@@ -749,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
                 "timeout_s": args.timeout,
                 "seed": args.seed,
                 "drop_duplicate_columns": args.drop_duplicate_columns,
+                "mm_dataset": args.mm_dataset,
+                "mm_rows": args.length_s // 15,
             },
             "venv": {"path": str(args.venv), **install},
             "methods": {
