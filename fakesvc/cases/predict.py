@@ -8,34 +8,35 @@ judges every checkout of the truth against it, as it would against a live run.
 
 from __future__ import annotations
 
+import os
+import re
+import selectors
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from fakesvc.cases.play import free_port
 from fakesvc.console import say
 from fakesvc.graph.model import Graph
 from fakesvc.truth import graph_fields
 
 PREDICTIONS_FILE = "predictions.jsonl"
 READY_TIMEOUT_S = 30.0
+LISTENING = re.compile(rb"listening on (http://\S+)")
 
 
 def predict(sink_db: Path, truth: Path, graph: Graph, out: Path) -> bool:
     """Write the analyser's answers for ``truth`` to ``out``; False (and a line on stderr) when it could not."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     sink = subprocess.Popen(
-        [sys.executable, "-m", "fakesvc.sink", "--db", str(sink_db), "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "fakesvc.sink", "--db", str(sink_db), "--host", "127.0.0.1", "--port", "0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        if not _ready(url, sink):
+        url = _announced(sink)
+        if url is None:
             say(f"{out.parent.name}: no predictions: the sink did not start on the run's database")
             return False
         fields = graph_fields(graph)
@@ -64,14 +65,22 @@ def predict(sink_db: Path, truth: Path, graph: Graph, out: Path) -> bool:
             sink.wait()
 
 
-def _ready(url: str, sink: subprocess.Popen[bytes]) -> bool:
-    """Poll the sink's health route until it answers (False if it exits or never answers)."""
+def _announced(sink: subprocess.Popen[bytes]) -> str | None:
+    """The URL the sink says it listens on (it picks a free port itself): waited for on its stderr, no polling.
+
+    None when it exits or says nothing in time. What it says afterwards is drained, so it never blocks on a full pipe.
+    """
+    assert sink.stderr is not None
+    said = b""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and sink.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/ingest/health", timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    return False
+    with selectors.DefaultSelector() as selector:
+        selector.register(sink.stderr, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(sink.stderr.fileno(), 4096)
+            if not chunk:
+                return None  # it exited
+            said += chunk
+            if (found := LISTENING.search(said)) is not None:
+                threading.Thread(target=sink.stderr.read, daemon=True).start()
+                return found[1].decode()
+    return None
