@@ -175,12 +175,12 @@ def build_app(
         urls=dict(urls),
         records=HopRecords(),
         series=series,
-    )
-    state.resources = Resources(
-        chaos,
-        service.capacity,
-        Footprint.drawn(config.seed, service.name),
-        service_rng(config.seed, service.name, "use"),
+        resources=Resources(
+            chaos,
+            service.capacity,
+            Footprint.drawn(config.seed, service.name),
+            service_rng(config.seed, service.name, "use"),
+        ),
     )
     app[HOP_STATE] = state
     app[IN_FLIGHT] = in_flight

@@ -17,7 +17,7 @@ import re
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -147,7 +147,7 @@ class HopState:
     urls: Mapping[str, str]  # where each service this one calls listens
     records: HopRecords
     series: ServedSeries  # what its hops served, for its series (the app's sampler reads it)
-    resources: Resources = field(init=False)  # capacity, cpu and memory (set by the app, beside its chaos)
+    resources: Resources  # its capacity, cpu and memory, moved by its chaos's resource faults
     session: aiohttp.ClientSession | None = None
     ready: bool = False
 
