@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import sqlite3
+import statistics
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,8 @@ def test_a_case_has_rcaevals_layout_and_reads_as_rcaeval_reads_it(played: Path) 
     assert read["normal"] and read["anomalous"]
     before = [row["inventory-service_latency"] for row in read["normal"]]
     during = [row["inventory-service_latency"] for row in read["anomalous"]]
-    assert max(during) > 10 * max(before)  # 300 ms injected against single-digit ms
+    # 300 ms injected against single-digit ms (the typical second: one a busy host stalled is no baseline)
+    assert max(during) > 10 * statistics.median(before)
     assert header(case / "logs.csv")[:7] == header(FIXTURE / "logs.csv")
     assert header(case / "traces.csv") == header(FIXTURE / "traces.csv")
 
