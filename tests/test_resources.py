@@ -212,7 +212,9 @@ def _checkout_with(capacity: Any) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("capacity", [0, -1, 1.5, float("nan"), float("inf"), True, "4", 10**9, [1], {"n": 1}])
+@pytest.mark.parametrize(
+    "capacity", [0, -1, 1.5, float("nan"), float("inf"), True, "4", "\u0664", "", None, 10**9, 10**400, [1], {"n": 1}]
+)
 def test_a_bad_capacity_is_one_line_naming_it(capacity: Any) -> None:
     with pytest.raises(GraphError) as raised:
         parse_graph(_checkout_with(capacity), "g.yaml")
