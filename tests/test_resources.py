@@ -145,7 +145,11 @@ def test_memory_climbs_the_service_is_killed_at_its_limit_refuses_then_restarts_
     resources.check_memory()
     assert resources.refusal() is None
     assert resources.reading(1.0, 0)["mem"] < base + 20 * MB  # a clean start, and the leak begins again
-    assert resources.kills == 1
+    after = Request()
+    resources.in_flight.add(after)
+    clock.now += 1
+    resources.check_memory()
+    assert after.ended_by is None  # restarted clean: far from the limit again, no second kill at once
 
 
 def test_the_end_of_a_memory_window_frees_the_leak() -> None:

@@ -114,7 +114,6 @@ class Resources:
         self._drift_mb = 0.0
         self._down_until: float | None = None
         self._leak_from: float | None = None
-        self.kills = 0
 
     # -- capacity -------------------------------------------------------------------------------
 
@@ -216,7 +215,6 @@ class Resources:
         return self.footprint.base_mb + max(0.0, self._drift_mb) + held + self._leaked_mb(now)
 
     def _kill(self, index: int, rule: Rule, now: float) -> None:
-        self.kills += 1
         self._down_until = now + rule.restart_s
         self._leak_from = self._down_until  # the new process starts clean, and leaks again
         fault = self.chaos.resource_fault(index, rule, f"killed: out of memory at {rule.limit_mb:g} MB", dropped=True)
