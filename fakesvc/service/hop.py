@@ -443,6 +443,14 @@ def _cut(ctx: HopContext) -> None:
         transport.abort()
 
 
+def _cut_by(ctx: HopContext, fault: Fault, started: float, *, served: bool = True) -> web.Response:
+    """End the request at a resource fault that cut it (a kill, a refusal): recorded, connection cut."""
+    ctx.inject(fault)
+    _cut(ctx)
+    _finish_dropped(ctx, started, served=served)
+    return web.Response(status=500)  # never sent: the connection is gone
+
+
 def key_problem(name: str, value: str) -> str | None:
     """Why ``value`` cannot be an order or item id (None when it can): checked once, at each hop's edge.
 
@@ -475,10 +483,7 @@ def hop_handler(
         state.chaos.arrived(trace_id, ctx.run)
         refused = state.resources.refusal()
         if refused is not None:  # restarting after a kill: the connection is refused, and nothing is served
-            ctx.inject(refused)
-            _cut(ctx)
-            _finish_dropped(ctx, started, served=False)
-            return web.Response(status=500)  # never sent
+            return _cut_by(ctx, refused, started, served=False)
         state.resources.in_flight.add(ctx)
         try:
             injected = state.chaos.decide(route.path, decision_key(trace_id, ctx.hop), route.method)
@@ -494,10 +499,7 @@ def hop_handler(
             return _with_faults(error_response(err.status, err.detail, **_error_fields(ctx, err)), ctx)
         except asyncio.CancelledError:
             if ctx.killed is not None and ctx.task is not None and ctx.task.uncancel() == 0:
-                ctx.inject(ctx.killed)  # the service was killed under it (not its caller giving up)
-                _cut(ctx)
-                _finish_dropped(ctx, started)
-                return web.Response(status=500)  # never sent
+                return _cut_by(ctx, ctx.killed, started)  # the service was killed under it, not its caller gone
             latency_ms = _elapsed_ms(started)
             _record_cancelled(ctx, latency_ms)
             keep_record(ctx, "cancelled", CLIENT_CLOSED, latency_ms)
